@@ -1,0 +1,67 @@
+"""The `modelfs` command line: one subcommand per job, each importing its module lazily.
+
+Lazy imports keep `modelfs manifests` free of kopf and the Kubernetes client, and keep
+`modelfs --help` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from modelfs import __version__
+
+
+def _cmd_manifests(args: argparse.Namespace) -> int:
+    from modelfs.manifests import write_manifests
+
+    written = write_manifests(Path(args.output))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_controlplane(args: argparse.Namespace) -> int:
+    from modelfs.testing.controlplane import cli_start
+
+    return cli_start(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelfs",
+        description="Declarative LLM model weight management on Kubernetes (BaizeAI/dataset).",
+    )
+    parser.add_argument("--version", action="version", version=f"modelfs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    manifests = sub.add_parser(
+        "manifests", help="regenerate the CRD YAML in config/ from the api/ models"
+    )
+    manifests.add_argument(
+        "--output", default="config", help="the config/ directory to write into (default: config)"
+    )
+    manifests.set_defaults(func=_cmd_manifests)
+
+    controlplane = sub.add_parser(
+        "controlplane", help="run a local kube-apiserver + etcd + kube-controller-manager"
+    )
+    cp_sub = controlplane.add_subparsers(dest="controlplane_command", required=True)
+    cp_start = cp_sub.add_parser("start", help="start the control plane until Ctrl-C")
+    cp_start.add_argument(
+        "--kubeconfig-out", default=None, help="also write the admin kubeconfig to this path"
+    )
+    cp_start.set_defaults(func=_cmd_controlplane)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
