@@ -1,0 +1,59 @@
+# modelfs developer targets. `make help` lists them.
+# Every target bootstraps its own virtualenv (.venv), so a fresh machine needs only Python 3.11+ and Go.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv with modelfs and the dev tools
+
+.PHONY: controlplane-binaries
+controlplane-binaries: ## Build kube-apiserver, kube-controller-manager and etcd into ~/.cache/modelfs
+	hack/build-control-plane.sh
+
+.PHONY: manifests
+manifests: $(STAMP) ## Regenerate config/ (CRDs) from the api/ models
+	$(BIN)/modelfs manifests
+
+.PHONY: lint
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: unit
+unit: $(STAMP) ## Unit and property tests (no cluster)
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+.PHONY: e2e
+e2e: $(STAMP) controlplane-binaries ## End-to-end tests on the local control plane (--k8s=local)
+	$(BIN)/pytest e2e $(PYTEST_ARGS)
+
+.PHONY: test
+test: $(STAMP) controlplane-binaries ## Everything CI runs: lint, unit, property and e2e tests
+	$(MAKE) lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches in the tree (not ~/.cache/modelfs)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
