@@ -1,0 +1,87 @@
+"""modelfs API, group model.samzong.dev, version v1: the single source of the CRD YAML."""
+
+from api.v1.common import (
+    AccessMode,
+    LabelSelector,
+    LabelSelectorOperator,
+    LabelSelectorRequirement,
+    ObjectReference,
+    Phase,
+    SourceType,
+    Storage,
+)
+from api.v1.conditions import (
+    Condition,
+    ConditionStatus,
+    find_condition,
+    is_true,
+    set_condition,
+)
+from api.v1.meta import API_VERSION, CATEGORY, GROUP, VERSION, ApiModel, ObjectMeta
+from api.v1.model import Model, ModelShare, ModelSpec, ModelStatus, VersionConfig, VersionStatus
+from api.v1.modelreference import (
+    ModelReference,
+    ModelReferenceSpec,
+    ModelReferenceStatus,
+    ReferencedDataset,
+)
+from api.v1.modelsource import ModelSource, ModelSourceSpec, ModelSourceStatus
+from api.v1.modelsync import (
+    DeletionPolicy,
+    ModelSync,
+    ModelSyncSpec,
+    ModelSyncStatus,
+    Retry,
+    Schedule,
+    SyncedSource,
+)
+
+KINDS: tuple[type[ModelSource] | type[Model] | type[ModelSync] | type[ModelReference], ...] = (
+    ModelSource,
+    Model,
+    ModelSync,
+    ModelReference,
+)
+
+__all__ = [
+    "API_VERSION",
+    "CATEGORY",
+    "GROUP",
+    "KINDS",
+    "VERSION",
+    "AccessMode",
+    "ApiModel",
+    "Condition",
+    "ConditionStatus",
+    "DeletionPolicy",
+    "LabelSelector",
+    "LabelSelectorOperator",
+    "LabelSelectorRequirement",
+    "Model",
+    "ModelReference",
+    "ModelReferenceSpec",
+    "ModelReferenceStatus",
+    "ModelShare",
+    "ModelSource",
+    "ModelSourceSpec",
+    "ModelSourceStatus",
+    "ModelSpec",
+    "ModelStatus",
+    "ModelSync",
+    "ModelSyncSpec",
+    "ModelSyncStatus",
+    "ObjectMeta",
+    "ObjectReference",
+    "Phase",
+    "ReferencedDataset",
+    "Retry",
+    "Schedule",
+    "SourceType",
+    "Storage",
+    "SyncedSource",
+    "VersionConfig",
+    "VersionStatus",
+    "find_condition",
+    "is_true",
+    "set_condition",
+]

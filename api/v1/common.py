@@ -1,0 +1,163 @@
+"""Types shared by more than one kind: source types, phases, label selectors, storage."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field, JsonValue
+
+from api.v1.meta import MAX_MAP_ENTRIES, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, cel
+
+# RFC 1123 label: what version names must be, since they become part of Dataset names.
+VERSION_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+MAX_VERSION_LENGTH = 63
+# An option key the Dataset loader accepts (`\w+`), and a Kubernetes quantity for sizes.
+OPTION_KEY_PATTERN = r"^[A-Za-z0-9_]+$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+# A Go duration as Kubernetes writes it (`90s`, `1h30m`, `24h`).
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
+
+
+class SourceType(StrEnum):
+    HUGGING_FACE = "HUGGING_FACE"
+    MODEL_SCOPE = "MODEL_SCOPE"
+    S3 = "S3"
+    HTTP = "HTTP"
+    GIT = "GIT"
+    PVC = "PVC"
+    NFS = "NFS"
+    CONDA = "CONDA"
+    REFERENCE = "REFERENCE"
+
+
+class Phase(StrEnum):
+    """The Dataset operator's words for where a download stands."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+def string_map_rules(what: str) -> list[JsonValue]:
+    """CEL for a map that becomes Dataset loader options: `\\w+` keys, no whitespace in values.
+
+    The loader passes each option as one argument without shell parsing, so whitespace in a value
+    reaches it wrapped in literal quotes and breaks it.
+    """
+    return [
+        cel(
+            f"self.all(k, k.matches('{OPTION_KEY_PATTERN}'))",
+            f"{what} keys may contain only letters, digits and '_' (the Dataset loader's \\w+)",
+        ),
+        cel(
+            "self.all(k, !self[k].matches('\\\\s'))",
+            f"{what} values must not contain whitespace: the Dataset loader passes each value as "
+            "one unparsed argument, so whitespace breaks it",
+        ),
+    ]
+
+
+def option_map(description: str, what: str) -> Any:
+    return Field(
+        default_factory=dict,
+        max_length=MAX_MAP_ENTRIES,
+        description=description,
+        json_schema_extra={"x-kubernetes-validations": string_map_rules(what)},
+    )
+
+
+class LabelSelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+class LabelSelectorRequirement(ApiModel):
+    """A label key, an operator and values, as in metav1.LabelSelectorRequirement."""
+
+    key: str = Field(max_length=MAX_NAME_LENGTH, description="The label key the rule applies to.")
+    operator: LabelSelectorOperator = Field(
+        description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_MAP_ENTRIES,
+        description="Values for In and NotIn (non-empty); must be empty for Exists and "
+        "DoesNotExist.",
+    )
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes label selector. The requirements are ANDed; an empty selector matches all."""
+
+    model_config = ConfigDict(
+        **ApiModel.model_config, json_schema_extra={"x-kubernetes-map-type": "atomic"}
+    )
+
+    match_labels: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_MAP_ENTRIES,
+        description="Labels that must all be present with exactly these values.",
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list,
+        max_length=MAX_MAP_ENTRIES,
+        description="Requirements on labels that must all hold.",
+    )
+
+
+class AccessMode(StrEnum):
+    READ_WRITE_ONCE = "ReadWriteOnce"
+    READ_ONLY_MANY = "ReadOnlyMany"
+    READ_WRITE_MANY = "ReadWriteMany"
+    READ_WRITE_ONCE_POD = "ReadWriteOncePod"
+
+
+class Storage(ApiModel):
+    """Where the downloaded weights are stored: the Dataset's volumeClaimTemplate."""
+
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=MAX_NAME_LENGTH,
+        description="StorageClass of the PVC. Unset: the cluster's default StorageClass.",
+    )
+    size: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=QUANTITY_PATTERN,
+        description="Requested capacity, a Kubernetes quantity such as 200Gi. Unset: 100Ti, the "
+        "Dataset operator's default.",
+    )
+    access_modes: list[AccessMode] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Access modes of the PVC. Unset: ReadWriteMany, the Dataset operator's "
+        "default, so many pods can read the weights.",
+    )
+
+
+class ObjectReference(ApiModel):
+    """A namespaced object by namespace and name."""
+
+    namespace: str = Field(max_length=63, description="Namespace of the object.")
+    name: str = Field(max_length=MAX_NAME_LENGTH, description="Name of the object.")
+
+
+__all__ = [
+    "DURATION_PATTERN",
+    "MAX_VALUE_LENGTH",
+    "MAX_VERSION_LENGTH",
+    "VERSION_NAME_PATTERN",
+    "AccessMode",
+    "LabelSelector",
+    "LabelSelectorOperator",
+    "LabelSelectorRequirement",
+    "ObjectReference",
+    "Phase",
+    "SourceType",
+    "Storage",
+    "option_map",
+]

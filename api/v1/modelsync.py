@@ -1,0 +1,159 @@
+"""ModelSync: download one version of a Model into a Dataset, and keep it downloaded."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from api.v1.common import DURATION_PATTERN, MAX_VERSION_LENGTH, Phase, SourceType
+from api.v1.conditions import Condition
+from api.v1.meta import MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, ObjectMeta, cel
+
+IMMUTABLE = "self == oldSelf"
+
+
+class DeletionPolicy(StrEnum):
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+class Schedule(ApiModel):
+    """A periodic resync."""
+
+    interval: str = Field(
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description="Start a new download round when the last success is older than this "
+        "duration (e.g. 24h, 90m). At least 1m.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("duration(self) >= duration('1m')", "interval must be at least 1m")
+            ]
+        },
+    )
+
+
+class Retry(ApiModel):
+    """How a failed download round is retried (the Dataset operator never retries by itself)."""
+
+    limit: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Failed rounds retried after the last success before giving up. 0: never.",
+    )
+    backoff: str = Field(
+        default="1m",
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description="Wait before the first retry; each further retry waits twice as long.",
+    )
+
+
+class ModelSyncSpec(ApiModel):
+    """Which version of which Model to download, and when to download it again."""
+
+    model_ref: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Name of the Model (in this namespace). Immutable.",
+        json_schema_extra={"x-kubernetes-validations": [cel(IMMUTABLE, "modelRef is immutable")]},
+    )
+    version: str = Field(
+        min_length=1,
+        max_length=MAX_VERSION_LENGTH,
+        description="The version to download: a key of the Model's versionConfigs. Immutable.",
+        json_schema_extra={"x-kubernetes-validations": [cel(IMMUTABLE, "version is immutable")]},
+    )
+    sync_round: int = Field(
+        default=1,
+        ge=1,
+        description="Download trigger. Raising it, by any amount, asks for one new download "
+        "round; status.observedSyncRound shows the trigger served.",
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("self >= oldSelf", "syncRound must not decrease")]
+        },
+    )
+    schedule: Schedule | None = Field(
+        default=None, description="Download again periodically. Unset: only on request."
+    )
+    retry: Retry = Field(
+        default_factory=Retry,
+        description="How failed rounds are retried (default: 3 times, 1m backoff, doubling).",
+        # `{}` lets the API server fill in limit and backoff, so `kubectl get -o yaml` shows them.
+        json_schema_extra={"default": {}},
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description="What happens to the Dataset (and so its PVC and the weights) when the "
+        "ModelSync is deleted: Delete removes it, Retain leaves it without owner.",
+    )
+
+
+class SyncedSource(ApiModel):
+    """The Dataset source modelfs resolved."""
+
+    type: SourceType = Field(description="Dataset source type.")
+    uri: str = Field(max_length=MAX_VALUE_LENGTH, description="Dataset source URI.")
+
+
+class ModelSyncStatus(ApiModel):
+    """The Dataset's state as modelfs sees it, and what modelfs did about it."""
+
+    phase: Phase | None = Field(
+        default=None,
+        description="PENDING, PROCESSING, READY or FAILED: the Dataset's phase, and FAILED when "
+        "the spec cannot be resolved.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="modelfs's own (Resolved, Ready) and the Dataset's, prefixed 'Dataset' "
+        "(DatasetJob, DatasetPVC, ...).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this status describes."
+    )
+    last_sync_time: str | None = Field(
+        default=None,
+        description="When the last download round succeeded.",
+        json_schema_extra={"format": "date-time"},
+    )
+    dataset_name: str | None = Field(default=None, description="The Dataset this ModelSync owns.")
+    pvc_name: str | None = Field(default=None, description="The PVC that holds the weights.")
+    dataset_round: int | None = Field(
+        default=None, description="The Dataset's current dataSyncRound."
+    )
+    observed_sync_round: int | None = Field(
+        default=None, description="The spec.syncRound trigger served so far."
+    )
+    attempts: int | None = Field(
+        default=None, ge=0, description="Failed rounds retried since the last success."
+    )
+    source: SyncedSource | None = Field(
+        default=None, description="The Dataset source (type and URI) modelfs resolved."
+    )
+
+
+class ModelSync(ApiModel):
+    """Downloads one version of a Model through a BaizeAI Dataset and reports its state."""
+
+    kind_name: ClassVar[str] = "ModelSync"
+    plural: ClassVar[str] = "modelsyncs"
+    short_names: ClassVar[list[str]] = ["msync"]
+    printer_columns: ClassVar[list[dict[str, Any]]] = [
+        {"name": "Model", "type": "string", "jsonPath": ".spec.modelRef"},
+        {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Dataset", "type": "string", "jsonPath": ".status.datasetName"},
+        {"name": "Last Sync", "type": "date", "jsonPath": ".status.lastSyncTime"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+    api_version: Literal["model.samzong.dev/v1"] = "model.samzong.dev/v1"
+    kind: Literal["ModelSync"] = "ModelSync"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ModelSyncSpec
+    status: ModelSyncStatus = Field(default_factory=ModelSyncStatus)
