@@ -26,7 +26,7 @@ def _cmd_manifests(args: argparse.Namespace) -> int:
 def _cmd_controlplane(args: argparse.Namespace) -> int:
     from modelfs.testing.controlplane import cli_start
 
-    return cli_start(args)
+    return int(cli_start(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

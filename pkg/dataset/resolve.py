@@ -1,0 +1,290 @@
+"""Pure resolution: ModelSource + Model + ModelSync -> the Dataset to apply, or a ResolutionError.
+
+No I/O here. The same inputs always give the same Dataset, so the operator can compare what it
+wants with what exists and write only on change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.v1 import Model, ModelSource, ModelSync, SourceType, Storage
+from pkg.dataset.errors import Reason, ResolutionError
+from pkg.dataset.naming import dataset_name, label_value
+from pkg.dataset.sources import RULES, RepoError, check_value
+from pkg.dataset.types import Dataset, DatasetSource, DatasetType
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "modelfs"
+MODEL_LABEL = "model.samzong.dev/model"
+VERSION_LABEL = "model.samzong.dev/version"
+DEFAULT_ACCESS_MODES = ("ReadWriteMany",)
+DEFAULT_SIZE = "100Ti"
+
+
+@dataclass(frozen=True)
+class ConfigValue:
+    """A merged config value and the field it came from (for error messages)."""
+
+    value: str
+    kind: str
+    field: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The Dataset to apply, and what the user should know about it."""
+
+    dataset: Dataset
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.dataset.metadata.name
+
+    @property
+    def source_type(self) -> str:
+        return str(self.dataset.spec.source.type)
+
+    @property
+    def uri(self) -> str:
+        return self.dataset.spec.source.uri
+
+
+def version_field(version: str) -> str:
+    return f"spec.versionConfigs[{version}]"
+
+
+def source_config_errors(source: ModelSource) -> list[ResolutionError]:
+    """Every problem with a ModelSource's config on its own (no Model needed)."""
+    source_type = SourceType(source.spec.type)
+    errors = [
+        ResolutionError("ModelSource", f"spec.config.{key}", problem, Reason.INVALID_CONFIG)
+        for key, value in sorted(source.spec.config.items())
+        if (problem := check_value(source_type, key, value)) is not None
+    ]
+    if source.spec.secret_ref and not RULES[source_type].secret_key_sets:
+        errors.append(
+            ResolutionError(
+                "ModelSource",
+                "spec.secretRef",
+                f"{source_type} sources read no Secret; remove secretRef",
+                Reason.SECRET_NOT_USED,
+            )
+        )
+    return errors
+
+
+def merged_config(source: ModelSource, model: Model, version: str) -> dict[str, ConfigValue]:
+    """Source config overridden key by key by the version's repoConfig, each value checked."""
+    source_type = SourceType(source.spec.type)
+    errors = source_config_errors(source)
+    if errors:
+        raise errors[0]
+    merged = {
+        key: ConfigValue(value, "ModelSource", f"spec.config.{key}")
+        for key, value in source.spec.config.items()
+    }
+    overrides = model.spec.version_configs[version].repo_config
+    for key, value in sorted(overrides.items()):
+        where = f"{version_field(version)}.repoConfig.{key}"
+        problem = check_value(source_type, key, value)
+        if problem is not None:
+            raise ResolutionError("Model", where, problem, Reason.INVALID_CONFIG)
+        merged[key] = ConfigValue(value, "Model", where)
+    return merged
+
+
+def version_errors(source: ModelSource, model: Model, version: str) -> list[ResolutionError]:
+    """Problems with one version of a Model against its source: config, repo and storage."""
+    try:
+        config = merged_config(source, model, version)
+        build_source(source, model, version, config)
+        volume_claim_template(model, version)
+    except ResolutionError as error:
+        return [error]
+    return []
+
+
+def build_source(
+    source: ModelSource, model: Model, version: str, config: Mapping[str, ConfigValue]
+) -> DatasetSource:
+    source_type = SourceType(source.spec.type)
+    rules = RULES[source_type]
+    values = {key: item.value for key, item in config.items()}
+    repo = model.spec.version_configs[version].repo
+    try:
+        uri = rules.build_uri(repo, values)
+    except RepoError as error:
+        if error.key:
+            where = config.get(error.key)
+            kind, path = (
+                (where.kind, where.field) if where else ("ModelSource", f"spec.config.{error.key}")
+            )
+            raise ResolutionError(kind, path, str(error), error.reason) from None
+        raise ResolutionError(
+            "Model",
+            f"{version_field(version)}.repo",
+            f"{error} ({source_type} repos look like {rules.repo_form})",
+            error.reason,
+        ) from None
+    options = {key: value for key, value in values.items() if key in rules.options}
+    return DatasetSource(type=DatasetType(source_type), uri=uri, options=options)
+
+
+def volume_claim_template(model: Model, version: str) -> dict[str, Any] | None:
+    """The Dataset's PVC template: version storage over model storage, field by field."""
+    base = model.spec.storage or Storage()
+    override = model.spec.version_configs[version].storage or Storage()
+    if model.spec.storage is None and model.spec.version_configs[version].storage is None:
+        return None
+    size = override.size or base.size or DEFAULT_SIZE
+    modes = list(override.access_modes or base.access_modes or DEFAULT_ACCESS_MODES)
+    spec: dict[str, Any] = {"accessModes": modes, "resources": {"requests": {"storage": size}}}
+    class_name = override.storage_class_name or base.storage_class_name
+    if class_name:
+        spec["storageClassName"] = class_name
+    return {"spec": spec}
+
+
+def notes_for(source_type: SourceType, config: Mapping[str, ConfigValue]) -> tuple[str, ...]:
+    revision = config.get("revision")
+    if revision is None:
+        return ()
+    return (
+        f"revision {revision.value!r} ({revision.kind} {revision.field}) is not pinned: the "
+        f"BaizeAI/dataset loader ignores revision for {source_type} and downloads the latest "
+        "files of the default branch",
+    )
+
+
+def resolve(
+    source: ModelSource, model: Model, sync: ModelSync, *, data_sync_round: int = 1
+) -> Resolution:
+    """The Dataset that `sync` asks for, or a ResolutionError naming the field at fault."""
+    version = sync.spec.version
+    if sync.spec.model_ref != model.metadata.name:
+        raise ResolutionError(
+            "ModelSync",
+            "spec.modelRef",
+            f"names Model {sync.spec.model_ref!r}, not {model.metadata.name!r}",
+            Reason.MODEL_MISMATCH,
+        )
+    if model.spec.source_ref != source.metadata.name:
+        raise ResolutionError(
+            "Model",
+            "spec.sourceRef",
+            f"names ModelSource {model.spec.source_ref!r}, not {source.metadata.name!r}",
+            Reason.SOURCE_MISMATCH,
+        )
+    namespaces = {source.metadata.namespace, model.metadata.namespace, sync.metadata.namespace}
+    if len(namespaces) != 1:
+        raise ResolutionError(
+            "ModelSync",
+            "metadata.namespace",
+            "the ModelSource, Model and ModelSync must be in one namespace",
+            Reason.INVALID_SPEC,
+        )
+    if version not in model.spec.version_configs:
+        available = ", ".join(sorted(model.spec.version_configs)) or "none"
+        raise ResolutionError(
+            "ModelSync",
+            "spec.version",
+            f"version {version!r} is not in Model {model.metadata.name!r} versionConfigs "
+            f"(available: {available})",
+            Reason.VERSION_NOT_FOUND,
+        )
+    if data_sync_round < 1:
+        raise ResolutionError(
+            "ModelSync", "status.datasetRound", "must be at least 1", Reason.INVALID_SPEC
+        )
+    source_type = SourceType(source.spec.type)
+    config = merged_config(source, model, version)
+    dataset_source = build_source(source, model, version, config)
+    labels = {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        MODEL_LABEL: label_value(model.metadata.name),
+        VERSION_LABEL: label_value(version),
+    }
+    owner_references = []
+    if sync.metadata.uid:
+        owner_references.append(
+            {
+                "apiVersion": sync.api_version,
+                "kind": sync.kind,
+                "name": sync.metadata.name,
+                "uid": sync.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        )
+    dataset = Dataset.model_validate(
+        {
+            "metadata": {
+                "name": dataset_name(model.metadata.name, version),
+                "namespace": sync.metadata.namespace,
+                "labels": labels,
+                "ownerReferences": owner_references,
+            },
+            "spec": {
+                "source": dataset_source.to_dict(),
+                "secretRef": source.spec.secret_ref,
+                "dataSyncRound": data_sync_round,
+                "volumeClaimTemplate": volume_claim_template(model, version),
+            },
+        }
+    )
+    return Resolution(dataset=dataset, notes=notes_for(source_type, config))
+
+
+def _validation_error(kind: str, error: ValidationError) -> ResolutionError:
+    first = error.errors()[0]
+    path = ".".join(str(part) for part in first["loc"]) or "(object)"
+    return ResolutionError(kind, path, first["msg"], Reason.INVALID_SPEC)
+
+
+def parse(kind: type[ModelSource] | type[Model] | type[ModelSync], body: Mapping[str, Any]) -> Any:
+    """An API object from its JSON body, or a ResolutionError naming the invalid field."""
+    try:
+        return kind.model_validate(dict(body))
+    except ValidationError as error:
+        raise _validation_error(kind.kind_name, error) from None
+
+
+def resolve_bodies(
+    source: Mapping[str, Any],
+    model: Mapping[str, Any],
+    sync: Mapping[str, Any],
+    *,
+    data_sync_round: int = 1,
+) -> Resolution:
+    """`resolve` on raw API bodies, as a controller receives them."""
+    return resolve(
+        parse(ModelSource, source),
+        parse(Model, model),
+        parse(ModelSync, sync),
+        data_sync_round=data_sync_round,
+    )
+
+
+# Re-exported so callers need only this module for spec-level typing.
+__all__ = [
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "MODEL_LABEL",
+    "VERSION_LABEL",
+    "ConfigValue",
+    "Resolution",
+    "ResolutionError",
+    "merged_config",
+    "parse",
+    "resolve",
+    "resolve_bodies",
+    "source_config_errors",
+    "version_errors",
+    "volume_claim_template",
+]

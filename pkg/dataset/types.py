@@ -1,0 +1,114 @@
+"""A pydantic model of BaizeAI's Dataset (dataset.baizeai.io/v1alpha1), as FACTS.md describes it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from api.v1 import ApiModel, LabelSelector, ObjectMeta
+
+DATASET_GROUP = "dataset.baizeai.io"
+DATASET_VERSION = "v1alpha1"
+DATASET_API_VERSION = f"{DATASET_GROUP}/{DATASET_VERSION}"
+DATASET_PLURAL = "datasets"
+
+
+class DatasetType(StrEnum):
+    GIT = "GIT"
+    S3 = "S3"
+    HTTP = "HTTP"
+    PVC = "PVC"
+    NFS = "NFS"
+    CONDA = "CONDA"
+    REFERENCE = "REFERENCE"
+    HUGGING_FACE = "HUGGING_FACE"
+    MODEL_SCOPE = "MODEL_SCOPE"
+    DATABASE = "DATABASE"
+    HADOOP = "HADOOP"
+    MANUAL = "MANUAL"
+
+
+class DatasetPhase(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class DatasetSource(ApiModel):
+    type: DatasetType
+    uri: str
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class VolumeClaimRef(ApiModel):
+    name: str
+    sub_path: str | None = None
+
+
+class MountOptions(ApiModel):
+    path: str | None = None
+    mode: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+class DatasetSpec(ApiModel):
+    source: DatasetSource
+    secret_ref: str | None = None
+    share: bool | None = None
+    share_to_namespace_selector: LabelSelector | None = None
+    data_sync_round: int = 1
+    volume_claim_template: dict[str, Any] | None = None
+    volume_claim_ref: VolumeClaimRef | None = None
+    mount_options: MountOptions | None = None
+
+
+class DatasetCondition(ApiModel):
+    """metav1.Condition as the Dataset operator writes it: reason `<Type>Ready` even when False."""
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+class SyncRoundStatus(ApiModel):
+    round: int
+    job_name: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    succeed: bool | None = None
+
+
+class DatasetStatus(ApiModel):
+    phase: DatasetPhase = DatasetPhase.PENDING
+    conditions: list[DatasetCondition] = Field(default_factory=list)
+    in_processing: bool | None = None
+    in_processing_round: int | None = None
+    last_succeed_round: int | None = None
+    sync_round_statuses: list[SyncRoundStatus] = Field(default_factory=list)
+    pvc_name: str | None = None
+    read_only: bool | None = None
+    last_sync_time: str | None = None
+
+
+class Dataset(ApiModel):
+    api_version: Literal["dataset.baizeai.io/v1alpha1"] = "dataset.baizeai.io/v1alpha1"
+    kind: Literal["Dataset"] = "Dataset"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: DatasetSpec
+    status: DatasetStatus | None = None
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The object to apply: no status, and metadata limited to what modelfs owns."""
+        body = self.to_dict()
+        body.pop("status", None)
+        meta = body["metadata"]
+        for key in ("labels", "annotations", "ownerReferences"):
+            if not meta.get(key):
+                meta.pop(key, None)
+        return body
