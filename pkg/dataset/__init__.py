@@ -9,6 +9,7 @@ from pkg.dataset.naming import (
     label_value,
     reference_dataset_name,
 )
+from pkg.dataset.ownership import controller_owner, ownership_conflict
 from pkg.dataset.resolve import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -62,11 +63,13 @@ __all__ = [
     "Resolution",
     "ResolutionError",
     "check_value",
+    "controller_owner",
     "dataset_name",
     "describe_secret_keys",
     "dns_label",
     "label_value",
     "missing_secret_keys",
+    "ownership_conflict",
     "parse",
     "reference_dataset_name",
     "resolve",

@@ -241,10 +241,24 @@ def resolve(
     return Resolution(dataset=dataset, notes=notes_for(source_type, config))
 
 
+# Fields whose next path element is a map key, written `field[key]` as Kubernetes does.
+_MAP_FIELDS = {"versionConfigs", "config", "repoConfig", "labels", "annotations", "matchLabels"}
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for index, part in enumerate(loc):
+        after_map = index > 0 and loc[index - 1] in _MAP_FIELDS
+        if isinstance(part, int) or after_map:
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(object)"
+
+
 def _validation_error(kind: str, error: ValidationError) -> ResolutionError:
     first = error.errors()[0]
-    path = ".".join(str(part) for part in first["loc"]) or "(object)"
-    return ResolutionError(kind, path, first["msg"], Reason.INVALID_SPEC)
+    return ResolutionError(kind, field_path(first["loc"]), first["msg"], Reason.INVALID_SPEC)
 
 
 def parse(kind: type[ModelSource] | type[Model] | type[ModelSync], body: Mapping[str, Any]) -> Any:
