@@ -43,7 +43,9 @@ def model(
     )
 
 
-def sync(model_ref: str = "mdl", version: str = "v1", name: str = "sync", uid: str = "") -> ModelSync:
+def sync(
+    model_ref: str = "mdl", version: str = "v1", name: str = "sync", uid: str = ""
+) -> ModelSync:
     metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
     if uid:
         metadata["uid"] = uid

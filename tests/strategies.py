@@ -55,7 +55,9 @@ CONFIG_VALUES: dict[SourceType, dict[str, st.SearchStrategy[str]]] = {
 REPOS: dict[SourceType, st.SearchStrategy[str]] = {
     SourceType.HUGGING_FACE: st.builds(lambda a, b: f"{a}/{b}", word, word),
     SourceType.MODEL_SCOPE: st.builds(lambda a, b: f"{a}/{b}", word, word),
-    SourceType.S3: st.builds(lambda a, b: f"{a}/{b}", dns_label.filter(lambda s: len(s) >= 3), word),
+    SourceType.S3: st.builds(
+        lambda a, b: f"{a}/{b}", dns_label.filter(lambda s: len(s) >= 3), word
+    ),
     SourceType.HTTP: http_url,
     SourceType.GIT: st.builds(lambda u, r: f"{u}/{r}.git", http_url, dns_label),
     SourceType.PVC: st.builds(lambda a, b: f"{a}/{b}", dns_label, word),
@@ -87,7 +89,10 @@ def valid_inputs(draw: st.DrawFn) -> dict[str, Any]:
     model_name = draw(long_dns_name)
     version = draw(version_name)
     source_name = draw(dns_label)
-    source_spec: dict[str, Any] = {"type": source_type.value, "config": draw(config_for(source_type))}
+    source_spec: dict[str, Any] = {
+        "type": source_type.value,
+        "config": draw(config_for(source_type)),
+    }
     if source_type == SourceType.S3 and "region" not in source_spec["config"]:
         source_spec["config"]["region"] = "us-east-1"
     if source_type in SECRET_TYPES and draw(st.booleans()):

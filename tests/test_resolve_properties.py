@@ -20,7 +20,7 @@ from pkg.dataset import (
     ownership_conflict,
     resolve_bodies,
 )
-from tests.strategies import CONFIG_VALUES, SECRET_TYPES, valid_inputs, version_name
+from tests.strategies import CONFIG_VALUES, SECRET_TYPES, valid_inputs
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 EXAMPLES = settings(max_examples=300, deadline=None)
@@ -124,13 +124,13 @@ def test_no_secret_value_reaches_the_dataset(inputs: dict[str, Any], secrets: li
     source_type = SourceType(inputs["source"]["spec"]["type"])
     assume(source_type in SECRET_TYPES)
     inputs["source"]["spec"]["secretRef"] = "creds"
-    serialized_inputs = json.dumps(inputs)
+    serialized_inputs = json.dumps(inputs, ensure_ascii=False)
     assume(all(secret not in serialized_inputs for secret in secrets))
-    # A Secret as the API would return it; resolution is given its name, never its data.
-    secret = {"metadata": {"name": "creds"}, "stringData": dict(enumerate(secrets))}
-    manifest = json.dumps(run(inputs).dataset.to_manifest())
+    # The Secret's data exists beside the inputs; resolution is given its name, never its data.
+    secret_data = {f"key{index}": value for index, value in enumerate(secrets)}
+    manifest = json.dumps(run(inputs).dataset.to_manifest(), ensure_ascii=False)
     assert '"secretRef": "creds"' in manifest
-    for value in secret["stringData"].values():
+    for value in secret_data.values():
         assert value not in manifest
 
 
@@ -161,7 +161,9 @@ def mutate(inputs: dict[str, Any], choice: int, data: st.DataObject) -> tuple[st
         version_spec["repo"] = "?query=1 with spaces"
         return "Model", f"spec.versionConfigs[{version}].repo"
     if choice == 6:
-        key = "include" if source_type in (SourceType.HUGGING_FACE, SourceType.MODEL_SCOPE) else "x y"
+        key = (
+            "include" if source_type in (SourceType.HUGGING_FACE, SourceType.MODEL_SCOPE) else "x y"
+        )
         source_spec["config"][key] = "*.json,*.safetensors"
         return "ModelSource", f"spec.config.{key}"
     if choice == 7:
@@ -192,8 +194,9 @@ def test_every_invalid_input_names_the_field(
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
     max_leaves=10,
 )
 
