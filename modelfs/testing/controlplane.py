@@ -1,0 +1,992 @@
+"""A real, local Kubernetes control plane for tests and the sandbox: etcd, kube-apiserver and
+kube-controller-manager run as child processes, the way controller-runtime's envtest runs them.
+
+    from modelfs.testing.controlplane import ControlPlane
+
+    with ControlPlane() as cp:                      # finds the binaries, starts, waits for ready
+        print(cp.kubeconfig)                        # admin kubeconfig (O=system:masters)
+        print(cp.get("/metrics").decode())          # raw GET as admin, e.g. apiserver metrics
+        sa = cp.service_account_kubeconfig("ns", "operator")   # TokenRequest-backed kubeconfig
+
+What is real: a structural-schema/CEL-validating API server with RBAC authorization, the status
+subresource, server-side apply, admission, a TokenRequest-capable service-account issuer, and
+the controllers that tests of operators lean on (garbage collector, namespace deletion, service
+accounts and their tokens, cluster-role aggregation, the kube-root-ca.crt publisher). What is
+absent: kubelets, a scheduler, kube-proxy, networking; Pods are stored but never run.
+
+Binaries (kube-apiserver, kube-controller-manager, etcd) are looked up by `find_binaries()`:
+$KUBEBUILDER_ASSETS first (setup-envtest folders work), then the cache that
+`hack/build-control-plane.sh` fills, `$MODELFS_CACHE_DIR/k8s-<ver>-etcd-<ver>/bin` (default
+`~/.cache/modelfs`). Each child runs in its own process group, is killed with its parent on
+Linux (PR_SET_PDEATHSIG), is stopped at interpreter exit (atexit) and on SIGTERM, and logs to
+`<workdir>/logs/<component>.log`; a failed start raises `ControlPlaneError` with the log tails.
+
+The apiserver writes an audit log (`<workdir>/audit.log`, JSON lines, level Metadata) because
+`apiserver_request_total` has no user label: `requests_by_user()` counts requests per user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import ctypes
+import datetime
+import http.client
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Keep in step with hack/versions.env (e2e/test_controlplane.py checks it).
+K8S_VERSION = "v1.37.2"
+ETCD_VERSION = "v3.7.3"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+#: Controllers run by default: enough for garbage collection, namespace deletion, service
+#: accounts (and legacy token Secrets), aggregated ClusterRoles and kube-root-ca.crt.
+DEFAULT_CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "clusterrole-aggregation-controller",
+    "root-ca-certificate-publisher-controller",
+)
+CONTEXT_NAME = "modelfs-local"
+SERVICE_CIDR = "10.0.0.0/24"
+_KUBERNETES_SERVICE_IP = "10.0.0.1"
+_AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be located, built, started or reached."""
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def repo_root() -> Path | None:
+    """The source checkout this module lives in (it holds hack/), or None when installed."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "hack" / "build-control-plane.sh").is_file() else None
+
+
+def cache_dir() -> Path:
+    """`$MODELFS_CACHE_DIR`, else `$XDG_CACHE_HOME/modelfs`, else `~/.cache/modelfs`."""
+    if os.environ.get("MODELFS_CACHE_DIR"):
+        return Path(os.environ["MODELFS_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "modelfs"
+
+
+def cached_binaries_dir() -> Path:
+    """Where hack/build-control-plane.sh puts the binaries of the pinned versions."""
+    return cache_dir() / f"k8s-{K8S_VERSION}-etcd-{ETCD_VERSION}" / "bin"
+
+
+def _has_binaries(folder: Path) -> bool:
+    return all(os.access(folder / name, os.X_OK) for name in BINARIES)
+
+
+def find_binaries(*, build: bool = False) -> Path:
+    """The folder holding etcd, kube-apiserver and kube-controller-manager.
+
+    Order: `$KUBEBUILDER_ASSETS`, then `cached_binaries_dir()`, then (if `build`, or
+    `$MODELFS_CONTROLPLANE_BUILD=1`) a build by hack/build-control-plane.sh. Otherwise raises
+    `ControlPlaneError` saying what to run.
+    """
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and _has_binaries(Path(assets)):
+        return Path(assets)
+    cached = cached_binaries_dir()
+    if _has_binaries(cached):
+        return cached
+    build = build or os.environ.get("MODELFS_CONTROLPLANE_BUILD") == "1"
+    root = repo_root()
+    if build and root is not None:
+        script = root / "hack" / "build-control-plane.sh"
+        print(f"modelfs: building the control plane binaries with {script}", file=sys.stderr)
+        done = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            raise ControlPlaneError(f"{script} failed with exit code {done.returncode}")
+        built = Path(done.stdout.strip().splitlines()[-1])
+        if _has_binaries(built):
+            return built
+    hint = (
+        "run `make controlplane-binaries` (hack/build-control-plane.sh) in the modelfs checkout"
+        if root is not None
+        else "build them with hack/build-control-plane.sh from a modelfs checkout"
+    )
+    raise ControlPlaneError(
+        f"no control plane binaries ({', '.join(BINARIES)}) in "
+        f"KUBEBUILDER_ASSETS={assets or '(unset)'} nor in {cached}: {hint}, "
+        "or point KUBEBUILDER_ASSETS at a folder holding all three"
+    )
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+def _ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _pem_cert(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _issue(
+    *,
+    common_name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    organizations: Sequence[str] = (),
+    server_names: Sequence[str] = (),
+    client: bool = False,
+    days: int = 365,
+) -> x509.Certificate:
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    subject = x509.Name(attributes)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0].subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
+        builder = builder.add_extension(usage, True)
+    else:
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        usage = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
+        builder = builder.add_extension(usage, True)
+        purposes = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+        if server_names:
+            purposes.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(purposes), False)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), False
+        )
+    if server_names:
+        sans: list[x509.GeneralName] = []
+        for name in server_names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), False)
+    signer = issuer[1] if issuer else key
+    return builder.sign(signer, hashes.SHA256())
+
+
+@dataclass
+class PKI:
+    """The files of a control plane's certificates and keys (all PEM)."""
+
+    folder: Path
+    ca_cert: Path = field(init=False)
+    ca_key: Path = field(init=False)
+    serving_cert: Path = field(init=False)
+    serving_key: Path = field(init=False)
+    admin_cert: Path = field(init=False)
+    admin_key: Path = field(init=False)
+    controller_manager_cert: Path = field(init=False)
+    controller_manager_key: Path = field(init=False)
+    sa_key: Path = field(init=False)
+    sa_pub: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            if name != "folder":
+                suffix = ".crt" if name.endswith("cert") else ".pem"
+                setattr(self, name, self.folder / (name.replace("_", "-") + suffix))
+
+    @classmethod
+    def create(cls, folder: Path, admin_user: str = "modelfs-admin") -> PKI:
+        folder.mkdir(parents=True, exist_ok=True)
+        pki = cls(folder)
+        ca_key = _ec_key()
+        ca = _issue(common_name="modelfs-local-ca", key=ca_key, issuer=None, days=3650)
+        pki._write(pki.ca_cert, _pem_cert(ca))
+        pki._write(pki.ca_key, _pem_key(ca_key))
+        names = [
+            "127.0.0.1",
+            "localhost",
+            _KUBERNETES_SERVICE_IP,
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        for cert_path, key_path, cn, orgs, server in (
+            (pki.serving_cert, pki.serving_key, "kube-apiserver", (), names),
+            (pki.admin_cert, pki.admin_key, admin_user, ("system:masters",), ()),
+            (
+                pki.controller_manager_cert,
+                pki.controller_manager_key,
+                "system:kube-controller-manager",
+                (),
+                (),
+            ),
+        ):
+            key = _ec_key()
+            cert = _issue(
+                common_name=cn,
+                key=key,
+                issuer=(ca, ca_key),
+                organizations=orgs,
+                server_names=server,
+                client=not server,
+            )
+            pki._write(cert_path, _pem_cert(cert))
+            pki._write(key_path, _pem_key(key))
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pki._write(pki.sa_key, _pem_key(sa_key))
+        pub = sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        pki._write(pki.sa_pub, pub)
+        return pki
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.write_bytes(data)
+        path.chmod(0o600)
+
+
+# --------------------------------------------------------------------------- kubeconfig
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def kubeconfig_dict(
+    server: str,
+    ca_data: bytes,
+    *,
+    user: str,
+    token: str | None = None,
+    client_cert: bytes | None = None,
+    client_key: bytes | None = None,
+    context: str = CONTEXT_NAME,
+    namespace: str | None = None,
+) -> dict[str, Any]:
+    """A self-contained kubeconfig (credentials embedded) for one server and one user."""
+    creds: dict[str, str] = {}
+    if token is not None:
+        creds["token"] = token
+    if client_cert is not None and client_key is not None:
+        creds["client-certificate-data"] = _b64(client_cert)
+        creds["client-key-data"] = _b64(client_key)
+    ctx: dict[str, str] = {"cluster": context, "user": user}
+    if namespace:
+        ctx["namespace"] = namespace
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": context,
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca_data)},
+            }
+        ],
+        "users": [{"name": user, "user": creds}],
+        "contexts": [{"name": context, "context": ctx}],
+        "current-context": context,
+    }
+
+
+def write_kubeconfig(path: Path, config: Mapping[str, Any]) -> Path:
+    """Write a kubeconfig with mode 0600 (it holds credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        yaml.safe_dump(dict(config), out, sort_keys=False)
+    return path
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when this process dies (even SIGKILL).
+
+    The signal fires when the *thread* that forked exits, so it's only used from the main
+    thread, whose end is the process's end.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+@dataclass
+class Component:
+    """One running child process."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def rss_bytes(self) -> int:
+        """Resident memory from /proc (Linux), 0 when unknown."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def stop(self, grace: float) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(grace)
+        # The group may hold stragglers even when the leader is gone.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+# Live control planes, stopped at exit and on SIGTERM/SIGHUP.
+_LIVE: weakref.WeakSet[ControlPlane] = weakref.WeakSet()
+_PREVIOUS_HANDLERS: dict[int, Any] = {}
+
+
+def _stop_all() -> None:
+    for cp in list(_LIVE):
+        with contextlib.suppress(Exception):
+            cp.stop()
+
+
+atexit.register(_stop_all)
+
+
+def _on_termination(signum: int, frame: FrameType | None) -> None:
+    _stop_all()
+    previous = _PREVIOUS_HANDLERS.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+    raise SystemExit(128 + signum)
+
+
+def _install_signal_handlers() -> None:
+    """Turn SIGTERM/SIGHUP into a clean stop, where nobody else handles them."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        current = signal.getsignal(sig)
+        if current is _on_termination:
+            continue
+        if current in (signal.SIG_DFL, None) or callable(current):
+            _PREVIOUS_HANDLERS[sig] = current if callable(current) else None
+            signal.signal(sig, _on_termination)
+
+
+# --------------------------------------------------------------------------- control plane
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, on free ports.
+
+    `start()` blocks until the apiserver's /readyz and the controller manager's /healthz
+    answer ok, and writes `kubeconfig` (admin, user in group system:masters). `stop()` ends
+    every process group and removes the work folder (unless `keep_workdir`). Use it as a
+    context manager. `timings` holds the seconds each component took to be ready.
+    """
+
+    def __init__(
+        self,
+        binaries_dir: Path | str | None = None,
+        *,
+        workdir: Path | str | None = None,
+        keep_workdir: bool = False,
+        controllers: Sequence[str] | None = DEFAULT_CONTROLLERS,
+        audit: bool = True,
+        apiserver_flags: Mapping[str, str] | None = None,
+        controller_manager_flags: Mapping[str, str] | None = None,
+        etcd_flags: Mapping[str, str] | None = None,
+        startup_timeout: float = 90.0,
+        stop_grace: float = 5.0,
+        admin_user: str = "modelfs-admin",
+    ) -> None:
+        """`controllers=None` runs no kube-controller-manager at all; extra `*_flags` are
+        added to (or override) each component's `--flag=value` arguments."""
+        self._binaries_dir = Path(binaries_dir) if binaries_dir else None
+        self._workdir_arg = Path(workdir) if workdir else None
+        self.keep_workdir = keep_workdir
+        self.controllers = tuple(controllers) if controllers is not None else None
+        self.audit = audit
+        self.apiserver_flags = dict(apiserver_flags or {})
+        self.controller_manager_flags = dict(controller_manager_flags or {})
+        self.etcd_flags = dict(etcd_flags or {})
+        self.startup_timeout = startup_timeout
+        self.stop_grace = stop_grace
+        self.admin_user = admin_user
+        self.components: dict[str, Component] = {}
+        self.timings: dict[str, float] = {}
+        self.workdir: Path | None = None
+        self.pki: PKI | None = None
+        self.etcd_url = ""
+        self.apiserver_port = 0
+        self.controller_manager_port = 0
+        self._ssl: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    # -- properties
+
+    @property
+    def binaries_dir(self) -> Path:
+        if self._binaries_dir is None:
+            self._binaries_dir = find_binaries()
+        return self._binaries_dir
+
+    @property
+    def server(self) -> str:
+        """The apiserver URL, https://127.0.0.1:<port>."""
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (credentials embedded)."""
+        return self._require_workdir() / "admin.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self._require_workdir() / "audit.log"
+
+    @property
+    def running(self) -> bool:
+        return bool(self.components) and all(c.alive() for c in self.components.values())
+
+    def log_path(self, component: str) -> Path:
+        return self._require_workdir() / "logs" / f"{component}.log"
+
+    def _require_workdir(self) -> Path:
+        if self.workdir is None:
+            raise ControlPlaneError("the control plane has not been started")
+        return self.workdir
+
+    # -- lifecycle
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> ControlPlane:
+        """Start the three components and wait until they are ready; retries once when a
+        port picked as free was taken in between."""
+        with self._lock:
+            if self.components:
+                raise ControlPlaneError("already started")
+            binaries = self.binaries_dir
+            started = time.monotonic()
+            _LIVE.add(self)
+            _install_signal_handlers()
+            for attempt in (1, 2):
+                try:
+                    self._start_once(binaries)
+                    break
+                except ControlPlaneError as error:
+                    in_use = "address already in use" in str(error)
+                    self._stop_processes()
+                    if attempt == 2 or not in_use:
+                        self._cleanup_workdir()
+                        _LIVE.discard(self)
+                        raise
+                except BaseException:
+                    self._stop_processes()
+                    self._cleanup_workdir()
+                    _LIVE.discard(self)
+                    raise
+            self.timings["total"] = time.monotonic() - started
+            return self
+
+    def _start_once(self, binaries: Path) -> None:
+        if self._workdir_arg is not None:
+            self._workdir_arg.mkdir(parents=True, exist_ok=True)
+            self.workdir = self._workdir_arg
+        else:
+            self.workdir = Path(tempfile.mkdtemp(prefix="modelfs-controlplane-"))
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        t0 = time.monotonic()
+        self.pki = PKI.create(self.workdir / "pki", self.admin_user)
+        self._ssl = None
+        self.timings["pki"] = time.monotonic() - t0
+        etcd_port, peer_port, api_port, cm_port = _free_ports(4)
+        self.etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self.apiserver_port = api_port
+        self.controller_manager_port = cm_port
+        self._write_admin_kubeconfig()
+
+        t0 = time.monotonic()
+        self._spawn("etcd", binaries / "etcd", self._etcd_flags(peer_port))
+        self._wait("etcd", lambda: self._etcd_healthy())
+        self.timings["etcd"] = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        self._spawn("kube-apiserver", binaries / "kube-apiserver", self._apiserver_flags())
+        self._wait("kube-apiserver", lambda: self._status("/readyz") == 200)
+        self.timings["kube-apiserver"] = time.monotonic() - t0
+
+        if self.controllers is not None:
+            t0 = time.monotonic()
+            self._write_controller_manager_kubeconfig()
+            self._spawn(
+                "kube-controller-manager",
+                binaries / "kube-controller-manager",
+                self._controller_manager_flags(),
+            )
+            self._wait("kube-controller-manager", self._controller_manager_healthy)
+            self.timings["kube-controller-manager"] = time.monotonic() - t0
+
+    def stop(self) -> None:
+        """Stop every component (controller manager, apiserver, then etcd) and remove the
+        work folder unless `keep_workdir`. Safe to call twice."""
+        self._stop_processes()
+        self._cleanup_workdir()
+        _LIVE.discard(self)
+
+    def _stop_processes(self) -> None:
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            component = self.components.pop(name, None)
+            if component is not None:
+                component.stop(self.stop_grace)
+
+    def _cleanup_workdir(self) -> None:
+        if self.workdir is not None and not self.keep_workdir and self._workdir_arg is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- flags
+
+    def _etcd_flags(self, peer_port: int) -> dict[str, str]:
+        workdir = self._require_workdir()
+        peer = f"http://127.0.0.1:{peer_port}"
+        flags = {
+            "name": "modelfs",
+            "data-dir": str(workdir / "etcd"),
+            "listen-client-urls": self.etcd_url,
+            "advertise-client-urls": self.etcd_url,
+            "listen-peer-urls": peer,
+            "initial-advertise-peer-urls": peer,
+            "initial-cluster": f"modelfs={peer}",
+            "unsafe-no-fsync": "true",
+            "log-level": "warn",
+        }
+        flags.update(self.etcd_flags)
+        return flags
+
+    def _apiserver_flags(self) -> dict[str, str]:
+        pki, workdir = self.pki, self._require_workdir()
+        assert pki is not None
+        flags = {
+            "etcd-servers": self.etcd_url,
+            "bind-address": "127.0.0.1",
+            "advertise-address": "127.0.0.1",
+            "secure-port": str(self.apiserver_port),
+            "cert-dir": str(workdir / "apiserver-certs"),
+            "tls-cert-file": str(pki.serving_cert),
+            "tls-private-key-file": str(pki.serving_key),
+            "client-ca-file": str(pki.ca_cert),
+            "authorization-mode": "RBAC",
+            "service-account-issuer": "https://kubernetes.default.svc.cluster.local",
+            "service-account-key-file": str(pki.sa_pub),
+            "service-account-signing-key-file": str(pki.sa_key),
+            "service-cluster-ip-range": SERVICE_CIDR,
+            "allow-privileged": "true",
+            "enable-priority-and-fairness": "true",
+        }
+        if self.audit:
+            policy = workdir / "audit-policy.yaml"
+            policy.write_text(_AUDIT_POLICY)
+            flags["audit-policy-file"] = str(policy)
+            flags["audit-log-path"] = str(workdir / "audit.log")
+            flags["audit-log-format"] = "json"
+            flags["audit-log-mode"] = "blocking"
+        flags.update(self.apiserver_flags)
+        return flags
+
+    def _controller_manager_flags(self) -> dict[str, str]:
+        pki, workdir = self.pki, self._require_workdir()
+        assert pki is not None and self.controllers is not None
+        kubeconfig = str(workdir / "controller-manager.kubeconfig")
+        flags = {
+            "kubeconfig": kubeconfig,
+            "authentication-kubeconfig": kubeconfig,
+            "authorization-kubeconfig": kubeconfig,
+            "bind-address": "127.0.0.1",
+            "secure-port": str(self.controller_manager_port),
+            "cert-dir": str(workdir / "controller-manager-certs"),
+            "leader-elect": "false",
+            "use-service-account-credentials": "true",
+            "service-account-private-key-file": str(pki.sa_key),
+            "root-ca-file": str(pki.ca_cert),
+            "controllers": ",".join(self.controllers),
+            "concurrent-gc-syncs": "5",
+        }
+        flags.update(self.controller_manager_flags)
+        return flags
+
+    # -- kubeconfigs
+
+    def _write_admin_kubeconfig(self) -> None:
+        pki = self.pki
+        assert pki is not None
+        config = kubeconfig_dict(
+            self.server,
+            pki.ca_cert.read_bytes(),
+            user=self.admin_user,
+            client_cert=pki.admin_cert.read_bytes(),
+            client_key=pki.admin_key.read_bytes(),
+        )
+        write_kubeconfig(self.kubeconfig, config)
+
+    def _write_controller_manager_kubeconfig(self) -> None:
+        pki = self.pki
+        assert pki is not None
+        config = kubeconfig_dict(
+            self.server,
+            pki.ca_cert.read_bytes(),
+            user="system:kube-controller-manager",
+            client_cert=pki.controller_manager_cert.read_bytes(),
+            client_key=pki.controller_manager_key.read_bytes(),
+        )
+        write_kubeconfig(self._require_workdir() / "controller-manager.kubeconfig", config)
+
+    def write_admin_kubeconfig(self, path: Path | str) -> Path:
+        """Copy the admin kubeconfig to `path` (mode 0600)."""
+        target = Path(path).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.kubeconfig, target)
+        target.chmod(0o600)
+        return target
+
+    def service_account_kubeconfig(
+        self,
+        namespace: str,
+        name: str,
+        path: Path | str | None = None,
+        *,
+        create: bool = True,
+        expiration_seconds: int = 3600,
+        audiences: Sequence[str] = (),
+    ) -> Path:
+        """A kubeconfig authenticating as ServiceAccount `namespace/name` with a token from the
+        TokenRequest API (so requests run under that account's RBAC). Creates the namespace and
+        the account when `create` and they are missing. Written to `path` or the work folder."""
+        if create:
+            for api_path, body in (
+                ("/api/v1/namespaces", {"metadata": {"name": namespace}}),
+                (
+                    f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                    {"metadata": {"name": name, "namespace": namespace}},
+                ),
+            ):
+                status, data = self.request("POST", api_path, body)
+                if status not in (201, 409):
+                    raise ControlPlaneError(f"POST {api_path}: {status} {data[:300]!r}")
+        request: dict[str, Any] = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_seconds},
+        }
+        if audiences:
+            request["spec"]["audiences"] = list(audiences)
+        token_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+        status, data = self.request("POST", token_path, request)
+        if status != 201:
+            raise ControlPlaneError(f"TokenRequest for {namespace}/{name}: {status} {data!r}")
+        token = json.loads(data)["status"]["token"]
+        assert self.pki is not None
+        target = (
+            Path(path) if path else self._require_workdir() / f"sa-{namespace}-{name}.kubeconfig"
+        )
+        config = kubeconfig_dict(
+            self.server,
+            self.pki.ca_cert.read_bytes(),
+            user=f"system:serviceaccount:{namespace}:{name}",
+            token=token,
+            namespace=namespace,
+        )
+        return write_kubeconfig(target, config)
+
+    # -- raw HTTP as admin
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            assert self.pki is not None
+            context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+            context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+            self._ssl = context
+        return self._ssl
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | bytes | None = None,
+        *,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> tuple[int, bytes]:
+        """One HTTPS request to the apiserver as the admin user: (status, body bytes)."""
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.apiserver_port, context=self._ssl_context(), timeout=timeout
+        )
+        try:
+            payload = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+            headers = {"Content-Type": content_type} if payload is not None else {}
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def get(self, path: str, *, timeout: float = 30.0) -> bytes:
+        """GET `path` as admin and return the body; raises on a non-2xx status. E.g.
+        `get("/metrics")` for the apiserver's Prometheus metrics, `get("/version")`."""
+        status, data = self.request("GET", path, timeout=timeout)
+        if not 200 <= status < 300:
+            raise ControlPlaneError(f"GET {path}: {status} {data[:500]!r}")
+        return data
+
+    def metrics(self) -> str:
+        """The apiserver's /metrics (Prometheus text format)."""
+        return self.get("/metrics").decode()
+
+    def audit_events(self) -> Iterator[dict[str, Any]]:
+        """The apiserver's audit events so far (level Metadata, one per finished request)."""
+        if not self.audit:
+            raise ControlPlaneError("audit logging is off (ControlPlane(audit=False))")
+        with contextlib.suppress(FileNotFoundError), self.audit_log.open() as lines:
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+
+    def requests_by_user(self, *, stage: str = "ResponseComplete") -> Counter[str]:
+        """How many requests each user made, from the audit log (metrics carry no user)."""
+        return Counter(
+            event["user"]["username"]
+            for event in self.audit_events()
+            if event.get("stage") == stage and "user" in event
+        )
+
+    def rss_bytes(self) -> dict[str, int]:
+        """Resident memory of each running component."""
+        return {name: c.rss_bytes() for name, c in self.components.items()}
+
+    # -- internals
+
+    def _spawn(self, name: str, binary: Path, flags: Mapping[str, str]) -> None:
+        if not os.access(binary, os.X_OK):
+            raise ControlPlaneError(f"{binary} is missing or not executable")
+        argv = [str(binary), *(f"--{key}={value}" for key, value in flags.items())]
+        log_path = self.log_path(name)
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: Ctrl-C of the terminal spares it
+                preexec_fn=_parent_death_signal(),
+                close_fds=True,
+                cwd=self.workdir,
+            )
+        self.components[name] = Component(name, argv, log_path, process)
+
+    def _wait(self, name: str, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        component = self.components[name]
+        while True:
+            if not component.alive():
+                raise ControlPlaneError(
+                    f"{name} exited with code {component.process.returncode} while starting;"
+                    f" last lines of {component.log_path}:\n{_tail(component.log_path)}"
+                )
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if ready():
+                    return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"{name} not ready after {self.startup_timeout:.0f}s;"
+                    f" last lines of {component.log_path}:\n{_tail(component.log_path)}"
+                )
+            time.sleep(0.1)
+
+    def _etcd_healthy(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", int(self.etcd_url.rsplit(":", 1)[1]), 2)
+        try:
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            return response.status == 200 and b"true" in response.read()
+        finally:
+            conn.close()
+
+    def _status(self, path: str) -> int:
+        return self.request("GET", path, timeout=5)[0]
+
+    def _controller_manager_healthy(self) -> bool:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # its serving cert is self-signed at start
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.controller_manager_port, context=context, timeout=5
+        )
+        try:
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            return response.status == 200 and response.read().strip() == b"ok"
+        finally:
+            conn.close()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cli_start(args: argparse.Namespace) -> int:
+    """`modelfs controlplane start`: run until Ctrl-C, like `kind create cluster` + wait."""
+    try:
+        binaries = find_binaries(build=True)
+    except ControlPlaneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    cp = ControlPlane(binaries)
+    print(
+        f"Starting etcd {ETCD_VERSION}, kube-apiserver and kube-controller-manager "
+        f"{K8S_VERSION} from {binaries} ...",
+        flush=True,
+    )
+    try:
+        cp.start()
+    except ControlPlaneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        kubeconfig = cp.kubeconfig
+        if getattr(args, "kubeconfig_out", None):
+            kubeconfig = cp.write_admin_kubeconfig(args.kubeconfig_out)
+        assert cp.workdir is not None
+        print(
+            f"Control plane ready in {cp.timings['total']:.1f}s at {cp.server}\n"
+            f"  kubeconfig: {kubeconfig}\n"
+            f"  logs:       {cp.workdir / 'logs'}\n"
+            f"  audit log:  {cp.audit_log}\n"
+            f"Use it with:\n"
+            f"  export KUBECONFIG={kubeconfig}\n"
+            f"  kubectl get namespaces\n"
+            f"Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while True:
+            for component in cp.components.values():
+                if not component.alive():
+                    print(
+                        f"error: {component.name} exited ({component.process.returncode});"
+                        f" last lines of {component.log_path}:\n{_tail(component.log_path)}",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nStopping the control plane ...", flush=True)
+        return 0
+    finally:
+        cp.stop()
