@@ -1,0 +1,351 @@
+"""pytest plugin: Kubernetes fixtures for operator tests on a real API server.
+
+Registered through the `pytest11` entry point, so any project that installs modelfs gets it.
+The cluster comes from `--k8s` (or `$MODELFS_K8S`):
+
+- `local` (default): one `ControlPlane` (etcd + kube-apiserver + kube-controller-manager built
+  by hack/build-control-plane.sh, see modelfs.testing.controlplane) per test session, started
+  lazily the first time a cluster fixture is requested; `pytest tests/` without cluster tests
+  never starts one. `--k8s-keep` keeps its work folder (logs, audit log) for inspection.
+- `kind`: the session cluster of pytest-kind (`kind_cluster` fixture; needs Docker).
+- `existing`: the cluster of `$KUBECONFIG` (or ~/.kube/config). Tests only create namespaced
+  objects in their own namespaces, plus the CRDs they install.
+
+Fixtures (names are prefixed `k8s_`; only `dataset_crd` knows modelfs):
+
+- `k8s_cluster` (session) -> `Cluster`: `.mode`, `.kubeconfig` (Path), `.control_plane`
+  (a ControlPlane for `local`, else None).
+- `k8s_kubeconfig` (session) -> Path of an admin kubeconfig.
+- `k8s_control_plane` (session) -> ControlPlane; skips the test unless `--k8s=local`.
+- `k8s_api` (session, async) -> `kubernetes.aio.client.ApiClient` for the admin kubeconfig.
+- `k8s_namespace` (function, async) -> str: a fresh namespace, deleted after the test.
+- `k8s_install_crds` (session) -> `async (*paths, within=60.0) -> list[str]`: server-side
+  applies the CRDs in the YAML files and waits until each is Established.
+- `k8s_service_account_kubeconfig` (function) -> `async (namespace, name, *, create=True,
+  expiration_seconds=3600) -> Path`: a TokenRequest-backed kubeconfig for a ServiceAccount.
+- `dataset_crd` (session, async) -> str: installs the bundled Dataset test CRD
+  (dataset.baizeai.io) and returns its name.
+
+Tests using any of these fixtures get the `e2e` marker, so `-m "not e2e"` leaves them out.
+The async helpers (`new_api_client`, `install_crds`, `wait_crd_established`,
+`service_account_kubeconfig`) are importable for use outside fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from kubernetes.aio.client import ApiClient
+
+    from modelfs.testing.controlplane import ControlPlane
+
+MODES = ("local", "kind", "existing")
+CRDS_DIR = Path(__file__).parent / "crds"
+DATASET_CRD = CRDS_DIR / "dataset.baizeai.io_datasets.yaml"
+CLUSTER_FIXTURES = frozenset(
+    {
+        "k8s_cluster",
+        "k8s_kubeconfig",
+        "k8s_control_plane",
+        "k8s_api",
+        "k8s_namespace",
+        "k8s_install_crds",
+        "k8s_service_account_kubeconfig",
+        "dataset_crd",
+    }
+)
+FIELD_MANAGER = "modelfs-pytest"
+
+InstallCrds = Callable[..., Awaitable[list[str]]]
+SaKubeconfigFactory = Callable[..., Awaitable[Path]]
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("modelfs-k8s", "Kubernetes cluster for e2e tests (modelfs)")
+    group.addoption(
+        "--k8s",
+        choices=MODES,
+        default=os.environ.get("MODELFS_K8S", "local"),
+        help="where the cluster fixtures point: local (a control plane started for the "
+        "session, default), kind (pytest-kind, needs Docker) or existing ($KUBECONFIG); "
+        "default from $MODELFS_K8S",
+    )
+    group.addoption(
+        "--k8s-keep",
+        action="store_true",
+        help="keep the local control plane's work folder (logs, audit log) after the session",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "e2e: needs a Kubernetes API server (the local control plane by default)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CLUSTER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def new_api_client(kubeconfig: Path | str, context: str | None = None) -> ApiClient:
+    """A `kubernetes.aio` ApiClient for a kubeconfig file (close it with `await c.close()`)."""
+    from kubernetes.aio import config
+
+    api: ApiClient = await config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), context=context, persist_config=False
+    )
+    return api
+
+
+def load_yaml_documents(*paths: Path | str) -> list[dict[str, Any]]:
+    """Every non-empty YAML document of the files (directories: their *.yaml, sorted)."""
+    documents: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        for file in files:
+            with file.open() as stream:
+                documents.extend(d for d in yaml.safe_load_all(stream) if d)
+    return documents
+
+
+async def wait_crd_established(api: ApiClient, name: str, within: float = 60.0) -> None:
+    """Wait until CRD `name` has conditions Established=True and NamesAccepted=True; raises
+    TimeoutError after `within` seconds."""
+    from kubernetes.aio import client
+
+    ext = client.ApiextensionsV1Api(api)
+    conditions: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                crd = await ext.read_custom_resource_definition(name)
+                found = (crd.status.conditions if crd.status else None) or []
+                conditions = {c.type: c.status for c in found}
+                if conditions.get("Established") == conditions.get("NamesAccepted") == "True":
+                    return
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise TimeoutError(f"CRD {name} not Established after {within}s: {conditions}") from None
+
+
+async def install_crds(
+    api: ApiClient,
+    *paths: Path | str,
+    within: float = 60.0,
+    field_manager: str = FIELD_MANAGER,
+) -> list[str]:
+    """Server-side apply every CustomResourceDefinition in the files (forcing conflicts) and
+    wait until all are Established. Returns their names."""
+    from kubernetes.aio import client
+
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for document in load_yaml_documents(*paths):
+        if document.get("kind") != "CustomResourceDefinition":
+            continue
+        name = document["metadata"]["name"]
+        await ext.patch_custom_resource_definition(
+            name,
+            document,
+            field_manager=field_manager,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        names.append(name)
+    await asyncio.gather(*(wait_crd_established(api, n, within) for n in names))
+    return names
+
+
+async def service_account_kubeconfig(
+    api: ApiClient,
+    namespace: str,
+    name: str,
+    path: Path,
+    *,
+    create: bool = True,
+    expiration_seconds: int = 3600,
+) -> Path:
+    """Write a kubeconfig for ServiceAccount `namespace/name` to `path`, authenticated with a
+    token from the TokenRequest API, for the same server (and CA) as `api`. Creates the
+    account when `create` and it is missing."""
+    from kubernetes.aio import client
+    from kubernetes.aio.client.exceptions import ApiException
+
+    from modelfs.testing.controlplane import kubeconfig_dict, write_kubeconfig
+
+    core = client.CoreV1Api(api)
+    if create:
+        body = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+        try:
+            await core.create_namespaced_service_account(namespace, body)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
+    )
+    response = await core.create_namespaced_service_account_token(name, namespace, request)
+    if response.status is None or not response.status.token:
+        raise RuntimeError(f"TokenRequest for {namespace}/{name} returned no token")
+    configuration = api.configuration
+    ca = _ca_bytes(configuration)
+    config = kubeconfig_dict(
+        configuration.host,
+        ca,
+        user=f"system:serviceaccount:{namespace}:{name}",
+        token=response.status.token,
+        namespace=namespace,
+    )
+    if not ca:  # a server with a publicly trusted certificate
+        del config["clusters"][0]["cluster"]["certificate-authority-data"]
+    return write_kubeconfig(path, config)
+
+
+def _ca_bytes(configuration: Any) -> bytes:
+    """The CA bundle a client configuration trusts (file or inline data), b"" if none."""
+    if configuration.ssl_ca_cert:
+        return Path(configuration.ssl_ca_cert).read_bytes()
+    data = getattr(configuration, "ca_cert_data", None)
+    if data:
+        return data.encode() if isinstance(data, str) else bytes(data)
+    return b""
+
+
+def _namespace_name(node_name: str) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "-", node_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{stem or 'test'}-{uuid.uuid4().hex[:6]}"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@dataclass
+class Cluster:
+    """The cluster of a test session."""
+
+    mode: str
+    kubeconfig: Path
+    control_plane: ControlPlane | None = None
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    mode = request.config.getoption("--k8s")
+    if mode == "local":
+        from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
+
+        try:
+            binaries = find_binaries()
+        except ControlPlaneError as error:
+            pytest.fail(f"--k8s=local: {error}", pytrace=False)
+        cp = ControlPlane(binaries, keep_workdir=request.config.getoption("--k8s-keep"))
+        try:
+            cp.start()
+        except ControlPlaneError as error:
+            pytest.fail(f"--k8s=local: the control plane did not start: {error}", pytrace=False)
+        try:
+            yield Cluster("local", cp.kubeconfig, cp)
+        finally:
+            cp.stop()
+    elif mode == "kind":
+        kind = request.getfixturevalue("kind_cluster")  # pytest-kind, needs Docker
+        yield Cluster("kind", Path(kind.kubeconfig_path))
+    else:
+        env = os.environ.get("KUBECONFIG", "")
+        first = env.split(os.pathsep)[0] if env else str(Path.home() / ".kube" / "config")
+        if not Path(first).is_file():
+            pytest.fail(f"--k8s=existing: no kubeconfig at {first} ($KUBECONFIG)", pytrace=False)
+        yield Cluster("existing", Path(first))
+
+
+@pytest.fixture(scope="session")
+def k8s_kubeconfig(k8s_cluster: Cluster) -> Path:
+    return k8s_cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def k8s_control_plane(k8s_cluster: Cluster) -> ControlPlane:
+    if k8s_cluster.control_plane is None:
+        pytest.skip(f"needs --k8s=local (this session uses --k8s={k8s_cluster.mode})")
+    return k8s_cluster.control_plane
+
+
+@pytest.fixture(scope="session")
+async def k8s_api(k8s_kubeconfig: Path) -> AsyncIterator[ApiClient]:
+    api = await new_api_client(k8s_kubeconfig)
+    try:
+        yield api
+    finally:
+        await api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+async def k8s_namespace(k8s_api: ApiClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    from kubernetes.aio import client
+    from kubernetes.aio.client.exceptions import ApiException
+
+    core = client.CoreV1Api(k8s_api)
+    name = _namespace_name(request.node.name)
+    labels = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+    await core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
+    try:
+        yield name
+    finally:
+        try:
+            await core.delete_namespace(name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+@pytest.fixture(scope="session")
+def k8s_install_crds(k8s_api: ApiClient) -> InstallCrds:
+    async def install(*paths: Path | str, within: float = 60.0) -> list[str]:
+        return await install_crds(k8s_api, *paths, within=within)
+
+    return install
+
+
+@pytest.fixture
+def k8s_service_account_kubeconfig(k8s_api: ApiClient, tmp_path: Path) -> SaKubeconfigFactory:
+    async def make(
+        namespace: str, name: str, *, create: bool = True, expiration_seconds: int = 3600
+    ) -> Path:
+        path = tmp_path / f"sa-{namespace}-{name}.kubeconfig"
+        return await service_account_kubeconfig(
+            k8s_api,
+            namespace,
+            name,
+            path,
+            create=create,
+            expiration_seconds=expiration_seconds,
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def dataset_crd(k8s_install_crds: InstallCrds) -> str:
+    (name,) = await k8s_install_crds(DATASET_CRD)
+    return name
