@@ -42,6 +42,7 @@ class ObjectMeta(ApiModel):
     uid: str | None = None
     generation: int | None = None
     resource_version: str | None = None
+    creation_timestamp: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     owner_references: list[dict[str, Any]] = Field(default_factory=list)

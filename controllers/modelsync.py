@@ -1,0 +1,600 @@
+"""ModelSync controller: resolve the spec, apply the Dataset, move its rounds, mirror its status.
+
+Every trigger of a new download round (the user's `syncRound`, the schedule, a retry) moves the
+same Dataset `dataSyncRound` forward by exactly one, and only once the previous round has ended:
+the Dataset operator would start a second, concurrent Job otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import kopf
+
+from api.v1 import Model, ModelSource, ModelSync, Phase
+from controllers.model import reconcile_model, sync_age
+from controllers.modelsource import source_verdict
+from controllers.runtime import Context, Key, body_key, condition, post_event
+from controllers.status import (
+    forget,
+    format_time,
+    parse_duration,
+    parse_time,
+    with_conditions,
+    write_status,
+)
+from pkg.dataset import (
+    Resolution,
+    ResolutionError,
+    controller_owner,
+    ownership_conflict,
+    parse,
+    resolve,
+)
+from pkg.kube import ApiError, InvalidError
+
+PLURAL = "modelsyncs"
+TIMER_SECONDS = 30.0
+DATASET_CONDITION_PREFIX = "Dataset"
+MANAGED_SPEC_KEYS = ("source", "secretRef", "dataSyncRound", "volumeClaimTemplate")
+
+REQUESTED, SCHEDULED, RETRY = "Requested", "Scheduled", "Retry"
+MODEL_NOT_FOUND = "ModelNotFound"
+SOURCE_NOT_FOUND = "SourceNotFound"
+DUPLICATE = "DuplicateModelSync"
+CONFLICT = "DatasetConflict"
+REJECTED = "DatasetRejected"
+
+RoundState = Literal["processing", "succeeded", "failed", "waiting"]
+PHASE_OF_STATE: dict[RoundState, Phase] = {
+    "processing": Phase.PROCESSING,
+    "succeeded": Phase.READY,
+    "failed": Phase.FAILED,
+    "waiting": Phase.PENDING,
+}
+
+logger = logging.getLogger("modelfs.modelsync")
+
+
+# ----------------------------------------------------------------------------- pure builders
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    """What modelfs reads from a Dataset to decide on rounds and report them."""
+
+    name: str
+    round: int
+    phase: str
+    processing: bool
+    last_succeed_round: int | None
+    round_succeeded: bool | None
+    """How the current round's Job ended; None while it has no ended Job."""
+    round_started: datetime | None
+    failed_at: datetime | None
+    conditions: list[dict[str, Any]]
+    pvc_name: str | None
+    last_sync_time: str | None
+
+    @property
+    def failure_message(self) -> str:
+        messages = [c.get("message", "") for c in self.conditions if c.get("status") == "False"]
+        return "; ".join(m for m in messages if m) or "the loader Job failed"
+
+
+def view_dataset(body: dict[str, Any]) -> DatasetView:
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    current = int(spec.get("dataSyncRound") or 1)
+    rounds = [r for r in status.get("syncRoundStatuses") or [] if r.get("round") == current]
+    this_round = rounds[-1] if rounds else {}
+    conditions = list(status.get("conditions") or [])
+    succeeded = this_round.get("succeed") if this_round.get("endTime") else None
+    failed_at = parse_time(this_round.get("endTime")) if succeeded is False else None
+    if failed_at is None:
+        false_times = [
+            parse_time(c.get("lastTransitionTime"))
+            for c in conditions
+            if c.get("status") == "False"
+        ]
+        failed_at = max((t for t in false_times if t), default=None)
+    return DatasetView(
+        name=str(body.get("metadata", {}).get("name", "")),
+        round=current,
+        phase=str(status.get("phase") or Phase.PENDING),
+        processing=bool(status.get("inProcessing")) or status.get("phase") == Phase.PROCESSING,
+        last_succeed_round=status.get("lastSucceedRound"),
+        round_succeeded=succeeded,
+        round_started=parse_time(this_round.get("startTime")),
+        failed_at=failed_at,
+        conditions=conditions,
+        pvc_name=status.get("pvcName"),
+        last_sync_time=status.get("lastSyncTime"),
+    )
+
+
+def round_state(view: DatasetView) -> RoundState:
+    """Where the Dataset's current round stands.
+
+    The Dataset operator shows FAILED for a moment after a round is raised and before its Job
+    exists (lastSucceedRound != dataSyncRound); that is "waiting", not a failure: a failure is
+    an ended Job that did not succeed, or a condition that reports an error.
+    """
+    if view.processing:
+        return "processing"
+    if view.last_succeed_round == view.round:
+        return "succeeded"
+    if view.round_succeeded is False:
+        return "failed"
+    if view.phase == Phase.READY and view.last_succeed_round is None:
+        return "succeeded"  # types without a download round (REFERENCE, PVC, NFS)
+    if view.phase == Phase.FAILED and any(c.get("status") == "False" for c in view.conditions):
+        return "failed"
+    return "waiting"
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What to do about rounds now."""
+
+    reason: str | None
+    """Why a new round starts now (Requested, Scheduled, Retry), or None."""
+    observed_sync_round: int
+    attempts: int
+    exhausted: bool = False
+    due_in: float | None = None
+    """Seconds until a retry or the schedule is due."""
+
+
+def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> RoundPlan:
+    spec, status = sync.spec, sync.status
+    if view is None:
+        return RoundPlan(None, spec.sync_round, 0)  # creating the Dataset serves the trigger
+    observed = status.observed_sync_round or spec.sync_round
+    attempts = status.attempts or 0
+    state = round_state(view)
+    if state == "succeeded":
+        attempts = 0
+    if state in ("processing", "waiting"):
+        return RoundPlan(None, observed, attempts)
+    if spec.sync_round > observed:
+        return RoundPlan(REQUESTED, spec.sync_round, 0)
+    if state == "failed":
+        if attempts >= spec.retry.limit:
+            return RoundPlan(None, observed, attempts, exhausted=True)
+        due = (view.failed_at or now) + parse_duration(spec.retry.backoff) * (2**attempts)
+        if now >= due:
+            return RoundPlan(RETRY, observed, attempts + 1)
+        return RoundPlan(None, observed, attempts, due_in=(due - now).total_seconds())
+    if spec.schedule is not None:
+        last = parse_time(view.last_sync_time) or view.round_started
+        due = (last or now) + parse_duration(spec.schedule.interval)
+        if last is None or now >= due:
+            return RoundPlan(SCHEDULED, observed, 0)
+        return RoundPlan(None, observed, 0, due_in=(due - now).total_seconds())
+    return RoundPlan(None, observed, attempts)
+
+
+def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
+    """Whether the Dataset differs from what modelfs wants in the fields modelfs owns."""
+    if existing is None:
+        return True
+    meta, want_meta = existing.get("metadata", {}), desired["metadata"]
+    labels = meta.get("labels") or {}
+    if any(labels.get(k) != v for k, v in want_meta.get("labels", {}).items()):
+        return True
+    owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
+    if any(ref["uid"] not in owners for ref in want_meta.get("ownerReferences", [])):
+        return True
+    spec, want = existing.get("spec") or {}, desired["spec"]
+    for key in MANAGED_SPEC_KEYS:
+        have, wanted = spec.get(key), want.get(key)
+        if key == "source" and have is not None and wanted is not None:
+            have = {**have, "options": have.get("options") or {}}
+            wanted = {**wanted, "options": wanted.get("options") or {}}
+        if have != wanted:
+            return True
+    return False
+
+
+def dataset_conditions(view: DatasetView | None) -> list[dict[str, Any]]:
+    """The Dataset's conditions, prefixed `Dataset`, as they are (reasons included)."""
+    if view is None:
+        return []
+    copied = []
+    for found in view.conditions:
+        entry = {
+            "type": f"{DATASET_CONDITION_PREFIX}{found.get('type', '')}",
+            "status": found.get("status", "Unknown"),
+            "reason": found.get("reason") or "Unknown",
+            "message": found.get("message") or "",
+        }
+        if found.get("lastTransitionTime"):
+            entry["lastTransitionTime"] = found["lastTransitionTime"]
+        copied.append(entry)
+    return copied
+
+
+@dataclass
+class Outcome:
+    """Everything a reconcile found, from which the status and the events follow."""
+
+    phase: Phase
+    resolved: tuple[bool, str, str]
+    ready: tuple[bool, str, str]
+    view: DatasetView | None = None
+    plan: RoundPlan | None = None
+    resolution: Resolution | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type Normal|Warning, reason, message) to post."""
+
+
+def refused(reason: str, message: str) -> Outcome:
+    return Outcome(Phase.FAILED, (False, reason, message), (False, reason, message))
+
+
+def readiness(
+    view: DatasetView, plan: RoundPlan, limit: int
+) -> tuple[Phase, tuple[bool, str, str]]:
+    state = round_state(view)
+    phase = PHASE_OF_STATE[state]
+    name, number = view.name, view.round
+    if state == "succeeded":
+        return phase, (True, "DatasetReady", f"Dataset {name} is READY (round {number})")
+    if state == "processing":
+        return phase, (False, "Processing", f"Dataset {name} round {number} is downloading")
+    if state == "waiting":
+        return phase, (
+            False,
+            "Pending",
+            f"waiting for the loader Job of Dataset {name} round {number}",
+        )
+    failure = f"Dataset {name} round {number} failed: {view.failure_message}"
+    if plan.exhausted:
+        return phase, (
+            False,
+            "RetryLimitReached",
+            f"{failure}; {plan.attempts} of {limit} retries used",
+        )
+    wait = f" in {int(plan.due_in)}s" if plan.due_in is not None else ""
+    return phase, (False, "RoundFailed", f"{failure}; retry {plan.attempts + 1} of {limit}{wait}")
+
+
+def desired_status(
+    sync: ModelSync, current: dict[str, Any], outcome: Outcome, now: str
+) -> dict[str, Any]:
+    generation = sync.metadata.generation
+    own = [
+        c
+        for c in current.get("conditions") or []
+        if not str(c.get("type", "")).startswith(DATASET_CONDITION_PREFIX)
+    ]
+    conditions = with_conditions(
+        own,
+        [("Resolved", *outcome.resolved), ("Ready", *outcome.ready)],
+        generation,
+        now,
+    )
+    status: dict[str, Any] = {
+        "phase": outcome.phase.value,
+        "conditions": conditions + dataset_conditions(outcome.view),
+        "observedGeneration": generation,
+    }
+    previous = sync.status
+    if outcome.resolution is not None:
+        status["source"] = {"type": outcome.resolution.source_type, "uri": outcome.resolution.uri}
+        status["datasetName"] = outcome.resolution.name
+    elif previous.source is not None:
+        status["source"] = previous.source.to_dict()
+    if outcome.view is not None:
+        status["datasetName"] = outcome.view.name
+        status["datasetRound"] = outcome.view.round
+        if outcome.view.pvc_name:
+            status["pvcName"] = outcome.view.pvc_name
+        if outcome.view.last_sync_time:
+            status["lastSyncTime"] = outcome.view.last_sync_time
+    for key in ("datasetName", "datasetRound", "pvcName", "lastSyncTime"):
+        if key not in status and current.get(key) is not None:
+            status[key] = current[key]
+    if outcome.plan is not None:
+        status["observedSyncRound"] = outcome.plan.observed_sync_round
+        status["attempts"] = outcome.plan.attempts
+    else:
+        for key in ("observedSyncRound", "attempts"):
+            if current.get(key) is not None:
+                status[key] = current[key]
+    return status
+
+
+def transition_events(current: dict[str, Any], outcome: Outcome) -> list[tuple[str, str, str]]:
+    """Events for what changed in the user's eyes: a new phase or a new refusal."""
+    old_ready = condition(current, "Ready")
+    ready, reason, message = outcome.ready
+    if (old_ready.get("reason"), old_ready.get("message")) == (reason, message):
+        return []
+    if current.get("phase") == outcome.phase and outcome.phase != Phase.FAILED:
+        return []
+    if ready:
+        return [("Normal", "Synced", message)]
+    if outcome.phase == Phase.FAILED:
+        return [("Warning", reason, message)]
+    return []
+
+
+def latest(*bodies: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The newest of several copies of one object, by resourceVersion."""
+
+    def version(body: dict[str, Any]) -> int:
+        try:
+            return int(body.get("metadata", {}).get("resourceVersion") or 0)
+        except ValueError:
+            return 0
+
+    present = [b for b in bodies if b is not None]
+    return max(present, key=version) if present else None
+
+
+# ----------------------------------------------------------------------------- reconcile
+
+
+def duplicate_of(ctx: Context, sync: ModelSync) -> ModelSync | None:
+    """The older ModelSync that already syncs the same model and version, if any."""
+    key = (sync.metadata.namespace or "", sync.spec.model_ref)
+    rivals = []
+    for body in ctx.indexes.syncs_of_model(key):
+        try:
+            other = parse(ModelSync, body)
+        except ResolutionError:
+            continue
+        if other.spec.version == sync.spec.version and not body.get("metadata", {}).get(
+            "deletionTimestamp"
+        ):
+            rivals.append(other)
+    first: ModelSync | None = min(rivals, key=sync_age, default=None)
+    if first is None or first.metadata.uid == sync.metadata.uid:
+        return None
+    return first
+
+
+async def converge(ctx: Context, sync: ModelSync) -> Outcome:
+    """Bring the Dataset where the ModelSync wants it; report what was found and done."""
+    namespace = sync.metadata.namespace or ""
+    rival = duplicate_of(ctx, sync)
+    if rival is not None:
+        return refused(
+            DUPLICATE,
+            f"ModelSync {rival.metadata.name!r} already syncs Model {sync.spec.model_ref!r} "
+            f"version {sync.spec.version!r}; delete this one or that one",
+        )
+    model_body = ctx.indexes.model((namespace, sync.spec.model_ref))
+    if model_body is None:
+        return refused(
+            MODEL_NOT_FOUND, f"Model {sync.spec.model_ref!r} does not exist in this namespace"
+        )
+    try:
+        model = parse(Model, model_body)
+        source_key = (namespace, model.spec.source_ref)
+        source_body = ctx.indexes.source(source_key)
+        if source_body is None:
+            return refused(
+                SOURCE_NOT_FOUND,
+                f"ModelSource {model.spec.source_ref!r} of Model {model.metadata.name!r} does "
+                "not exist in this namespace",
+            )
+        source = parse(ModelSource, source_body)
+        verdict = await source_verdict(ctx, source_key)
+        if verdict is not None and not verdict.ready:
+            return refused(
+                verdict.reason, f"ModelSource {source.metadata.name!r}: {verdict.message}"
+            )
+        resolution = resolve(source, model, sync)
+    except ResolutionError as error:
+        return refused(str(error.reason), str(error))
+
+    dataset_key = (namespace, resolution.name)
+    existing = latest(ctx.indexes.dataset(dataset_key), ctx.runtime.applied.get(dataset_key))
+    if existing is not None:
+        conflict = ownership_conflict(existing, sync.metadata.uid or "")
+        if conflict is not None:
+            return refused(CONFLICT, f"{conflict}; modelfs does not take it over")
+    view = view_dataset(existing) if existing is not None else None
+    now = datetime.now(UTC)
+    plan = plan_round(sync, view, now)
+    next_round = (view.round + 1 if plan.reason else view.round) if view else 1
+    resolution = resolve(source, model, sync, data_sync_round=next_round)
+    desired = resolution.dataset.to_manifest()
+    events: list[tuple[str, str, str]] = []
+    if needs_apply(existing, desired):
+        try:
+            applied = await ctx.runtime.datasets.apply(resolution.dataset)
+        except InvalidError as error:
+            return refused(REJECTED, f"the API server refused Dataset {resolution.name}: {error}")
+        ctx.runtime.applied[dataset_key] = applied
+        existing = applied
+        events.append(apply_event(view, plan, resolution, sync))
+        logger.info(
+            "Applied Dataset",
+            extra={
+                "object": f"{namespace}/{sync.metadata.name}",
+                "dataset": resolution.name,
+                "round": next_round,
+                "trigger": plan.reason,
+            },
+        )
+    assert existing is not None
+    view = view_dataset(existing)
+    if plan.reason:
+        plan = RoundPlan(None, plan.observed_sync_round, plan.attempts)
+    plan = plan_round_after(sync, view, plan, now)
+    phase, ready = readiness(view, plan, sync.spec.retry.limit)
+    notes = " ".join(resolution.notes)
+    resolved_message = f"Dataset {resolution.name} from {resolution.uri}" + (
+        f". Note: {notes}" if notes else ""
+    )
+    return Outcome(
+        phase=phase,
+        resolved=(True, "Resolved", resolved_message),
+        ready=ready,
+        view=view,
+        plan=plan,
+        resolution=resolution,
+        events=events,
+    )
+
+
+def plan_round_after(
+    sync: ModelSync, view: DatasetView, applied: RoundPlan, now: datetime
+) -> RoundPlan:
+    """The plan to report once this reconcile's round (if any) has been applied."""
+    follow = plan_round(
+        sync.model_copy(
+            update={
+                "status": sync.status.model_copy(
+                    update={
+                        "observed_sync_round": applied.observed_sync_round,
+                        "attempts": applied.attempts,
+                    }
+                )
+            }
+        ),
+        view,
+        now,
+    )
+    if follow.reason:  # due, but waits for the next reconcile (the round just applied is pending)
+        return RoundPlan(None, applied.observed_sync_round, applied.attempts, due_in=0.0)
+    return follow
+
+
+def apply_event(
+    before: DatasetView | None, plan: RoundPlan, resolution: Resolution, sync: ModelSync
+) -> tuple[str, str, str]:
+    name = resolution.name
+    if before is None:
+        return ("Normal", "DatasetCreated", f"Created Dataset {name} from {resolution.uri}")
+    if plan.reason == RETRY:
+        return (
+            "Normal",
+            "RoundRetried",
+            f"Started round {before.round + 1} of Dataset {name}: retry {plan.attempts} of "
+            f"{sync.spec.retry.limit} after a failed round",
+        )
+    if plan.reason:
+        return (
+            "Normal",
+            "RoundStarted",
+            f"Started round {before.round + 1} of Dataset {name} ({plan.reason.lower()})",
+        )
+    return ("Normal", "DatasetUpdated", f"Updated Dataset {name} (takes effect at its next round)")
+
+
+async def reconcile_sync(ctx: Context, key: Key) -> None:
+    """Converge one ModelSync and write its status when it changed."""
+    model_changed = False
+    async with ctx.runtime.lock(PLURAL, key):
+        body = ctx.indexes.sync(key)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        try:
+            sync = parse(ModelSync, body)
+        except ResolutionError as error:
+            logger.warning("Refused ModelSync", extra={"object": key, "error": str(error)})
+            return
+        current = ctx.runtime.written_status.get((PLURAL, sync.metadata.uid or "")) or (
+            body.get("status") or {}
+        )
+        outcome = await converge(
+            ctx, sync.model_copy(update={"status": type(sync.status).model_validate(current)})
+        )
+        desired = desired_status(sync, current, outcome, format_time(datetime.now(UTC)))
+        written = await write_status(ctx, PLURAL, key, sync.metadata.uid or "", current, desired)
+        for type_, reason, message in outcome.events + (
+            transition_events(current, outcome) if written else []
+        ):
+            post_event(body, type_, reason, message)
+        model_changed = written and (
+            current.get("phase"),
+            current.get("lastSyncTime"),
+        ) != (desired.get("phase"), desired.get("lastSyncTime"))
+    if model_changed:
+        await reconcile_model(ctx, (key[0], sync.spec.model_ref))
+
+
+async def reconcile_syncs_of_model(ctx: Context, model_key: Key) -> None:
+    for body in list(ctx.indexes.syncs_of_model(model_key)):
+        await reconcile_sync(ctx, body_key(body))
+
+
+def retry_later(error: ApiError) -> kopf.TemporaryError:
+    return kopf.TemporaryError(f"API call failed, retrying: {error}", delay=10)
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+async def modelsync_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """create / update / resume."""
+    ctx = Context.from_kwargs(memo, kwargs)
+    try:
+        await reconcile_sync(ctx, body_key(body))
+    except ApiError as error:
+        raise retry_later(error) from None
+    model_ref = body.get("spec", {}).get("modelRef")
+    if model_ref:
+        await reconcile_model(ctx, (body_key(body)[0], model_ref))
+
+
+async def modelsync_timer(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Schedules, retry backoffs and drift repair; reads only memory, writes only on change."""
+    try:
+        await reconcile_sync(Context.from_kwargs(memo, kwargs), body_key(body))
+    except ApiError as error:
+        logger.warning("Reconcile failed", extra={"object": body_key(body), "error": str(error)})
+
+
+async def modelsync_retain(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """deletionPolicy Retain: take the owner reference off the Dataset before the ModelSync goes,
+    so garbage collection leaves the Dataset (and the weights) in place."""
+    ctx = Context.from_kwargs(memo, kwargs)
+    namespace, name = body_key(body)
+    dataset = (body.get("status") or {}).get("datasetName")
+    uid = body.get("metadata", {}).get("uid", "")
+    if dataset:
+        try:
+            orphaned = await ctx.runtime.datasets.orphan(namespace, dataset, uid)
+        except ApiError as error:
+            raise retry_later(error) from None
+        if orphaned:
+            post_event(body, "Normal", "DatasetRetained", f"Retained Dataset {dataset}")
+            logger.info(
+                "Retained Dataset", extra={"object": f"{namespace}/{name}", "dataset": dataset}
+            )
+
+
+async def modelsync_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Once gone: forget it, and let its Model and any duplicate it blocked move on."""
+    ctx = Context.from_kwargs(memo, kwargs)
+    namespace, _ = body_key(body)
+    forget(ctx, PLURAL, body.get("metadata", {}).get("uid", ""))
+    model_ref = body.get("spec", {}).get("modelRef")
+    if model_ref:
+        await reconcile_syncs_of_model(ctx, (namespace, model_ref))
+        await reconcile_model(ctx, (namespace, model_ref))
+
+
+async def dataset_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """A Dataset modelfs manages changed: reconcile the ModelSync that owns it."""
+    ctx = Context.from_kwargs(memo, kwargs)
+    key = body_key(body)
+    if event.get("type") == "DELETED":
+        ctx.runtime.applied.pop(key, None)
+    owner = controller_owner(body)
+    if owner is None or owner.get("kind") != "ModelSync":
+        return
+    try:
+        await reconcile_sync(ctx, (key[0], str(owner.get("name"))))
+    except ApiError as error:
+        logger.warning("Reconcile failed", extra={"object": key, "error": str(error)})

@@ -1,0 +1,133 @@
+"""What every controller shares at run time: the API clients, the in-memory view of the cluster
+(kopf indexes), per-object locks, and the memo of what modelfs last wrote.
+
+Handlers stay small: they build a `Context` from kopf's keyword arguments and call plain async
+functions that take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+from kubernetes.aio.client import ApiClient
+
+from pkg.dataset.client import DatasetClient
+from pkg.kube import ObjectClient
+
+Key = tuple[str, str]
+"""(namespace, name)"""
+
+
+def body_key(body: Mapping[str, Any]) -> Key:
+    meta = body.get("metadata", {})
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """A Kubernetes event on a modelfs object (kopf posts it in the background)."""
+    kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message)
+
+
+def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
+    """A condition of a raw status by type, or {}."""
+    for found in status.get("conditions") or []:
+        if found.get("type") == type_:
+            return dict(found)
+    return {}
+
+
+def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain, detached copy of a kopf body, safe to keep in an index."""
+    return copy.deepcopy(dict(body))
+
+
+@dataclass
+class Runtime:
+    """One per operator process, kept in kopf's memo."""
+
+    api: ApiClient
+    datasets: DatasetClient
+    objects: ObjectClient
+    locks: defaultdict[tuple[str, Key], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
+    written_status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """The last status modelfs wrote, by (plural, uid): see `controllers.status.write_status`."""
+    applied: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """The Dataset as the last apply returned it, by (namespace, name), until its watch event."""
+    secret_keys: dict[Key, frozenset[str] | None] = field(default_factory=dict)
+    """Key names (never values) of the Secrets that ModelSources name; None: no such Secret."""
+
+    def lock(self, kind: str, key: Key) -> asyncio.Lock:
+        return self.locks[(kind, key)]
+
+
+def first_value(store: Any) -> dict[str, Any] | None:
+    """The newest value of a kopf Store (one object per key in our by-name indexes)."""
+    if store is None:
+        return None
+    values = list(store)
+    return values[-1] if values else None
+
+
+@dataclass
+class Indexes:
+    """kopf's in-memory indexes, by the names the operator registers them under."""
+
+    sources: Mapping[Key, Any]
+    models: Mapping[Key, Any]
+    models_by_source: Mapping[Key, Any]
+    syncs: Mapping[Key, Any]
+    syncs_by_model: Mapping[Key, Any]
+    datasets: Mapping[Key, Any]
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
+        return cls(
+            sources=kwargs["modelsource_index"],
+            models=kwargs["model_index"],
+            models_by_source=kwargs["model_by_source_index"],
+            syncs=kwargs["modelsync_index"],
+            syncs_by_model=kwargs["modelsync_by_model_index"],
+            datasets=kwargs["dataset_index"],
+        )
+
+    def source(self, key: Key) -> dict[str, Any] | None:
+        return first_value(self.sources.get(key))
+
+    def model(self, key: Key) -> dict[str, Any] | None:
+        return first_value(self.models.get(key))
+
+    def sync(self, key: Key) -> dict[str, Any] | None:
+        return first_value(self.syncs.get(key))
+
+    def dataset(self, key: Key) -> dict[str, Any] | None:
+        return first_value(self.datasets.get(key))
+
+    def model_names_of_source(self, key: Key) -> list[str]:
+        return sorted(set(self.models_by_source.get(key, ())))
+
+    def syncs_of_model(self, key: Key) -> Iterator[dict[str, Any]]:
+        namespace = key[0]
+        for name in sorted(set(self.syncs_by_model.get(key, ()))):
+            body = self.sync((namespace, name))
+            if body is not None:
+                yield body
+
+
+@dataclass
+class Context:
+    """What a reconcile needs: the runtime and the indexes."""
+
+    runtime: Runtime
+    indexes: Indexes
+
+    @classmethod
+    def from_kwargs(cls, memo: Any, kwargs: Mapping[str, Any]) -> Context:
+        return cls(runtime=memo.runtime, indexes=Indexes.from_kwargs(kwargs))

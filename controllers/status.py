@@ -1,0 +1,98 @@
+"""Status writing shared by the controllers: compute the whole status, write only what changed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from api.v1 import Condition, set_condition
+from controllers.runtime import Context, Key
+
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A Go duration (`1h30m`, `90s`, `1.5h`) as a timedelta; the CRD pattern checks the form."""
+    seconds, number = 0.0, ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char.isdigit() or char == ".":
+            number += char
+            index += 1
+            continue
+        unit = text[index : index + 2] if text[index : index + 2] in DURATION_UNITS else char
+        seconds += float(number) * DURATION_UNITS[unit]
+        number, index = "", index + len(unit)
+    return timedelta(seconds=seconds)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_string() -> str:
+    return format_time(datetime.now(UTC))
+
+
+def with_conditions(
+    current: list[dict[str, Any]],
+    updates: list[tuple[str, bool | str, str, str]],
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """`current` (raw) with each (type, status, reason, message) set through set_condition."""
+    conditions = [Condition.model_validate(c) for c in current]
+    for type_, status, reason, message in updates:
+        conditions = set_condition(conditions, type_, status, reason, message, generation, now)
+    return [c.to_dict() for c in conditions]
+
+
+def status_changes(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch from `current` to `desired` at the top level of status (None deletes)."""
+    patch = {key: value for key, value in desired.items() if current.get(key) != value}
+    for key in current:
+        if key not in desired and current[key] is not None:
+            patch[key] = None
+    return patch
+
+
+async def write_status(
+    ctx: Context,
+    plural: str,
+    key: Key,
+    uid: str,
+    current: dict[str, Any],
+    desired: dict[str, Any],
+) -> bool:
+    """Patch the status of `key` when `desired` differs from what it holds; return whether it wrote.
+
+    "What it holds" is the status modelfs last wrote to this object (by uid) when there is one:
+    a reconcile that runs before the watch event of modelfs's own write must not write it again.
+    An idle cluster therefore sees no status writes.
+    """
+    written = ctx.runtime.written_status
+    baseline = written.get((plural, uid), current)
+    patch = status_changes(baseline, desired)
+    if not patch:
+        return False
+    result = await ctx.runtime.objects.patch_status(plural, key[0], key[1], patch)
+    if result is None:
+        written.pop((plural, uid), None)
+        return False
+    written[(plural, uid)] = dict(desired)
+    return True
+
+
+def forget(ctx: Context, plural: str, uid: str) -> None:
+    """Drop the memo of a deleted object."""
+    ctx.runtime.written_status.pop((plural, uid), None)

@@ -1,0 +1,109 @@
+"""The Dataset client: server-side apply under one field manager, get, delete, orphan."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from kubernetes.aio.client import ApiClient, CustomObjectsApi
+from kubernetes.aio.client.exceptions import ApiException
+
+from pkg.dataset.types import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, Dataset
+from pkg.kube.client import REQUEST_TIMEOUT, api_error
+
+FIELD_MANAGER = "modelfs"
+APPLY_PATCH = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
+
+
+class DatasetClient:
+    """Datasets (dataset.baizeai.io/v1alpha1) as modelfs writes them."""
+
+    def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER) -> None:
+        self._api = CustomObjectsApi(api)
+        self.field_manager = field_manager
+
+    async def apply(self, dataset: Dataset) -> dict[str, Any]:
+        """Server-side apply of the fields modelfs owns; the stored object is returned."""
+        manifest = dataset.to_manifest()
+        meta = manifest["metadata"]
+        try:
+            result = await self._api.patch_namespaced_custom_object(
+                DATASET_GROUP,
+                DATASET_VERSION,
+                meta["namespace"],
+                DATASET_PLURAL,
+                meta["name"],
+                manifest,
+                field_manager=self.field_manager,
+                force=True,
+                _content_type=APPLY_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            raise api_error(error) from None
+        return cast(dict[str, Any], result)
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result = await self._api.get_namespaced_custom_object(
+                DATASET_GROUP,
+                DATASET_VERSION,
+                namespace,
+                DATASET_PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise api_error(error) from None
+        return cast(dict[str, Any], result)
+
+    async def delete(self, namespace: str, name: str) -> bool:
+        """Delete the Dataset; False when it was already gone."""
+        try:
+            await self._api.delete_namespaced_custom_object(
+                DATASET_GROUP,
+                DATASET_VERSION,
+                namespace,
+                DATASET_PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise api_error(error) from None
+        return True
+
+    async def orphan(self, namespace: str, name: str, owner_uid: str) -> bool:
+        """Remove the owner reference of `owner_uid`, so garbage collection keeps the Dataset.
+
+        A JSON patch with a `test` of the reference, so a Dataset that changed owner in between
+        is left alone. False when the Dataset or the reference is gone.
+        """
+        current = await self.get(namespace, name)
+        refs = (current or {}).get("metadata", {}).get("ownerReferences") or []
+        index = next((i for i, ref in enumerate(refs) if ref.get("uid") == owner_uid), None)
+        if current is None or index is None:
+            return False
+        patch = [
+            {"op": "test", "path": f"/metadata/ownerReferences/{index}/uid", "value": owner_uid},
+            {"op": "remove", "path": f"/metadata/ownerReferences/{index}"},
+        ]
+        try:
+            await self._api.patch_namespaced_custom_object(
+                DATASET_GROUP,
+                DATASET_VERSION,
+                namespace,
+                DATASET_PLURAL,
+                name,
+                patch,
+                _content_type=JSON_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise api_error(error) from None
+        return True

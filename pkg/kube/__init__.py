@@ -1,0 +1,11 @@
+"""Thin typed calls on the Kubernetes API for modelfs, with API errors mapped to modelfs errors."""
+
+from pkg.kube.client import (
+    ApiError,
+    ConflictError,
+    InvalidError,
+    ObjectClient,
+    api_error,
+)
+
+__all__ = ["ApiError", "ConflictError", "InvalidError", "ObjectClient", "api_error"]

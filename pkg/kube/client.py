@@ -1,0 +1,90 @@
+"""Calls on modelfs's own objects and on Secrets (key names only), on `kubernetes.aio`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.aio.client.exceptions import ApiException
+
+from api.v1 import GROUP, VERSION
+
+REQUEST_TIMEOUT = 30.0
+
+
+class ApiError(RuntimeError):
+    """An API call failed; `status` is the HTTP status (0 when there was no response)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConflictError(ApiError):
+    """409: the object changed or another field manager owns the field."""
+
+
+class InvalidError(ApiError):
+    """422: the API server refused the object (schema or CEL rule)."""
+
+
+def _message(error: ApiException) -> str:
+    try:
+        body = json.loads(error.body or "")
+        return str(body.get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason or "API error")
+
+
+def api_error(error: ApiException) -> ApiError:
+    """The modelfs error for an API exception: its status and the server's message, no body."""
+    status = int(error.status or 0)
+    message = f"{status}: {_message(error)}"
+    if status == 409:
+        return ConflictError(status, message)
+    if status == 422:
+        return InvalidError(status, message)
+    return ApiError(status, message)
+
+
+class ObjectClient:
+    """Status patches on modelfs objects, and the key names of Secrets."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._custom = CustomObjectsApi(api)
+        self._core = CoreV1Api(api)
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch `status` (only what changed); None when the object is gone."""
+        try:
+            result = await self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise api_error(error) from None
+        return cast(dict[str, Any], result)
+
+    async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The key names of a Secret, or None when it does not exist. Values are dropped here."""
+        try:
+            secret = await self._core.read_namespaced_secret(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise api_error(error) from None
+        keys = frozenset((secret.data or {}).keys())
+        del secret
+        return keys
