@@ -18,7 +18,8 @@ Binaries (kube-apiserver, kube-controller-manager, etcd) are looked up by `find_
 $KUBEBUILDER_ASSETS first (setup-envtest folders work), then the cache that
 `hack/build-control-plane.sh` fills, `$MODELFS_CACHE_DIR/k8s-<ver>-etcd-<ver>/bin` (default
 `~/.cache/modelfs`). Each child runs in its own process group, is killed with its parent on
-Linux (PR_SET_PDEATHSIG), is stopped at interpreter exit (atexit) and on SIGTERM, and logs to
+Linux (PR_SET_PDEATHSIG; the temp work folder of such a killed run is removed by the next
+start), is stopped at interpreter exit (atexit) and on SIGTERM, and logs to
 `<workdir>/logs/<component>.log`; a failed start raises `ControlPlaneError` with the log tails.
 
 The apiserver writes an audit log (`<workdir>/audit.log`, JSON lines, level Metadata) because
@@ -236,6 +237,9 @@ class PKI:
     admin_key: Path = field(init=False)
     controller_manager_cert: Path = field(init=False)
     controller_manager_key: Path = field(init=False)
+    front_proxy_ca_cert: Path = field(init=False)
+    front_proxy_client_cert: Path = field(init=False)
+    front_proxy_client_key: Path = field(init=False)
     sa_key: Path = field(init=False)
     sa_pub: Path = field(init=False)
 
@@ -284,6 +288,21 @@ class PKI:
             )
             pki._write(cert_path, _pem_cert(cert))
             pki._write(key_path, _pem_key(key))
+        # The aggregation layer's front proxy: its own CA, so that only its client certificate
+        # may assert X-Remote-User headers (and kube-controller-manager's delegated
+        # authentication finds the requestheader CA it looks for).
+        proxy_ca_key = _ec_key()
+        proxy_ca = _issue(common_name="modelfs-front-proxy-ca", key=proxy_ca_key, issuer=None)
+        pki._write(pki.front_proxy_ca_cert, _pem_cert(proxy_ca))
+        proxy_key = _ec_key()
+        proxy_cert = _issue(
+            common_name="front-proxy-client",
+            key=proxy_key,
+            issuer=(proxy_ca, proxy_ca_key),
+            client=True,
+        )
+        pki._write(pki.front_proxy_client_cert, _pem_cert(proxy_cert))
+        pki._write(pki.front_proxy_client_key, _pem_key(proxy_key))
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pki._write(pki.sa_key, _pem_key(sa_key))
         pub = sa_key.public_key().public_bytes(
@@ -367,7 +386,10 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when this process dies (even SIGKILL).
+    """A preexec_fn asking Linux to SIGKILL the child when this process dies (even by SIGKILL).
+
+    SIGKILL, not SIGTERM: all three get it at once, and a kube-apiserver shutting down
+    gracefully while its etcd vanishes can hang; the whole control plane is disposable.
 
     The signal fires when the *thread* that forked exits, so it's only used from the main
     thread, whose end is the process's end.
@@ -384,11 +406,30 @@ def _parent_death_signal() -> Callable[[], None] | None:
     pr_set_pdeathsig = 1
 
     def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
     return preexec
+
+
+_WORKDIR_PREFIX = "modelfs-controlplane-"
+_OWNER_FILE = "owner.pid"
+
+
+def _reap_stale_workdirs() -> None:
+    """Remove work folders of control planes whose owning process is gone (killed -9)."""
+    for folder in Path(tempfile.gettempdir()).glob(_WORKDIR_PREFIX + "*"):
+        try:
+            owner = int((folder / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -604,7 +645,9 @@ class ControlPlane:
             self._workdir_arg.mkdir(parents=True, exist_ok=True)
             self.workdir = self._workdir_arg
         else:
-            self.workdir = Path(tempfile.mkdtemp(prefix="modelfs-controlplane-"))
+            _reap_stale_workdirs()
+            self.workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
+            (self.workdir / _OWNER_FILE).write_text(str(os.getpid()))
         (self.workdir / "logs").mkdir(exist_ok=True)
         t0 = time.monotonic()
         self.pki = PKI.create(self.workdir / "pki", self.admin_user)
@@ -692,6 +735,15 @@ class ControlPlane:
             "service-cluster-ip-range": SERVICE_CIDR,
             "allow-privileged": "true",
             "enable-priority-and-fairness": "true",
+            "requestheader-client-ca-file": str(pki.front_proxy_ca_cert),
+            "requestheader-allowed-names": "front-proxy-client",
+            "requestheader-username-headers": "X-Remote-User",
+            "requestheader-group-headers": "X-Remote-Group",
+            "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+            "proxy-client-cert-file": str(pki.front_proxy_client_cert),
+            "proxy-client-key-file": str(pki.front_proxy_client_key),
+            # the default "lease" reconciler refuses a loopback advertise address
+            "endpoint-reconciler-type": "none",
         }
         if self.audit:
             policy = workdir / "audit-policy.yaml"

@@ -28,7 +28,7 @@ Fixtures (names are prefixed `k8s_`; only `dataset_crd` knows modelfs):
 
 Tests using any of these fixtures get the `e2e` marker, so `-m "not e2e"` leaves them out.
 The async helpers (`new_api_client`, `install_crds`, `wait_crd_established`,
-`service_account_kubeconfig`) are importable for use outside fixtures.
+`service_account_kubeconfig`, `apply_custom_object`) are importable for use outside fixtures.
 """
 
 from __future__ import annotations
@@ -218,6 +218,48 @@ async def service_account_kubeconfig(
     if not ca:  # a server with a publicly trusted certificate
         del config["clusters"][0]["cluster"]["certificate-authority-data"]
     return write_kubeconfig(path, config)
+
+
+async def apply_custom_object(
+    api: ApiClient,
+    body: dict[str, Any],
+    plural: str,
+    *,
+    field_manager: str = FIELD_MANAGER,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Server-side apply a custom object (namespaced when body.metadata.namespace is set) and
+    return the object the server answered with.
+
+    `CustomObjectsApi.patch_*_custom_object` returns None when the apply creates the object
+    (its response map lacks 201), so this reads the raw response instead.
+    """
+    import json
+
+    from kubernetes.aio import client
+    from kubernetes.aio.client.exceptions import ApiException
+
+    custom = client.CustomObjectsApi(api)
+    group, _, version = body["apiVersion"].rpartition("/")
+    name, namespace = body["metadata"]["name"], body["metadata"].get("namespace")
+    options: dict[str, Any] = {
+        "field_manager": field_manager,
+        "force": force,
+        "_content_type": "application/apply-patch+yaml",
+    }
+    if namespace:
+        response = await custom.patch_namespaced_custom_object_without_preload_content(
+            group, version, namespace, plural, name, body, **options
+        )
+    else:
+        response = await custom.patch_cluster_custom_object_without_preload_content(
+            group, version, plural, name, body, **options
+        )
+    data = await response.read()
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=response.reason, body=data.decode())
+    result: dict[str, Any] = json.loads(data)
+    return result
 
 
 def _ca_bytes(configuration: Any) -> bytes:
