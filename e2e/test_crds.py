@@ -1,0 +1,170 @@
+"""CRDs on a real API server: structural schemas, defaults, CEL rules, status, printer columns."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+
+from e2e.helpers import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, REPO, dataset, error_message
+from modelfs.testing.pytest_plugin import InstallCrds, load_yaml_documents
+
+pytestmark = pytest.mark.e2e
+CONFIG_CRDS = REPO / "config" / "crd" / "bases"
+
+
+class Datasets:
+    """Dataset calls in one namespace."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.where = (DATASET_GROUP, DATASET_VERSION, namespace, DATASET_PLURAL)
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.api.create_namespaced_custom_object(*self.where, body)
+        return result
+
+    async def get(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.api.get_namespaced_custom_object(*self.where, name)
+        return result
+
+    async def merge(self, name: str, patch: dict[str, Any], status: bool = False) -> dict[str, Any]:
+        call = (
+            self.api.patch_namespaced_custom_object_status
+            if status
+            else self.api.patch_namespaced_custom_object
+        )
+        result: dict[str, Any] = await call(
+            *self.where, name, patch, _content_type="application/merge-patch+json"
+        )
+        return result
+
+
+@pytest.fixture
+async def datasets(dataset_crd: str, k8s_api: client.ApiClient, k8s_namespace: str) -> Datasets:
+    return Datasets(k8s_api, k8s_namespace)
+
+
+async def test_dataset_crd_is_established(dataset_crd: str, k8s_api: client.ApiClient) -> None:
+    crd = await client.ApiextensionsV1Api(k8s_api).read_custom_resource_definition(dataset_crd)
+    assert dataset_crd == "datasets.dataset.baizeai.io"
+    assert crd.spec.names.short_names == ["data"]
+    assert crd.spec.scope == "Namespaced"
+    conditions = {c.type: c.status for c in crd.status.conditions}
+    assert conditions["Established"] == "True"
+    # a structural schema: the API server would report NonStructuralSchema otherwise
+    assert "NonStructuralSchema" not in conditions
+
+
+async def test_valid_dataset_is_accepted_with_defaults(datasets: Datasets) -> None:
+    created = await datasets.create(dataset("gpt2", mountOptions={}))
+    spec = created["spec"]
+    assert spec["dataSyncRound"] == 1
+    assert spec["mountOptions"] == {"path": "/", "mode": "0774", "uid": 1000, "gid": 1000}
+    assert "status" not in created  # the status subresource: create ignores status
+
+
+async def test_raising_data_sync_round_by_two_is_rejected(datasets: Datasets) -> None:
+    await datasets.create(dataset("rounds"))
+    with pytest.raises(ApiException) as raised:
+        await datasets.merge("rounds", {"spec": {"dataSyncRound": 3}})
+    assert raised.value.status == 422
+    assert "dataSyncRound can only be incremented by 1" in error_message(raised.value)
+    raised_once = await datasets.merge("rounds", {"spec": {"dataSyncRound": 2}})
+    assert raised_once["spec"]["dataSyncRound"] == 2
+    with pytest.raises(ApiException) as lowered:
+        await datasets.merge("rounds", {"spec": {"dataSyncRound": 0}})
+    assert "dataSyncRound can only be incremented by 1" in error_message(lowered.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("uri", "huggingface://org/other"), ("type", "MODEL_SCOPE")]
+)
+async def test_source_is_immutable(datasets: Datasets, field: str, value: str) -> None:
+    await datasets.create(dataset("immutable"))
+    with pytest.raises(ApiException) as raised:
+        await datasets.merge("immutable", {"spec": {"source": {field: value}}})
+    assert raised.value.status == 422
+    message = error_message(raised.value)
+    assert f"spec.source.{field}" in message
+    assert "Value is immutable" in message
+
+
+async def test_claim_template_and_claim_ref_are_exclusive(datasets: Datasets) -> None:
+    both = dataset(
+        "both",
+        volumeClaimRef={"name": "pvc"},
+        volumeClaimTemplate={"spec": {"accessModes": ["ReadWriteMany"]}},
+    )
+    with pytest.raises(ApiException) as raised:
+        await datasets.create(both)
+    assert raised.value.status == 422
+    assert "volumeClaimTemplate and volumeClaimRef are mutually exclusive" in error_message(
+        raised.value
+    )
+    template_only = dataset(
+        "template", volumeClaimTemplate={"spec": {"accessModes": ["ReadWriteMany"]}}
+    )
+    created = await datasets.create(template_only)
+    # the template body is kept as given (x-kubernetes-preserve-unknown-fields)
+    assert created["spec"]["volumeClaimTemplate"]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+async def test_enum_and_required_fields_are_enforced(datasets: Datasets) -> None:
+    bad_type = dataset("badtype")
+    bad_type["spec"]["source"]["type"] = "FTP"
+    with pytest.raises(ApiException) as raised:
+        await datasets.create(bad_type)
+    assert 'Unsupported value: "FTP"' in error_message(raised.value)
+    no_uri = dataset("nouri")
+    del no_uri["spec"]["source"]["uri"]
+    with pytest.raises(ApiException) as missing:
+        await datasets.create(no_uri)
+    assert "spec.source.uri: Required value" in error_message(missing.value)
+
+
+async def test_status_subresource(datasets: Datasets) -> None:
+    await datasets.create(dataset("status"))
+    # a main-resource write ignores status ...
+    ignored = await datasets.merge("status", {"status": {"phase": "READY"}})
+    assert "status" not in ignored
+    # ... the status subresource takes it, with defaults and enums applied
+    updated = await datasets.merge("status", {"status": {"pvcName": "status"}}, status=True)
+    assert updated["status"] == {"pvcName": "status", "phase": "PENDING"}
+    with pytest.raises(ApiException) as raised:
+        await datasets.merge("status", {"status": {"phase": "DONE"}}, status=True)
+    assert 'Unsupported value: "DONE"' in error_message(raised.value)
+
+
+async def test_printer_columns(datasets: Datasets, k8s_kubeconfig: Path, kubectl: str) -> None:
+    await datasets.create(dataset("printed"))
+    await datasets.merge("printed", {"status": {"phase": "READY"}}, status=True)
+    process = await asyncio.create_subprocess_exec(
+        kubectl,
+        *("--kubeconfig", str(k8s_kubeconfig), "-n", datasets.namespace, "get", "data"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await process.communicate()
+    assert process.returncode == 0
+    out = stdout.decode().split("\n")
+    # the CRD's columns replace the default ones (AGE included)
+    assert out[0].split() == ["NAME", "TYPE", "URI", "PHASE"]
+    assert out[1].split() == ["printed", "HUGGING_FACE", "huggingface://org/model", "READY"]
+
+
+async def test_project_crds_install(k8s_install_crds: InstallCrds) -> None:
+    files = sorted(CONFIG_CRDS.glob("*.yaml")) if CONFIG_CRDS.is_dir() else []
+    if not files:
+        pytest.skip(f"no CRDs in {CONFIG_CRDS.relative_to(REPO)} yet (run `make manifests`)")
+    expected = {
+        d["metadata"]["name"]
+        for d in load_yaml_documents(*files)
+        if d.get("kind") == "CustomResourceDefinition"
+    }
+    assert expected, f"{CONFIG_CRDS} holds no CustomResourceDefinition"
+    assert set(await k8s_install_crds(*files)) == expected
