@@ -23,6 +23,22 @@ def _cmd_manifests(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from modelfs.operator import run
+
+    if not args.all_namespaces and not args.namespace:
+        print("modelfs run: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
+        return 2
+    return run(
+        namespaces=list(args.namespace or []),
+        clusterwide=bool(args.all_namespaces),
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        log_format=args.log_format,
+        verbose=args.verbose,
+    )
+
+
 def _cmd_controlplane(args: argparse.Namespace) -> int:
     from modelfs.testing.controlplane import cli_start
 
@@ -36,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelfs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run.add_argument(
+        "--health-port", type=int, default=8080, help="liveness endpoint /healthz (0: off)"
+    )
+    run.add_argument("--metrics-port", type=int, default=8081, help="Prometheus /metrics (0: off)")
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_cmd_run)
 
     manifests = sub.add_parser(
         "manifests", help="regenerate the CRD YAML in config/ from the api/ models"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from kubernetes.aio.client import ApiClient, CustomObjectsApi
@@ -26,8 +27,10 @@ class DatasetClient:
         """Server-side apply of the fields modelfs owns; the stored object is returned."""
         manifest = dataset.to_manifest()
         meta = manifest["metadata"]
+        # The raw response: the generated client maps only 200, and an apply that creates the
+        # Dataset answers 201.
         try:
-            result = await self._api.patch_namespaced_custom_object(
+            response = await self._api.patch_namespaced_custom_object_without_preload_content(
                 DATASET_GROUP,
                 DATASET_VERSION,
                 meta["namespace"],
@@ -39,9 +42,13 @@ class DatasetClient:
                 _content_type=APPLY_PATCH,
                 _request_timeout=REQUEST_TIMEOUT,
             )
+            data = await response.read()
+            status = int(response.status)
         except ApiException as error:
             raise api_error(error) from None
-        return cast(dict[str, Any], result)
+        if status >= 400:
+            raise api_error(ApiException(status=status, reason="apply failed", body=data.decode()))
+        return cast(dict[str, Any], json.loads(data))
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the controllers (served by `modelfs run --metrics-port`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("modelfs_reconciles_total", "Reconciles run, by kind.", ["kind"])
+RECONCILE_ERRORS = Counter(
+    "modelfs_reconcile_errors_total", "Reconciles that failed on an API error, by kind.", ["kind"]
+)
+MODELSYNCS = Gauge("modelfs_modelsyncs", "ModelSyncs by phase.", ["phase"])
+SYNC_DURATION = Histogram(
+    "modelfs_sync_duration_seconds",
+    "From the start of a download round to READY.",
+    buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+)
+RETRIES = Counter("modelfs_retries_total", "Failed rounds retried by raising the Dataset round.")
+DATASET_APPLIES = Counter(
+    "modelfs_dataset_applies_total", "Server-side applies of Datasets, by cause.", ["cause"]
+)
+STATUS_WRITES = Counter("modelfs_status_writes_total", "Status patches, by kind.", ["kind"])
+
+
+def set_phase_counts(phases: dict[str, str]) -> None:
+    """Set the per-phase gauge from {ModelSync uid: phase}."""
+    counts: dict[str, int] = {}
+    for phase in phases.values():
+        counts[phase] = counts.get(phase, 0) + 1
+    for phase in ("PENDING", "PROCESSING", "READY", "FAILED"):
+        MODELSYNCS.labels(phase=phase).set(counts.get(phase, 0))
