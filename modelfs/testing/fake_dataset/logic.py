@@ -917,7 +917,9 @@ def _phase(ds: dict[str, Any]) -> None:
         status["phase"] = FAILED
         return
     last = status.get("lastSucceedRound") or 0
-    if kind == "PVC":
+    if data_sync_round(ds) < 1:  # unreadable spec (the fake's own guard): never READY
+        status["phase"] = FAILED
+    elif kind == "PVC":
         status["phase"] = READY
     elif status.get("inProcessing"):
         status["phase"] = PROCESSING
