@@ -1041,4 +1041,8 @@ def cli_start(args: argparse.Namespace) -> int:
         print("\nStopping the control plane ...", flush=True)
         return 0
     finally:
+        # A second Ctrl-C (or a SIGINT sent to the whole process group) must not cut the
+        # stop short and leave processes behind.
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         cp.stop()
