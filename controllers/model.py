@@ -100,10 +100,14 @@ def desired_status(
 
 
 def parsed_syncs(ctx: Context, key: Key) -> list[ModelSync]:
+    """The Model's ModelSyncs, each with the newest status known: the one modelfs just wrote
+    may not have come back through the watch yet."""
     syncs = []
     for body in ctx.indexes.syncs_of_model(key):
+        uid = body.get("metadata", {}).get("uid", "")
+        status = ctx.runtime.written_status.get(("modelsyncs", uid), body.get("status") or {})
         try:
-            syncs.append(parse(ModelSync, body))
+            syncs.append(parse(ModelSync, {**body, "status": status}))
         except ResolutionError:
             continue
     return syncs

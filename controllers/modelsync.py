@@ -513,12 +513,23 @@ async def reconcile_sync(ctx: Context, key: Key) -> None:
             transition_events(current, outcome) if written else []
         ):
             post_event(body, type_, reason, message)
+        due_in = outcome.plan.due_in if outcome.plan is not None else None
+        if due_in is not None:
+            ctx.runtime.wake(PLURAL, key, due_in + 0.5, lambda: reconcile_later(ctx, key))
         model_changed = written and (
             current.get("phase"),
             current.get("lastSyncTime"),
         ) != (desired.get("phase"), desired.get("lastSyncTime"))
     if model_changed:
         await reconcile_model(ctx, (key[0], sync.spec.model_ref))
+
+
+async def reconcile_later(ctx: Context, key: Key) -> None:
+    """A reconcile that was due (retry backoff or schedule); errors wait for the next trigger."""
+    try:
+        await reconcile_sync(ctx, key)
+    except ApiError as error:
+        logger.warning("Reconcile failed", extra={"object": key, "error": str(error)})
 
 
 async def reconcile_syncs_of_model(ctx: Context, model_key: Key) -> None:

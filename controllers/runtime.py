@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -64,8 +64,32 @@ class Runtime:
     secret_keys: dict[Key, frozenset[str] | None] = field(default_factory=dict)
     """Key names (never values) of the Secrets that ModelSources name; None: no such Secret."""
 
+    wakeups: dict[tuple[str, Key], asyncio.TimerHandle] = field(default_factory=dict)
+    """Reconciles due later (a retry backoff, a schedule), one per object: the earliest."""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
     def lock(self, kind: str, key: Key) -> asyncio.Lock:
         return self.locks[(kind, key)]
+
+    def wake(
+        self, kind: str, key: Key, delay: float, callback: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run `callback` in `delay` seconds, unless an earlier wake-up of `key` is set."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(delay, 0.0)
+        current = self.wakeups.get((kind, key))
+        if current is not None and not current.cancelled() and current.when() <= when:
+            return
+        if current is not None:
+            current.cancel()
+
+        def fire() -> None:
+            self.wakeups.pop((kind, key), None)
+            task = loop.create_task(callback())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        self.wakeups[(kind, key)] = loop.call_at(when, fire)
 
 
 def first_value(store: Any) -> dict[str, Any] | None:

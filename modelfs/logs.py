@@ -49,3 +49,4 @@ def configure(log_format: str, verbose: bool = False) -> None:
     if not verbose:
         # kopf reports every handler run at INFO; modelfs logs its own decisions instead.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

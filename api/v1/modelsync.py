@@ -26,10 +26,10 @@ class Schedule(ApiModel):
         max_length=32,
         pattern=DURATION_PATTERN,
         description="Start a new download round when the last success is older than this "
-        "duration (e.g. 24h, 90m). At least 1m.",
+        "duration (e.g. 24h, 90m). At least 10s.",
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("duration(self) >= duration('1m')", "interval must be at least 1m")
+                cel("duration(self) >= duration('10s')", "interval must be at least 10s")
             ]
         },
     )

@@ -1,0 +1,167 @@
+"""Run `modelfs run` as a child process, the way it runs in a cluster: its own process, its own
+kubeconfig (identity), its log in a file. Used by the end-to-end tests and the sandbox."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+
+class OperatorError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """`python -m modelfs run` against `kubeconfig`, until `stop()` (or `kill()`)."""
+
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        *,
+        namespaces: Sequence[str] = (),
+        log_path: Path | str | None = None,
+        log_format: str = "text",
+        extra_args: Sequence[str] = (),
+        python: str = sys.executable,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        self.namespaces = tuple(namespaces)
+        self.log_format = log_format
+        self.extra_args = tuple(extra_args)
+        self.python = python
+        self.startup_timeout = startup_timeout
+        if log_path is None:
+            handle, name = tempfile.mkstemp(prefix="modelfs-operator-", suffix=".log")
+            os.close(handle)
+            log_path = name
+        self.log_path = Path(log_path)
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        scope = [arg for ns in self.namespaces for arg in ("--namespace", ns)] or ["-A"]
+        return [
+            self.python,
+            "-m",
+            "modelfs",
+            "run",
+            *scope,
+            "--health-port",
+            str(self.health_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--log-format",
+            self.log_format,
+            *self.extra_args,
+        ]
+
+    def start(self) -> OperatorProcess:
+        if self.alive():
+            return self
+        self._log = self.log_path.open("ab")
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        self.process = subprocess.Popen(
+            self.argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise OperatorError(f"modelfs run exited while starting:\n{self.log_tail()}")
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise OperatorError(f"modelfs run is not healthy after {self.startup_timeout}s")
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the operator process (Linux)."""
+        if self.process is None:
+            return 0
+        status = Path(f"/proc/{self.process.pid}/status")
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an evicted pod: no cleanup runs."""
+        self._signal(signal.SIGKILL, grace=10)
+
+    def stop(self) -> None:
+        """SIGTERM, a graceful shutdown; SIGKILL after 20 s."""
+        self._signal(signal.SIGTERM, grace=20)
+
+    def _signal(self, signum: int, grace: float) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signum)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
