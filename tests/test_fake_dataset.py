@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -693,3 +694,27 @@ def test_cli_defaults_are_the_test_timings_and_flags_win() -> None:
     assert settings.defaults.round_duration == 2
     assert settings.defaults.pending == SANDBOX_TIMINGS.pending
     assert settings.defaults.fail_rounds == frozenset({2})
+
+
+# --------------------------------------------------------------------------- the work queue
+
+
+async def test_work_queue_never_runs_a_key_twice_at_once_and_keeps_the_earliest_timer() -> None:
+    from modelfs.testing.fake_dataset.controller import WorkQueue
+
+    queue = WorkQueue()
+    key = ("dataset", "ns", "a")
+    queue.add(key)
+    queue.add(key)  # deduplicated
+    assert await queue.get() == key
+    queue.add(key)  # while active: marked dirty, not queued
+    assert queue._queue.empty()
+    queue.done(key)  # requeued once done
+    assert await queue.get() == key
+    queue.done(key)
+    queue.add_after(key, 5.0)
+    queue.add_after(key, 0.01)  # the earlier one wins
+    async with asyncio.timeout(2):
+        assert await queue.get() == key
+    queue.done(key)
+    queue.close()
