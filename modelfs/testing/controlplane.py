@@ -1040,6 +1040,9 @@ def cli_start(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nStopping the control plane ...", flush=True)
         return 0
+    except SystemExit:  # SIGTERM/SIGHUP, see _on_termination
+        print("Stopped the control plane.", flush=True)
+        raise
     finally:
         # A second Ctrl-C (or a SIGINT sent to the whole process group) must not cut the
         # stop short and leave processes behind.
