@@ -493,5 +493,6 @@ async def test_the_process_stops_cleanly_on_sigterm(
         assert process is not None
     assert time.monotonic() - started < 15
     assert process.returncode == 0
+    assert "SIGTERM received: stopping" in fake.log_text()
     assert "fake Dataset controller stopped" in fake.log_text()
     assert f"namespaces {k8s_namespace}" in fake.log_text()

@@ -142,8 +142,13 @@ async def serve(args: argparse.Namespace) -> int:
     api = await new_api_client(args.kubeconfig, args.context)
     fake = FakeDataset(api, settings)
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        logging.getLogger("modelfs.fake_dataset").info("%s received: stopping", signum.name)
+        fake.stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, fake.stop)
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         run = asyncio.create_task(fake.run())
         ready = asyncio.create_task(fake.ready.wait())
