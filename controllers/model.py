@@ -178,8 +178,3 @@ async def model_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     source_ref = body.get("spec", {}).get("sourceRef")
     if source_ref:
         await reconcile_source(ctx, (key[0], source_ref), recheck_secret=False)
-
-
-async def model_timer(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A backstop: recompute from memory (no API reads); writes only on change."""
-    await reconcile_model(Context.from_kwargs(memo, kwargs), body_key(body))

@@ -20,7 +20,6 @@ from pkg.dataset import (
 )
 
 PLURAL = "modelsources"
-SECRET_RECHECK_SECONDS = 60.0
 SECRET_MISSING = "SecretMissing"
 SECRET_KEY_MISSING = "SecretKeyMissing"
 
@@ -171,12 +170,12 @@ async def modelsource_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -
     await reconcile_models_of_source(ctx, key)
 
 
-async def modelsource_timer(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Re-read the Secret's key names now and then: Secrets are not watched cluster-wide."""
+async def recheck_source(ctx: Context, key: Key) -> None:
+    """Periodic: re-read the Secret's key names (Secrets are not watched cluster-wide) and
+    re-check the dependants when they changed."""
     from controllers.model import reconcile_models_of_source
 
-    ctx = Context.from_kwargs(memo, kwargs)
-    key = body_key(body)
+    body = ctx.indexes.source(key) or {}
     secret = body.get("spec", {}).get("secretRef")
     before = ctx.runtime.secret_keys.get((key[0], secret)) if secret else None
     await reconcile_source(ctx, key)

@@ -37,7 +37,6 @@ from pkg.dataset import (
 from pkg.kube import ApiError, InvalidError
 
 PLURAL = "modelsyncs"
-TIMER_SECONDS = 30.0
 DATASET_CONDITION_PREFIX = "Dataset"
 MANAGED_SPEC_KEYS = ("source", "secretRef", "dataSyncRound", "volumeClaimTemplate")
 
@@ -73,6 +72,8 @@ class DatasetView:
     last_succeed_round: int | None
     round_succeeded: bool | None
     """How the current round's Job ended; None while it has no ended Job."""
+    round_has_job: bool
+    """Whether the current round got as far as a Job (the Dataset lists it in syncRoundStatuses)."""
     round_started: datetime | None
     failed_at: datetime | None
     conditions: list[dict[str, Any]]
@@ -100,6 +101,8 @@ def view_dataset(body: dict[str, Any]) -> DatasetView:
             if c.get("status") == "False"
         ]
         failed_at = max((t for t in false_times if t), default=None)
+    if failed_at is None and status.get("phase") == Phase.FAILED:
+        failed_at = parse_time(this_round.get("startTime"))
     return DatasetView(
         name=str(body.get("metadata", {}).get("name", "")),
         round=current,
@@ -107,6 +110,7 @@ def view_dataset(body: dict[str, Any]) -> DatasetView:
         processing=bool(status.get("inProcessing")) or status.get("phase") == Phase.PROCESSING,
         last_succeed_round=status.get("lastSucceedRound"),
         round_succeeded=succeeded,
+        round_has_job=bool(this_round),
         round_started=parse_time(this_round.get("startTime")),
         failed_at=failed_at,
         conditions=conditions,
@@ -120,7 +124,7 @@ def round_state(view: DatasetView) -> RoundState:
 
     The Dataset operator shows FAILED for a moment after a round is raised and before its Job
     exists (lastSucceedRound != dataSyncRound); that is "waiting", not a failure: a failure is
-    an ended Job that did not succeed, or a condition that reports an error.
+    FAILED once the round has a Job, or a condition that reports an error.
     """
     if view.processing:
         return "processing"
@@ -130,7 +134,9 @@ def round_state(view: DatasetView) -> RoundState:
         return "failed"
     if view.phase == Phase.READY and view.last_succeed_round is None:
         return "succeeded"  # types without a download round (REFERENCE, PVC, NFS)
-    if view.phase == Phase.FAILED and any(c.get("status") == "False" for c in view.conditions):
+    if view.phase == Phase.FAILED and (
+        view.round_has_job or any(c.get("status") == "False" for c in view.conditions)
+    ):
         return "failed"
     return "waiting"
 
@@ -197,6 +203,25 @@ def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> boo
         if have != wanted:
             return True
     return False
+
+
+def drift_patch(stored: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch that removes what a hand edit added to the fields modelfs manages.
+
+    Server-side apply takes back the fields modelfs sets, but leaves a field another manager
+    added (a secretRef, an extra option) in place; those are removed here.
+    """
+    spec, want = stored.get("spec") or {}, desired["spec"]
+    patch: dict[str, Any] = {}
+    for key in ("secretRef", "volumeClaimTemplate"):
+        if key not in want and spec.get(key) is not None:
+            patch[key] = None
+    extra = set((spec.get("source") or {}).get("options") or {}) - set(
+        want["source"].get("options") or {}
+    )
+    if extra:
+        patch["source"] = {"options": dict.fromkeys(sorted(extra))}
+    return {"spec": patch} if patch else None
 
 
 def dataset_conditions(view: DatasetView | None) -> list[dict[str, Any]]:
@@ -411,6 +436,12 @@ async def converge(ctx: Context, sync: ModelSync) -> Outcome:
             applied = await ctx.runtime.datasets.apply(resolution.dataset)
         except InvalidError as error:
             return refused(REJECTED, f"the API server refused Dataset {resolution.name}: {error}")
+        repair = drift_patch(applied, desired)
+        if repair is not None:
+            applied = await ctx.runtime.datasets.patch(namespace, resolution.name, repair)
+            events.append(
+                ("Normal", "DatasetReverted", f"Reverted a hand edit of Dataset {resolution.name}")
+            )
         ctx.runtime.applied[dataset_key] = applied
         existing = applied
         events.append(apply_event(view, plan, resolution, sync))
@@ -554,14 +585,6 @@ async def modelsync_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
     model_ref = body.get("spec", {}).get("modelRef")
     if model_ref:
         await reconcile_model(ctx, (body_key(body)[0], model_ref))
-
-
-async def modelsync_timer(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Schedules, retry backoffs and drift repair; reads only memory, writes only on change."""
-    try:
-        await reconcile_sync(Context.from_kwargs(memo, kwargs), body_key(body))
-    except ApiError as error:
-        logger.warning("Reconcile failed", extra={"object": body_key(body), "error": str(error)})
 
 
 async def modelsync_retain(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:

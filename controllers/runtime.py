@@ -68,6 +68,9 @@ class Runtime:
     """Reconciles due later (a retry backoff, a schedule), one per object: the earliest."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
+    first_context: asyncio.Future[Context] | None = None
+    """Resolved by the first handler with kopf's (live) indexes, for work outside handlers."""
+
     def lock(self, kind: str, key: Key) -> asyncio.Lock:
         return self.locks[(kind, key)]
 
@@ -154,4 +157,8 @@ class Context:
 
     @classmethod
     def from_kwargs(cls, memo: Any, kwargs: Mapping[str, Any]) -> Context:
-        return cls(runtime=memo.runtime, indexes=Indexes.from_kwargs(kwargs))
+        ctx = cls(runtime=memo.runtime, indexes=Indexes.from_kwargs(kwargs))
+        handover = ctx.runtime.first_context
+        if handover is not None and not handover.done():
+            handover.set_result(ctx)
+        return ctx

@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from api.v1 import GROUP, VERSION
 from controllers import model, modelsource, modelsync
+from controllers.resync import resync_forever
 from controllers.runtime import Runtime, snapshot
 from pkg.dataset import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, MANAGED_BY, MANAGED_BY_LABEL
 from pkg.dataset.client import DatasetClient
@@ -25,8 +26,6 @@ from pkg.kube import ObjectClient
 
 FINALIZER = f"{GROUP}/finalizer"
 ANNOTATION_PREFIX = GROUP
-SOURCE_TIMER_SECONDS = 60.0
-MODEL_TIMER_SECONDS = 120.0
 
 logger = logging.getLogger("modelfs.operator")
 
@@ -73,30 +72,18 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
     kopf.index(plural="models", id="model_by_source_index", **ours)(model_by_source)
     kopf.index(plural="modelsyncs", id="modelsync_index", **ours)(by_name)
     kopf.index(plural="modelsyncs", id="modelsync_by_model_index", **ours)(modelsync_by_model)
-    kopf.index(id="dataset_index", **datasets)(by_name)
+    # Every Dataset, not only modelfs's: a name taken by someone else's Dataset must be seen.
+    kopf.index(id="dataset_index", **{**datasets, "labels": None})(by_name)
 
-    for plural, changed, timer, interval in (
-        (
-            "modelsources",
-            modelsource.modelsource_changed,
-            modelsource.modelsource_timer,
-            SOURCE_TIMER_SECONDS,
-        ),
-        ("models", model.model_changed, model.model_timer, MODEL_TIMER_SECONDS),
-        (
-            "modelsyncs",
-            modelsync.modelsync_changed,
-            modelsync.modelsync_timer,
-            modelsync.TIMER_SECONDS,
-        ),
+    for plural, changed in (
+        ("modelsources", modelsource.modelsource_changed),
+        ("models", model.model_changed),
+        ("modelsyncs", modelsync.modelsync_changed),
     ):
         kind = plural.removesuffix("s")
         kopf.on.create(plural=plural, id=f"{kind}_create", **ours)(changed)
         kopf.on.update(plural=plural, id=f"{kind}_update", **ours)(changed)
         kopf.on.resume(plural=plural, id=f"{kind}_resume", **ours)(changed)
-        kopf.timer(
-            plural=plural, id=f"{kind}_timer", interval=interval, initial_delay=interval, **ours
-        )(timer)
 
     for plural, handler in (
         ("modelsources", modelsource.modelsource_deleted),
@@ -160,11 +147,17 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_settings(settings)
     api = await new_api_client()
-    memo.runtime = Runtime(api=api, datasets=DatasetClient(api), objects=ObjectClient(api))
+    runtime = Runtime(api=api, datasets=DatasetClient(api), objects=ObjectClient(api))
+    runtime.first_context = asyncio.get_running_loop().create_future()
+    memo.runtime = runtime
+    memo.resync = asyncio.create_task(resync_forever(runtime.first_context))
     logger.info("Started modelfs operator")
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    resync = getattr(memo, "resync", None)
+    if resync is not None:
+        resync.cancel()
     runtime = getattr(memo, "runtime", None)
     if runtime is not None:
         await runtime.api.close()

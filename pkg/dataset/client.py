@@ -14,6 +14,7 @@ from pkg.kube.client import REQUEST_TIMEOUT, api_error
 FIELD_MANAGER = "modelfs"
 APPLY_PATCH = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class DatasetClient:
@@ -49,6 +50,24 @@ class DatasetClient:
         if status >= 400:
             raise api_error(ApiException(status=status, reason="apply failed", body=data.decode()))
         return cast(dict[str, Any], json.loads(data))
+
+    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch (to remove fields that server-side apply leaves to their owners)."""
+        try:
+            result = await self._api.patch_namespaced_custom_object(
+                DATASET_GROUP,
+                DATASET_VERSION,
+                namespace,
+                DATASET_PLURAL,
+                name,
+                patch,
+                field_manager=self.field_manager,
+                _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            raise api_error(error) from None
+        return cast(dict[str, Any], result)
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
