@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from api.v1 import Model, ModelSource, ModelSync
+from controllers import metrics
 from controllers.modelsource import source_verdict
 from controllers.runtime import Context, Key, body_key, condition, post_event
 from controllers.status import forget, now_string, with_conditions, write_status
@@ -117,8 +118,13 @@ async def reconcile_model(ctx: Context, key: Key) -> None:
     """Check one Model and write its status when it changed."""
     async with ctx.runtime.lock(PLURAL, key):
         body = ctx.indexes.model(key)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        if (
+            body is None
+            or body.get("metadata", {}).get("deletionTimestamp")
+            or ctx.indexes.terminating(key[0])
+        ):
             return
+        metrics.RECONCILES.labels(kind="Model").inc()
         try:
             model = parse(Model, body)
         except ResolutionError as error:

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from api.v1 import ModelSource, SourceType
+from controllers import metrics
 from controllers.runtime import Context, Key, body_key, condition, post_event
 from controllers.status import forget, now_string, with_conditions, write_status
 from pkg.dataset import (
@@ -129,8 +130,13 @@ async def reconcile_source(
     """Check one ModelSource and write its status when it changed. Returns the verdict."""
     async with ctx.runtime.lock(PLURAL, key):
         body = ctx.indexes.source(key)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        if (
+            body is None
+            or body.get("metadata", {}).get("deletionTimestamp")
+            or ctx.indexes.terminating(key[0])
+        ):
             return None
+        metrics.RECONCILES.labels(kind="ModelSource").inc()
         try:
             source = parse(ModelSource, body)
         except ResolutionError as error:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import kopf
 
 from api.v1 import Model, ModelSource, ModelSync, Phase
+from controllers import metrics
 from controllers.model import reconcile_model, sync_age
 from controllers.modelsource import source_verdict
 from controllers.runtime import Context, Key, body_key, condition, post_event
@@ -424,6 +425,13 @@ async def converge(ctx: Context, sync: ModelSync) -> Outcome:
         conflict = ownership_conflict(existing, sync.metadata.uid or "")
         if conflict is not None:
             return refused(CONFLICT, f"{conflict}; modelfs does not take it over")
+    if existing is not None and existing.get("metadata", {}).get("deletionTimestamp"):
+        return Outcome(
+            Phase.PENDING,
+            (True, "Resolved", f"Dataset {resolution.name} from {resolution.uri}"),
+            (False, "DatasetDeleting", f"waiting for Dataset {resolution.name} to be deleted"),
+            resolution=resolution,
+        )
     view = view_dataset(existing) if existing is not None else None
     now = datetime.now(UTC)
     plan = plan_round(sync, view, now)
@@ -445,6 +453,10 @@ async def converge(ctx: Context, sync: ModelSync) -> Outcome:
         ctx.runtime.applied[dataset_key] = applied
         existing = applied
         events.append(apply_event(view, plan, resolution, sync))
+        cause = "create" if view is None else (plan.reason or "update").lower()
+        metrics.DATASET_APPLIES.labels(cause=cause).inc()
+        if plan.reason == RETRY:
+            metrics.RETRIES.inc()
         logger.info(
             "Applied Dataset",
             extra={
@@ -525,7 +537,11 @@ async def reconcile_sync(ctx: Context, key: Key) -> None:
     model_changed = False
     async with ctx.runtime.lock(PLURAL, key):
         body = ctx.indexes.sync(key)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        if (
+            body is None
+            or body.get("metadata", {}).get("deletionTimestamp")
+            or ctx.indexes.terminating(key[0])
+        ):
             return
         try:
             sync = parse(ModelSync, body)
@@ -535,11 +551,19 @@ async def reconcile_sync(ctx: Context, key: Key) -> None:
         current = ctx.runtime.written_status.get((PLURAL, sync.metadata.uid or "")) or (
             body.get("status") or {}
         )
-        outcome = await converge(
-            ctx, sync.model_copy(update={"status": type(sync.status).model_validate(current)})
-        )
-        desired = desired_status(sync, current, outcome, format_time(datetime.now(UTC)))
-        written = await write_status(ctx, PLURAL, key, sync.metadata.uid or "", current, desired)
+        metrics.RECONCILES.labels(kind="ModelSync").inc()
+        try:
+            outcome = await converge(
+                ctx, sync.model_copy(update={"status": type(sync.status).model_validate(current)})
+            )
+            desired = desired_status(sync, current, outcome, format_time(datetime.now(UTC)))
+            written = await write_status(
+                ctx, PLURAL, key, sync.metadata.uid or "", current, desired
+            )
+        except ApiError:
+            metrics.RECONCILE_ERRORS.labels(kind="ModelSync").inc()
+            raise
+        record_metrics(ctx, sync, current, desired, outcome)
         for type_, reason, message in outcome.events + (
             transition_events(current, outcome) if written else []
         ):
@@ -553,6 +577,22 @@ async def reconcile_sync(ctx: Context, key: Key) -> None:
         ) != (desired.get("phase"), desired.get("lastSyncTime"))
     if model_changed:
         await reconcile_model(ctx, (key[0], sync.spec.model_ref))
+
+
+def record_metrics(
+    ctx: Context,
+    sync: ModelSync,
+    current: dict[str, Any],
+    desired: dict[str, Any],
+    outcome: Outcome,
+) -> None:
+    phases = ctx.runtime.phases
+    phases[sync.metadata.uid or ""] = str(desired.get("phase"))
+    metrics.set_phase_counts(phases)
+    became_ready = desired.get("phase") == Phase.READY and current.get("phase") != Phase.READY
+    started = outcome.view.round_started if outcome.view is not None else None
+    if became_ready and started is not None:
+        metrics.SYNC_DURATION.observe(max((datetime.now(UTC) - started).total_seconds(), 0.0))
 
 
 async def reconcile_later(ctx: Context, key: Key) -> None:
@@ -610,7 +650,10 @@ async def modelsync_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
     """Once gone: forget it, and let its Model and any duplicate it blocked move on."""
     ctx = Context.from_kwargs(memo, kwargs)
     namespace, _ = body_key(body)
-    forget(ctx, PLURAL, body.get("metadata", {}).get("uid", ""))
+    uid = body.get("metadata", {}).get("uid", "")
+    forget(ctx, PLURAL, uid)
+    ctx.runtime.phases.pop(uid, None)
+    metrics.set_phase_counts(ctx.runtime.phases)
     model_ref = body.get("spec", {}).get("modelRef")
     if model_ref:
         await reconcile_syncs_of_model(ctx, (namespace, model_ref))

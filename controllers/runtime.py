@@ -62,6 +62,8 @@ class Runtime:
     applied: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The Dataset as the last apply returned it, by (namespace, name), until its watch event."""
     secret_keys: dict[Key, frozenset[str] | None] = field(default_factory=dict)
+    phases: dict[str, str] = field(default_factory=dict)
+    """The phase of each ModelSync, by uid, for the per-phase gauge."""
     """Key names (never values) of the Secrets that ModelSources name; None: no such Secret."""
 
     wakeups: dict[tuple[str, Key], asyncio.TimerHandle] = field(default_factory=dict)
@@ -113,10 +115,12 @@ class Indexes:
     syncs: Mapping[Key, Any]
     syncs_by_model: Mapping[Key, Any]
     datasets: Mapping[Key, Any]
+    namespaces: Mapping[str, Any]
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
         return cls(
+            namespaces=kwargs["namespace_index"],
             sources=kwargs["modelsource_index"],
             models=kwargs["model_index"],
             models_by_source=kwargs["model_by_source_index"],
@@ -124,6 +128,15 @@ class Indexes:
             syncs_by_model=kwargs["modelsync_by_model_index"],
             datasets=kwargs["dataset_index"],
         )
+
+    def namespace(self, name: str) -> dict[str, Any] | None:
+        return first_value(self.namespaces.get(name))
+
+    def terminating(self, namespace: str) -> bool:
+        """A namespace being deleted: its objects are going, so modelfs neither writes nor
+        posts events there (the API server would refuse new objects anyway)."""
+        found = self.namespace(namespace)
+        return found is not None and bool(found.get("terminating"))
 
     def source(self, key: Key) -> dict[str, Any] | None:
         return first_value(self.sources.get(key))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.v1 import Condition, set_condition
+from controllers import metrics
 from controllers.runtime import Context, Key
 
 DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -90,6 +91,7 @@ async def write_status(
         written.pop((plural, uid), None)
         return False
     written[(plural, uid)] = dict(desired)
+    metrics.STATUS_WRITES.labels(kind=plural).inc()
     return True
 
 

@@ -36,6 +36,19 @@ def by_name(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
     return {(body.metadata.namespace or "", body.metadata.name or ""): snapshot(body)}
 
 
+def namespace_summary(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Per namespace: its labels (for sharing) and whether it is being deleted."""
+    terminating = bool(body.metadata.get("deletionTimestamp")) or (
+        body.get("status", {}).get("phase") == "Terminating"
+    )
+    return {
+        body.metadata.name or "": {
+            "labels": dict(body.metadata.labels or {}),
+            "terminating": terminating,
+        }
+    }
+
+
 def model_by_source(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str], str]:
     return {
         (body.metadata.namespace or "", str(spec.get("sourceRef", ""))): body.metadata.name or ""
@@ -67,6 +80,7 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
         "registry": registry,
         "labels": {MANAGED_BY_LABEL: MANAGED_BY},
     }
+    kopf.index("", "v1", "namespaces", id="namespace_index", registry=registry)(namespace_summary)
     kopf.index(plural="modelsources", id="modelsource_index", **ours)(by_name)
     kopf.index(plural="models", id="model_index", **ours)(by_name)
     kopf.index(plural="models", id="model_by_source_index", **ours)(model_by_source)
