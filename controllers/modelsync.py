@@ -39,7 +39,14 @@ from pkg.kube import ApiError, InvalidError
 
 PLURAL = "modelsyncs"
 DATASET_CONDITION_PREFIX = "Dataset"
-MANAGED_SPEC_KEYS = ("source", "secretRef", "dataSyncRound", "volumeClaimTemplate")
+MANAGED_SPEC_KEYS = (
+    "source",
+    "secretRef",
+    "dataSyncRound",
+    "volumeClaimTemplate",
+    "share",
+    "shareToNamespaceSelector",
+)
 
 REQUESTED, SCHEDULED, RETRY = "Requested", "Scheduled", "Retry"
 MODEL_NOT_FOUND = "ModelNotFound"
@@ -214,7 +221,7 @@ def drift_patch(stored: dict[str, Any], desired: dict[str, Any]) -> dict[str, An
     """
     spec, want = stored.get("spec") or {}, desired["spec"]
     patch: dict[str, Any] = {}
-    for key in ("secretRef", "volumeClaimTemplate"):
+    for key in ("secretRef", "volumeClaimTemplate", "share", "shareToNamespaceSelector"):
         if key not in want and spec.get(key) is not None:
             patch[key] = None
     extra = set((spec.get("source") or {}).get("options") or {}) - set(

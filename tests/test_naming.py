@@ -33,6 +33,6 @@ def test_reference_names_follow_the_same_rule() -> None:
 @given(st.text(max_size=300))
 def test_label_values_are_always_valid(value: str) -> None:
     result = label_value(value)
-    assert len(result) <= 63 and LABEL_VALUE.match(result)
-    if len(value) <= 63 and LABEL_VALUE.match(value):
+    assert len(result) <= 63 and LABEL_VALUE.fullmatch(result)
+    if len(value) <= 63 and LABEL_VALUE.fullmatch(value):
         assert result == value

@@ -47,7 +47,7 @@ def test_resolution_is_deterministic(inputs: dict[str, Any]) -> None:
 def test_dataset_is_well_formed(inputs: dict[str, Any]) -> None:
     manifest = run(inputs).dataset.to_manifest()
     name = manifest["metadata"]["name"]
-    assert DNS_LABEL.match(name) and len(name) <= MAX_DATASET_NAME_LENGTH
+    assert DNS_LABEL.fullmatch(name) and len(name) <= MAX_DATASET_NAME_LENGTH
     assert manifest["metadata"]["namespace"] == inputs["sync"]["metadata"]["namespace"]
     assert manifest["spec"]["source"]["type"] == inputs["source"]["spec"]["type"]
     labels = manifest["metadata"]["labels"]
@@ -66,7 +66,7 @@ def test_dataset_is_well_formed(inputs: dict[str, Any]) -> None:
 )
 def test_every_name_is_a_short_valid_dns_label_and_stable(model: str, version: str) -> None:
     name = dataset_name(model, version)
-    assert DNS_LABEL.match(name)
+    assert DNS_LABEL.fullmatch(name)
     assert len(name) <= MAX_DATASET_NAME_LENGTH
     assert dataset_name(model, version) == name
     if len(f"{model}-{version}") <= MAX_DATASET_NAME_LENGTH:

@@ -110,6 +110,10 @@ class VersionStatus(ApiModel):
         description="When the version last finished downloading.",
         json_schema_extra={"format": "date-time"},
     )
+    references: list[str] = Field(
+        default_factory=list,
+        description="The ModelReferences (namespace/name) that read this version.",
+    )
 
 
 class ModelStatus(ApiModel):

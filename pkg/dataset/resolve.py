@@ -17,6 +17,7 @@ from pkg.dataset.errors import Reason, ResolutionError
 from pkg.dataset.naming import dataset_name, label_value
 from pkg.dataset.sources import RULES, RepoError, check_value
 from pkg.dataset.types import Dataset, DatasetSource, DatasetType
+from pkg.labels import SelectorError, validate_selector
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelfs"
@@ -151,6 +152,25 @@ def volume_claim_template(model: Model, version: str) -> dict[str, Any] | None:
     return {"spec": spec}
 
 
+def share_settings(model: Model) -> dict[str, Any]:
+    """The Dataset's share fields: exactly the Model's opt-in, nothing wider; none without it.
+
+    The Dataset operator lets REFERENCE Datasets in namespaces matching the selector read the
+    PVC, so the selector is the Model's own (`{}`: every namespace, as the Model says).
+    """
+    if model.spec.share is None:
+        return {}
+    selector = model.spec.share.namespace_selector.to_dict()
+    try:
+        validate_selector(selector, "spec.share.namespaceSelector")
+    except SelectorError as error:
+        raise ResolutionError(
+            "Model", error.field, str(error).split(": ", 1)[1], Reason.INVALID_SPEC
+        ) from None
+    compact = {key: value for key, value in selector.items() if value}
+    return {"share": True, "shareToNamespaceSelector": compact}
+
+
 def notes_for(source_type: SourceType, config: Mapping[str, ConfigValue]) -> tuple[str, ...]:
     revision = config.get("revision")
     if revision is None:
@@ -205,6 +225,7 @@ def resolve(
     source_type = SourceType(source.spec.type)
     config = merged_config(source, model, version)
     dataset_source = build_source(source, model, version, config)
+    share = share_settings(model)
     labels = {
         MANAGED_BY_LABEL: MANAGED_BY,
         MODEL_LABEL: label_value(model.metadata.name),
@@ -235,6 +256,7 @@ def resolve(
                 "secretRef": source.spec.secret_ref,
                 "dataSyncRound": data_sync_round,
                 "volumeClaimTemplate": volume_claim_template(model, version),
+                **share,
             },
         }
     )

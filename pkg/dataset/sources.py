@@ -80,7 +80,7 @@ def _no_query(repo: str) -> None:
 def _hub_uri(scheme: str, pattern: re.Pattern[str], form: str) -> UriBuilder:
     def build(repo: str, config: Mapping[str, str]) -> str:
         _no_query(repo)
-        if not pattern.match(repo):
+        if not pattern.fullmatch(repo):
             raise RepoError(f"must be a repository id like {form}, not {repo!r}")
         return f"{scheme}://{repo}"
 
@@ -90,7 +90,7 @@ def _hub_uri(scheme: str, pattern: re.Pattern[str], form: str) -> UriBuilder:
 def _joined_url(repo: str, config: Mapping[str, str], absolute: re.Pattern[str]) -> str:
     _no_query(repo)
     if "://" in repo:
-        if not absolute.match(repo):
+        if not absolute.fullmatch(repo):
             raise RepoError(f"{repo!r} is not a URL this source type can download")
         return repo
     endpoint = config.get("endpoint")
@@ -100,7 +100,7 @@ def _joined_url(repo: str, config: Mapping[str, str], absolute: re.Pattern[str])
             "endpoint on the ModelSource and a path here"
         )
     url = f"{endpoint.rstrip('/')}/{repo.lstrip('/')}"
-    if not absolute.match(url):
+    if not absolute.fullmatch(url):
         raise RepoError(f"endpoint + repo gives {url!r}, which is not a valid URL")
     return url
 
@@ -117,9 +117,9 @@ def _s3_uri(repo: str, config: Mapping[str, str]) -> str:
     _no_query(repo)
     path = repo.removeprefix("s3://")
     bucket, _, directory = path.partition("/")
-    if not S3_BUCKET.match(bucket):
+    if not S3_BUCKET.fullmatch(bucket):
         raise RepoError(f"must be 'bucket/dir' with a valid S3 bucket name, not {repo!r}")
-    if not SAFE_PATH.match(directory):
+    if not SAFE_PATH.fullmatch(directory):
         raise RepoError("the directory part must not contain whitespace")
     if config.get("provider", "AWS") == "AWS" and not config.get("region"):
         raise RepoError(
@@ -139,7 +139,7 @@ def _s3_uri(repo: str, config: Mapping[str, str]) -> str:
 def _pvc_uri(repo: str, config: Mapping[str, str]) -> str:
     _no_query(repo)
     claim, _, path = repo.removeprefix("pvc://").partition("/")
-    if not DNS_SUBDOMAIN.match(claim) or not SAFE_PATH.match(path):
+    if not DNS_SUBDOMAIN.fullmatch(claim) or not SAFE_PATH.fullmatch(path):
         raise RepoError(f"must be 'pvc-name/path' with a valid PVC name, not {repo!r}")
     return f"pvc://{claim}/{path}"
 
@@ -151,7 +151,7 @@ def _nfs_uri(repo: str, config: Mapping[str, str]) -> str:
         host, path = config["endpoint"].removeprefix("nfs://").rstrip("/"), rest.lstrip("/")
     else:
         host, _, path = rest.partition("/")
-    if not HOST.match(host) or not path or not SAFE_PATH.match(path):
+    if not HOST.fullmatch(host) or not path or not SAFE_PATH.fullmatch(path):
         raise RepoError(
             f"must be 'host/export/path' (or a path with config.endpoint as the host), not {repo!r}"
         )
@@ -159,7 +159,7 @@ def _nfs_uri(repo: str, config: Mapping[str, str]) -> str:
 
 
 def _conda_uri(repo: str, config: Mapping[str, str]) -> str:
-    if not CONDA_ENV.match(repo):
+    if not CONDA_ENV.fullmatch(repo):
         raise RepoError(f"must be a conda environment name, not {repo!r}")
     python = config.get("python")
     return f"conda://{repo}?python={python}" if python else f"conda://{repo}"
@@ -168,7 +168,7 @@ def _conda_uri(repo: str, config: Mapping[str, str]) -> str:
 def _reference_uri(repo: str, config: Mapping[str, str]) -> str:
     _no_query(repo)
     namespace, _, dataset = repo.removeprefix("dataset://").partition("/")
-    if not DNS_LABEL.match(namespace) or not DNS_SUBDOMAIN.match(dataset):
+    if not DNS_LABEL.fullmatch(namespace) or not DNS_SUBDOMAIN.fullmatch(dataset):
         raise RepoError(f"must be 'namespace/dataset', not {repo!r}")
     return f"dataset://{namespace}/{dataset}"
 
@@ -254,7 +254,7 @@ RULES: Mapping[SourceType, SourceRules] = {
 def check_value(source_type: SourceType, key: str, value: str) -> str | None:
     """Why `key: value` is not allowed for `source_type`, or None when it is."""
     rules = RULES[source_type]
-    if not OPTION_KEY.match(key):
+    if not OPTION_KEY.fullmatch(key):
         return "is not a valid key: the Dataset loader accepts only letters, digits and '_'"
     if key in rules.refused:
         return rules.refused[key]
@@ -270,11 +270,11 @@ def check_value(source_type: SourceType, key: str, value: str) -> str | None:
         return f"must be one of {', '.join(rules.values[key])}, not {value!r}"
     if key in ("include", "exclude") and "," in value:
         return f"{value!r} is several patterns, but " + MULTI_GLOB_HINT.format(key=key)
-    if key == "endpoint" and source_type != SourceType.NFS and not HTTP_URL.match(value):
+    if key == "endpoint" and source_type != SourceType.NFS and not HTTP_URL.fullmatch(value):
         return f"must be an http(s) URL without query, not {value!r}"
-    if key == "depth" and not DIGITS.match(value):
+    if key == "depth" and not DIGITS.fullmatch(value):
         return f"must be a whole number, not {value!r}"
-    if key == "python" and not PYTHON_VERSION.match(value):
+    if key == "python" and not PYTHON_VERSION.fullmatch(value):
         return f"must be a Python version such as 3.11, not {value!r}"
     return None
 
