@@ -54,6 +54,10 @@ test: $(STAMP) controlplane-binaries ## Everything CI runs: lint, unit, property
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: $(STAMP) controlplane-binaries ## Operator benchmark: latency, API writes per ModelSync, RSS, idle (BENCH_ARGS="--syncs 50 --json out.json")
+	$(BIN)/python -m benchmarks.operator_bench $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## Remove the virtualenv and caches in the tree (not ~/.cache/modelfs)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

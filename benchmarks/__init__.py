@@ -1,0 +1,1 @@
+"""Benchmarks of modelfs against a local control plane (not tests: `make bench`)."""
