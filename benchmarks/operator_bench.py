@@ -30,6 +30,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -174,6 +175,7 @@ class Tracker:
     created: dict[str, float] = field(default_factory=dict)
     dataset_added: dict[str, float] = field(default_factory=dict)
     ready: dict[str, float] = field(default_factory=dict)
+    ready_wall: dict[str, datetime] = field(default_factory=dict)
     phases: dict[str, list[str]] = field(default_factory=dict)
     all_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -185,6 +187,7 @@ class Tracker:
             seen.append(phase)
         if phase == "READY" and name not in self.ready:
             self.ready[name] = now
+            self.ready_wall[name] = datetime.now(UTC)
             if len(self.ready) >= self.expected:
                 self.all_ready.set()
 
@@ -254,11 +257,33 @@ def summary(values: list[float]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the cluster
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux), 0.0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, cp: ControlPlane, operator: OperatorProcess):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        cp: ControlPlane,
+        operator: OperatorProcess,
+        fake: FakeDatasetController,
+    ):
         self.args = args
         self.cp = cp
         self.operator = operator
+        self.fake = fake
         self.audit = AuditLog(cp.audit_log)
         self.api: Any = None
         self.watch_api: Any = None
@@ -350,6 +375,8 @@ class Bench:
             for i, s in enumerate(started)
         ]
         in_flight = asyncio.Semaphore(self.args.concurrency)
+        cpu = self.cpu()
+        load_before = load_average()
         creates: list[asyncio.Task[None]] = []
 
         async def create(name: str, model: str, version: str) -> None:
@@ -381,12 +408,15 @@ class Bench:
             last_ready_wall = datetime.now(UTC) - timedelta(seconds=time.monotonic() - last_ready)
             quiet = await self.audit.quiet(OPERATOR_USER, seconds=2.0, within=30.0)
             window_end = datetime.now(UTC)
+            cpu = {k: v - cpu[k] for k, v in self.cpu().items()}
         finally:
             for task in [*watches, *creates]:
                 task.cancel()
             await asyncio.gather(*watches, *creates, return_exceptions=True)
         entries = self.audit.by(OPERATOR_USER, window_start, window_end)
         n = len(triples)
+        breakdown = self.breakdown(namespace, triples, tracker)
+        events = await self.event_reasons(namespace)
         trailing = [e for e in entries if e.verb in WRITE_VERBS and e.received > last_ready_wall]
         sequences = Counter(">".join(p) for p in tracker.phases.values())
         return {
@@ -398,11 +428,90 @@ class Bench:
             "dataset_latency": summary(tracker.latencies(tracker.dataset_added)),
             "ready_latency": summary(tracker.latencies(tracker.ready)),
             "phase_sequences": dict(sequences.most_common(5)),
+            "server_side_breakdown": breakdown,
+            "cpu_ms_per_sync": {k: round(v * 1000 / n, 1) for k, v in cpu.items()},
+            "load_average_1m": [load_before, load_average()],
+            "events_per_sync": {k: round(v / n, 2) for k, v in events.most_common()},
             "writes": write_figures(entries, n),
             "writes_after_last_ready": len(trailing),
             "quiet_after": quiet,
             "window_s": round((window_end - window_start).total_seconds(), 1),
         }
+
+    def breakdown(
+        self, namespace: str, triples: list[tuple[str, str, str]], tracker: Tracker
+    ) -> dict[str, Any]:
+        """Where the time to READY goes, from the audit log (server receive times): the
+        operator applying the Dataset, the fake Dataset controller reaching READY (its last
+        status write before the operator's READY patch), the operator mirroring it, and the
+        watch bringing it to the client."""
+        entries = [e for e in self.audit.poll() if e.namespace == namespace]
+        entries = [e for e in entries if e.stage == "ResponseComplete" and e.code < 400]
+        created: dict[str, datetime] = {}
+        applied: dict[str, datetime] = {}
+        sync_status: dict[str, list[datetime]] = {}
+        dataset_status: dict[str, list[datetime]] = {}
+        for e in entries:
+            if e.resource == "modelsyncs" and e.verb == "create":
+                created.setdefault(e.name, e.received)
+            elif e.user == OPERATOR_USER and e.resource == DATASETS and e.verb in WRITE_VERBS:
+                applied.setdefault(e.name, e.received)
+            elif e.user == OPERATOR_USER and e.resource == "modelsyncs/status":
+                sync_status.setdefault(e.name, []).append(e.received)
+            elif e.user != OPERATOR_USER and e.resource == f"{DATASETS}/status":
+                dataset_status.setdefault(e.name, []).append(e.received)
+        spans: dict[str, list[float]] = {
+            "create -> Dataset applied (operator)": [],
+            "Dataset applied -> its last status write (fake)": [],
+            "fake's last status -> ModelSync READY patch (operator)": [],
+            "READY patch -> client sees READY (watch)": [],
+        }
+        for sync, model, version in triples:
+            dataset = f"{model}-{version}".replace(".", "-")
+            seen = tracker.ready_wall.get(sync)
+            if sync not in created or dataset not in applied or seen is None:
+                continue
+            patches = [t for t in sync_status.get(sync, []) if t <= seen]
+            if not patches:
+                continue
+            ready_patch = max(patches)
+            writes = [t for t in dataset_status.get(dataset, []) if t <= ready_patch]
+            if not writes:
+                continue
+            fake_done = max(writes)
+            for key, (a, b) in zip(
+                spans,
+                [
+                    (created[sync], applied[dataset]),
+                    (applied[dataset], fake_done),
+                    (fake_done, ready_patch),
+                    (ready_patch, seen),
+                ],
+                strict=True,
+            ):
+                spans[key].append((b - a).total_seconds())
+        return {
+            key: {
+                "median_ms": round(statistics.median(v) * 1000, 1),
+                "p99_ms": round((percentile(v, 99) or 0) * 1000, 1),
+            }
+            for key, v in spans.items()
+            if v
+        }
+
+    async def event_reasons(self, namespace: str) -> Counter[str]:
+        """Events in the namespace by reporting component and reason."""
+        from kubernetes.aio import client
+
+        listed = await client.CoreV1Api(self.api).list_namespaced_event(namespace)
+        reasons: Counter[str] = Counter()
+        for event in listed.items:
+            component = event.reporting_component or (
+                event.source.component if event.source else ""
+            )
+            kind = event.involved_object.kind if event.involved_object else ""
+            reasons[f"{component or '?'} {kind} {event.reason}"] += event.count or 1
+        return reasons
 
     async def delete_namespaces(self, names: list[str], within: float = 120.0) -> bool:
         from kubernetes.aio import client
@@ -425,6 +534,13 @@ class Bench:
 
         listed = await client.CoreV1Api(self.api).list_namespace()
         return {str(item.metadata.name) for item in listed.items if item.metadata}
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the operator and of the fake Dataset controller."""
+        return {
+            "operator": cpu_seconds(self.operator.process.pid if self.operator.process else None),
+            "fake": cpu_seconds(self.fake.process.pid if self.fake.process else None),
+        }
 
     def rss(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak) of the operator process, in bytes."""
@@ -473,6 +589,8 @@ class Bench:
                 "fake_timings": args.fake_timings,
                 "rbac": args.rbac_used,
                 "idle_s": args.idle,
+                "cpus": os.cpu_count(),
+                "load_average_1m_at_start": load_average(),
             }
         }
         await asyncio.sleep(2)
@@ -533,6 +651,7 @@ def report(results: dict[str, Any]) -> str:
         "",
         "modelfs operator benchmark",
         f"  fake Dataset timings: {c['fake_timings']}; operator RBAC: {c['rbac']}",
+        f"  {c['cpus']} CPUs, 1-min load average at start {c['load_average_1m_at_start']}",
         "",
     ]
     phases = [(k, results[k]) for k in ("steady", "burst", "scale") if k in results]
@@ -542,7 +661,7 @@ def report(results: dict[str, Any]) -> str:
 
         def row(label: str, value: Callable[[dict[str, Any]], Any]) -> None:
             cells = "".join(f"{_cell(value(p)):>16}" for _, p in phases)
-            lines.append(f"  {label:34}{cells}")
+            lines.append(f"  {label:58}{cells}")
 
         row("ModelSyncs", lambda p: p["syncs"])
         row("created in (s)", lambda p: p["created_in_s"])
@@ -562,12 +681,28 @@ def report(results: dict[str, Any]) -> str:
                     keys.append(key)
         for key in keys:
             row(f"  {key}", functools.partial(per_sync_writes, key))
+        row("operator CPU per ModelSync (ms)", lambda p: p["cpu_ms_per_sync"]["operator"])
+        row(
+            "fake Dataset controller CPU per ModelSync (ms)", lambda p: p["cpu_ms_per_sync"]["fake"]
+        )
+        row("1-min load average, start / end", lambda p: "{} / {}".format(*p["load_average_1m"]))
         row("failed writes (>= 400)", lambda p: sum(p["writes"]["failed"].values()))
         row("writes after the last READY", lambda p: p["writes_after_last_ready"])
+        keys = []
+        for _, p in phases:
+            for key in p["server_side_breakdown"]:
+                if key not in keys:
+                    keys.append(key)
+        if keys:
+            lines.append("  where the time to READY goes, median ms (audit log receive times):")
+            for key in keys:
+                row(f"  {key}", functools.partial(breakdown_median, key))
         lines.append("")
         for name, p in phases:
             sequences = ", ".join(f"{s or '(none)'} x{n}" for s, n in p["phase_sequences"].items())
             lines.append(f"  {name} phase sequences seen: {sequences}")
+            events = ", ".join(f"{k} {v}" for k, v in p["events_per_sync"].items())
+            lines.append(f"  {name} Events per ModelSync: {events}")
             if p["writes"]["failed"]:
                 lines.append(f"  {name} failed writes: {p['writes']['failed']}")
         lines.append("")
@@ -591,6 +726,10 @@ def report(results: dict[str, Any]) -> str:
     if not results.get("operator_alive", True):
         lines.append("  WARNING: the operator was not running at the end")
     return "\n".join(lines)
+
+
+def breakdown_median(key: str, phase: dict[str, Any]) -> Any:
+    return phase["server_side_breakdown"].get(key, {}).get("median_ms")
 
 
 def per_sync_writes(key: str, phase: dict[str, Any]) -> Any:
@@ -766,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(operator.stop)
             operator.start()
             log(f"operator running as {OPERATOR_USER} ({args.rbac_used})")
-            results = asyncio.run(run_bench(args, cp, operator))
+            results = asyncio.run(run_bench(args, cp, operator, fake))
             print(report(results), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -788,9 +927,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run_bench(
-    args: argparse.Namespace, cp: ControlPlane, operator: OperatorProcess
+    args: argparse.Namespace,
+    cp: ControlPlane,
+    operator: OperatorProcess,
+    fake: FakeDatasetController,
 ) -> dict[str, Any]:
-    async with Bench(args, cp, operator) as bench:
+    async with Bench(args, cp, operator, fake) as bench:
         return await bench.run()
 
 
