@@ -56,8 +56,14 @@ def readiness(
     return True, "Ready", f"{count} version(s) valid for ModelSource {model.spec.source_ref!r}"
 
 
-def version_statuses(model: Model, syncs: Iterable[ModelSync]) -> list[dict[str, Any]]:
-    """Per version: the (oldest) ModelSync that syncs it, its phase and last sync time."""
+def version_statuses(
+    model: Model, syncs: Iterable[ModelSync], references: Iterable[tuple[str, str]] = ()
+) -> list[dict[str, Any]]:
+    """Per version: the (oldest) ModelSync that syncs it, its phase and last sync time, and the
+    ModelReferences (namespace/name) that read it, given as (version, "namespace/name")."""
+    readers: dict[str, list[str]] = {}
+    for version, reader in references:
+        readers.setdefault(version, []).append(reader)
     by_version: dict[str, ModelSync] = {}
     for sync in sorted(syncs, key=sync_age):
         by_version.setdefault(sync.spec.version, sync)
@@ -71,6 +77,8 @@ def version_statuses(model: Model, syncs: Iterable[ModelSync]) -> list[dict[str,
                 row["phase"] = syncer.status.phase
             if syncer.status.last_sync_time:
                 row["lastSyncTime"] = syncer.status.last_sync_time
+        if readers.get(version):
+            row["references"] = sorted(readers[version])
         rows.append(row)
     return rows
 
@@ -114,6 +122,16 @@ def parsed_syncs(ctx: Context, key: Key) -> list[ModelSync]:
     return syncs
 
 
+def readers_of(ctx: Context, key: Key) -> list[tuple[str, str]]:
+    """(version, "namespace/name") of every ModelReference that names the Model."""
+    readers = []
+    for ref_key in ctx.indexes.references_of_model(key):
+        body = ctx.indexes.reference(ref_key)
+        if body is not None:
+            readers.append((str(body.get("spec", {}).get("version", "")), "/".join(ref_key)))
+    return readers
+
+
 async def reconcile_model(ctx: Context, key: Key) -> None:
     """Check one Model and write its status when it changed."""
     async with ctx.runtime.lock(PLURAL, key):
@@ -136,9 +154,8 @@ async def reconcile_model(ctx: Context, key: Key) -> None:
         result = await source_verdict(ctx, source_key) if source is not None else None
         ready = readiness(model, source, (result.ready, result.message) if result else None)
         current = body.get("status") or {}
-        desired = desired_status(
-            model, current, ready, version_statuses(model, parsed_syncs(ctx, key)), now_string()
-        )
+        versions = version_statuses(model, parsed_syncs(ctx, key), readers_of(ctx, key))
+        desired = desired_status(model, current, ready, versions, now_string())
         old = condition(current, "Ready")
         written = await write_status(ctx, PLURAL, key, model.metadata.uid or "", current, desired)
         if written and (old.get("reason"), old.get("message")) != (ready[1], ready[2]):
@@ -160,6 +177,7 @@ async def reconcile_models_of_source(ctx: Context, source_key: Key) -> None:
 
 async def model_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """create / update / resume: check the Model, its ModelSyncs, and recount the source."""
+    from controllers.modelreference import reconcile_references_of_model
     from controllers.modelsource import reconcile_source
     from controllers.modelsync import reconcile_syncs_of_model
 
@@ -167,6 +185,7 @@ async def model_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     key = body_key(body)
     await reconcile_model(ctx, key)
     await reconcile_syncs_of_model(ctx, key)
+    await reconcile_references_of_model(ctx, key)
     source_ref = body.get("spec", {}).get("sourceRef")
     if source_ref:
         await reconcile_source(ctx, (key[0], source_ref), recheck_secret=False)
@@ -174,6 +193,7 @@ async def model_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
 
 async def model_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A deleted Model leaves its ModelSyncs with a clear condition, and is uncounted."""
+    from controllers.modelreference import reconcile_references_of_model
     from controllers.modelsource import reconcile_source
     from controllers.modelsync import reconcile_syncs_of_model
 
@@ -181,6 +201,7 @@ async def model_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     key = body_key(body)
     forget(ctx, PLURAL, body.get("metadata", {}).get("uid", ""))
     await reconcile_syncs_of_model(ctx, key)
+    await reconcile_references_of_model(ctx, key)
     source_ref = body.get("spec", {}).get("sourceRef")
     if source_ref:
         await reconcile_source(ctx, (key[0], source_ref), recheck_secret=False)

@@ -583,7 +583,10 @@ async def reconcile_sync(ctx: Context, key: Key) -> None:
             current.get("lastSyncTime"),
         ) != (desired.get("phase"), desired.get("lastSyncTime"))
     if model_changed:
+        from controllers.modelreference import reconcile_references_of_model
+
         await reconcile_model(ctx, (key[0], sync.spec.model_ref))
+        await reconcile_references_of_model(ctx, (key[0], sync.spec.model_ref))
 
 
 def record_metrics(
@@ -663,8 +666,11 @@ async def modelsync_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
     metrics.set_phase_counts(ctx.runtime.phases)
     model_ref = body.get("spec", {}).get("modelRef")
     if model_ref:
+        from controllers.modelreference import reconcile_references_of_model
+
         await reconcile_syncs_of_model(ctx, (namespace, model_ref))
         await reconcile_model(ctx, (namespace, model_ref))
+        await reconcile_references_of_model(ctx, (namespace, model_ref))
 
 
 async def dataset_event(
@@ -675,10 +681,20 @@ async def dataset_event(
     key = body_key(body)
     if event.get("type") == "DELETED":
         ctx.runtime.applied.pop(key, None)
+    from controllers.modelreference import reconcile_reference, reconcile_references_of_model
+
     owner = controller_owner(body)
-    if owner is None or owner.get("kind") != "ModelSync":
+    if owner is None:
         return
+    owner_key = (key[0], str(owner.get("name")))
     try:
-        await reconcile_sync(ctx, (key[0], str(owner.get("name"))))
+        if owner.get("kind") == "ModelReference":
+            await reconcile_reference(ctx, owner_key)
+        elif owner.get("kind") == "ModelSync":
+            await reconcile_sync(ctx, owner_key)
+            sync = ctx.indexes.sync(owner_key)
+            model_ref = (sync or {}).get("spec", {}).get("modelRef")
+            if model_ref:  # the source of references: its phase and share settings
+                await reconcile_references_of_model(ctx, (key[0], model_ref))
     except ApiError as error:
         logger.warning("Reconcile failed", extra={"object": key, "error": str(error)})

@@ -116,11 +116,15 @@ class Indexes:
     syncs_by_model: Mapping[Key, Any]
     datasets: Mapping[Key, Any]
     namespaces: Mapping[str, Any]
+    references: Mapping[Key, Any]
+    references_by_model: Mapping[Key, Any]
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
         return cls(
             namespaces=kwargs["namespace_index"],
+            references=kwargs["modelreference_index"],
+            references_by_model=kwargs["modelreference_by_model_index"],
             sources=kwargs["modelsource_index"],
             models=kwargs["model_index"],
             models_by_source=kwargs["model_by_source_index"],
@@ -149,6 +153,12 @@ class Indexes:
 
     def dataset(self, key: Key) -> dict[str, Any] | None:
         return first_value(self.datasets.get(key))
+
+    def reference(self, key: Key) -> dict[str, Any] | None:
+        return first_value(self.references.get(key))
+
+    def references_of_model(self, key: Key) -> list[Key]:
+        return sorted(set(self.references_by_model.get(key, ())))
 
     def model_names_of_source(self, key: Key) -> list[str]:
         return sorted(set(self.models_by_source.get(key, ())))

@@ -17,7 +17,7 @@ from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
 from api.v1 import GROUP, VERSION
-from controllers import model, modelsource, modelsync
+from controllers import model, modelreference, modelsource, modelsync
 from controllers.resync import resync_forever
 from controllers.runtime import Runtime, snapshot
 from pkg.dataset import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, MANAGED_BY, MANAGED_BY_LABEL
@@ -55,6 +55,14 @@ def model_by_source(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[tuple[st
     }
 
 
+def modelreference_by_model(
+    body: kopf.Body, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], tuple[str, str]]:
+    target = spec.get("modelRef") or {}
+    key = (str(target.get("namespace", "")), str(target.get("name", "")))
+    return {key: (body.metadata.namespace or "", body.metadata.name or "")}
+
+
 def modelsync_by_model(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str], str]:
     return {
         (body.metadata.namespace or "", str(spec.get("modelRef", ""))): body.metadata.name or ""
@@ -86,6 +94,10 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
     kopf.index(plural="models", id="model_by_source_index", **ours)(model_by_source)
     kopf.index(plural="modelsyncs", id="modelsync_index", **ours)(by_name)
     kopf.index(plural="modelsyncs", id="modelsync_by_model_index", **ours)(modelsync_by_model)
+    kopf.index(plural="modelreferences", id="modelreference_index", **ours)(by_name)
+    kopf.index(plural="modelreferences", id="modelreference_by_model_index", **ours)(
+        modelreference_by_model
+    )
     # Every Dataset, not only modelfs's: a name taken by someone else's Dataset must be seen.
     kopf.index(id="dataset_index", **{**datasets, "labels": None})(by_name)
 
@@ -93,6 +105,7 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
         ("modelsources", modelsource.modelsource_changed),
         ("models", model.model_changed),
         ("modelsyncs", modelsync.modelsync_changed),
+        ("modelreferences", modelreference.modelreference_changed),
     ):
         kind = plural.removesuffix("s")
         kopf.on.create(plural=plural, id=f"{kind}_create", **ours)(changed)
@@ -103,6 +116,7 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
         ("modelsources", modelsource.modelsource_deleted),
         ("models", model.model_deleted),
         ("modelsyncs", modelsync.modelsync_deleted),
+        ("modelreferences", modelreference.modelreference_deleted),
     ):
         kind = plural.removesuffix("s")
         kopf.on.event(plural=plural, id=f"{kind}_delete", when=deleted, **ours)(handler)
@@ -110,6 +124,9 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
         modelsync.modelsync_retain
     )
     kopf.on.event(id="dataset_event", **datasets)(modelsync.dataset_event)
+    kopf.on.event("", "v1", "namespaces", id="namespace_event", registry=registry)(
+        modelreference.namespace_event
+    )
     kopf.on.login(registry=registry)(login)
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)

@@ -3,14 +3,17 @@ controller beside it, on the cluster of the modelfs pytest plugin (`--k8s`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kubernetes.aio.client import ApiClient, CoreV1Api, RbacAuthorizationV1Api
+from kubernetes.aio.client import ApiClient
 from kubernetes.aio.client.exceptions import ApiException
 
+from e2e.kustomize import dump, installed_rbac
+from e2e.kustomize import kubectl as run_kubectl
 from e2e.operator.kube import Kube
 from modelfs.testing.fake_dataset.process import FakeDatasetController
 from modelfs.testing.operator import OperatorProcess
@@ -39,35 +42,29 @@ async def ignore_conflict(call: object) -> None:
 
 
 @pytest.fixture(scope="session")
-async def operator_identity(k8s_api: ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ServiceAccount kubeconfig for the operator, so its requests carry its own user name.
-
-    It is bound to cluster-admin here; the least-privilege ClusterRole of config/rbac replaces
-    this binding once it exists (see the install issue)."""
-    core, rbac = CoreV1Api(k8s_api), RbacAuthorizationV1Api(k8s_api)
-    await ignore_conflict(core.create_namespace({"metadata": {"name": SYSTEM_NAMESPACE}}))
-    await ignore_conflict(
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": "modelfs-operator-e2e"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "cluster-admin",
-                },
-                "subjects": [
-                    {
-                        "kind": "ServiceAccount",
-                        "name": SERVICE_ACCOUNT,
-                        "namespace": SYSTEM_NAMESPACE,
-                    }
-                ],
-            }
-        )
+async def operator_identity(
+    k8s_api: ApiClient,
+    k8s_kubeconfig: Path,
+    kubectl: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """A kubeconfig for the operator's own ServiceAccount, with exactly the RBAC that
+    `kubectl apply -k config/default` installs (config/rbac: the ClusterRole generated from
+    controllers/rbac.py, its binding, the ServiceAccount, named as installed). The scenarios
+    passing under it is the proof that the role is enough."""
+    rbac = installed_rbac(kubectl)
+    accounts = {
+        (d["metadata"]["namespace"], d["metadata"]["name"])
+        for d in rbac
+        if d["kind"] == "ServiceAccount"
+    }
+    assert accounts == {(SYSTEM_NAMESPACE, SERVICE_ACCOUNT)}, accounts
+    await asyncio.to_thread(
+        run_kubectl, kubectl, k8s_kubeconfig, "apply", "--server-side", "-f", "-", stdin=dump(rbac)
     )
     path = tmp_path_factory.mktemp("operator") / "kubeconfig"
     return await service_account_kubeconfig(
-        k8s_api, SYSTEM_NAMESPACE, SERVICE_ACCOUNT, path, expiration_seconds=6 * 3600
+        k8s_api, SYSTEM_NAMESPACE, SERVICE_ACCOUNT, path, create=False, expiration_seconds=6 * 3600
     )
 
 

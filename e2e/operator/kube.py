@@ -100,6 +100,17 @@ class Kube:
         listed = await self.core.list_namespaced_event(self.namespace)
         return [e for e in listed.items if name is None or e.involved_object.name == name]
 
+    async def wait_events(
+        self, name: str, check: Callable[[list[Any]], bool], within: float = 15.0
+    ) -> list[Any]:
+        """Events are posted in the background: poll until `check(events of name)` holds."""
+        deadline = time.monotonic() + within
+        while True:
+            events = await self.events(name)
+            if check(events) or time.monotonic() > deadline:
+                return events
+            await asyncio.sleep(0.3)
+
     async def wait(
         self,
         kind: str,

@@ -154,7 +154,10 @@ async def test_raising_sync_round_starts_exactly_one_round(kube: Kube) -> None:
     assert dataset is not None and dataset["spec"]["dataSyncRound"] == 2
     rounds = [r["round"] for r in dataset["status"]["syncRoundStatuses"]]
     assert rounds == [1, 2]
-    started = [e for e in await kube.events("sync") if e.reason == "RoundStarted"]
+    events = await kube.wait_events(
+        "sync", lambda found: any(e.reason == "RoundStarted" for e in found)
+    )
+    started = [e for e in events if e.reason == "RoundStarted"]
     assert len(started) == 1 and "round 2" in started[0].message
 
 
@@ -195,7 +198,10 @@ async def test_schedule_starts_a_new_round(kube: Kube) -> None:
         what="a scheduled round",
     )
     assert sync["status"]["observedSyncRound"] == 1  # the schedule is not a user trigger
-    assert any("scheduled" in (e.message or "") for e in await kube.events("sync"))
+    events = await kube.wait_events(
+        "sync", lambda found: any("scheduled" in (e.message or "") for e in found)
+    )
+    assert any("scheduled" in (e.message or "") for e in events)
 
 
 async def test_failed_rounds_are_retried_up_to_the_limit(kube: Kube) -> None:
@@ -216,7 +222,10 @@ async def test_failed_rounds_are_retried_up_to_the_limit(kube: Kube) -> None:
     assert sync["status"]["phase"] == "FAILED"
     assert sync["status"]["attempts"] == 2
     assert sync["status"]["datasetRound"] == 3  # the first round and two retries
-    retried = [e for e in await kube.events("sync") if e.reason == "RoundRetried"]
+    events = await kube.wait_events(
+        "sync", lambda found: sum(e.reason == "RoundRetried" for e in found) >= 2
+    )
+    retried = [e for e in events if e.reason == "RoundRetried"]
     assert len(retried) == 2
     assert "round 3 failed" in condition(sync, "Ready")["message"]
 
@@ -321,7 +330,10 @@ async def test_a_source_config_change_reaches_the_dataset_options(kube: Kube) ->
     assert dataset is not None
     assert dataset["spec"]["source"]["options"] == {"region": "us-east-1", "syncMode": "copy"}
     assert dataset["spec"]["dataSyncRound"] == 1  # takes effect at the next round, as upstream
-    assert any(e.reason == "DatasetUpdated" for e in await kube.events("sync"))
+    events = await kube.wait_events(
+        "sync", lambda found: any(e.reason == "DatasetUpdated" for e in found)
+    )
+    assert any(e.reason == "DatasetUpdated" for e in events)
 
 
 async def test_a_version_repo_config_change_reaches_the_dataset(kube: Kube) -> None:
@@ -372,9 +384,10 @@ async def test_an_unknown_version_is_reported(kube: Kube) -> None:
     resolved = condition(sync, "Resolved")
     assert resolved["reason"] == "VersionNotFound"
     assert "spec.version" in resolved["message"] and "available: v1" in resolved["message"]
-    assert any(
-        e.type == "Warning" and e.reason == "VersionNotFound" for e in await kube.events("sync")
+    events = await kube.wait_events(
+        "sync", lambda found: any(e.reason == "VersionNotFound" for e in found)
     )
+    assert any(e.type == "Warning" and e.reason == "VersionNotFound" for e in events)
 
 
 async def test_a_dataset_deleted_by_hand_is_restored(kube: Kube) -> None:
@@ -417,7 +430,10 @@ async def test_a_dataset_edited_by_hand_is_put_back(kube: Kube) -> None:
         await asyncio.sleep(0.2)
     else:
         pytest.fail("the hand edit was not reverted within a minute")
-    assert any(e.reason == "DatasetReverted" for e in await kube.events("sync"))
+    events = await kube.wait_events(
+        "sync", lambda found: any(e.reason == "DatasetReverted" for e in found)
+    )
+    assert any(e.reason == "DatasetReverted" for e in events)
 
 
 async def test_deleting_the_model_leaves_a_clear_condition(kube: Kube) -> None:

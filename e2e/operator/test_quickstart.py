@@ -32,7 +32,10 @@ async def test_quick_start_as_the_seed_wrote_it_is_refused_then_fixed(kube: Kube
     sync = await kube.wait_phase("qwen-sync", "FAILED")
     assert condition(sync, "Resolved")["reason"] == "InvalidConfig"
     assert await kube.datasets() == []  # nothing half-written
-    warnings = [e for e in await kube.events("huggingface-source") if e.type == "Warning"]
+    events = await kube.wait_events(
+        "huggingface-source", lambda found: any(e.type == "Warning" for e in found)
+    )
+    warnings = [e for e in events if e.type == "Warning"]
     assert any("ONE glob" in (e.message or "") for e in warnings)
 
     await kube.patch("ModelSource", "huggingface-source", {"spec": {"config": {"include": None}}})

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.v1 import Model, ModelSource, ModelSync, SourceType, Storage
+from api.v1 import Model, ModelReference, ModelSource, ModelSync, SourceType, Storage
 from pkg.dataset.errors import Reason, ResolutionError
 from pkg.dataset.naming import dataset_name, label_value
 from pkg.dataset.sources import RULES, RepoError, check_value
@@ -167,8 +167,20 @@ def share_settings(model: Model) -> dict[str, Any]:
         raise ResolutionError(
             "Model", error.field, str(error).split(": ", 1)[1], Reason.INVALID_SPEC
         ) from None
-    compact = {key: value for key, value in selector.items() if value}
-    return {"share": True, "shareToNamespaceSelector": compact}
+    return {"share": True, "shareToNamespaceSelector": compact_selector(selector)}
+
+
+def compact_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
+    """The selector without empty fields, as a user would write it."""
+    compact: dict[str, Any] = {}
+    if selector.get("matchLabels"):
+        compact["matchLabels"] = dict(selector["matchLabels"])
+    if selector.get("matchExpressions"):
+        compact["matchExpressions"] = [
+            {k: v for k, v in requirement.items() if v or k != "values"}
+            for requirement in selector["matchExpressions"]
+        ]
+    return compact
 
 
 def notes_for(source_type: SourceType, config: Mapping[str, ConfigValue]) -> tuple[str, ...]:
@@ -283,7 +295,10 @@ def _validation_error(kind: str, error: ValidationError) -> ResolutionError:
     return ResolutionError(kind, field_path(first["loc"]), first["msg"], Reason.INVALID_SPEC)
 
 
-def parse(kind: type[ModelSource] | type[Model] | type[ModelSync], body: Mapping[str, Any]) -> Any:
+def parse(
+    kind: type[ModelSource] | type[Model] | type[ModelSync] | type[ModelReference],
+    body: Mapping[str, Any],
+) -> Any:
     """An API object from its JSON body, or a ResolutionError naming the invalid field."""
     try:
         return kind.model_validate(dict(body))

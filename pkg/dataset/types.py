@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from api.v1 import ApiModel, LabelSelector, ObjectMeta
+from api.v1 import ApiModel, ObjectMeta
 
 DATASET_GROUP = "dataset.baizeai.io"
 DATASET_VERSION = "v1alpha1"
@@ -59,7 +59,8 @@ class DatasetSpec(ApiModel):
     source: DatasetSource
     secret_ref: str | None = None
     share: bool | None = None
-    share_to_namespace_selector: LabelSelector | None = None
+    share_to_namespace_selector: dict[str, Any] | None = None
+    """A metav1.LabelSelector, kept as given (no empty fields added)."""
     data_sync_round: int = 1
     volume_claim_template: dict[str, Any] | None = None
     volume_claim_ref: VolumeClaimRef | None = None
@@ -107,6 +108,8 @@ class Dataset(ApiModel):
         """The object to apply: no status, and metadata limited to what modelfs owns."""
         body = self.to_dict()
         body.pop("status", None)
+        if not body["spec"]["source"].get("options"):
+            body["spec"]["source"].pop("options", None)
         meta = body["metadata"]
         for key in ("labels", "annotations", "ownerReferences"):
             if not meta.get(key):
