@@ -27,7 +27,7 @@ controlplane-binaries: ## Build kube-apiserver, kube-controller-manager and etcd
 	hack/build-control-plane.sh
 
 .PHONY: manifests
-manifests: $(STAMP) ## Regenerate config/ (CRDs) from the api/ models
+manifests: $(STAMP) ## Regenerate config/ (CRDs from api/, the ClusterRole from controllers/rbac.py)
 	$(BIN)/modelfs manifests
 
 .PHONY: lint
@@ -42,7 +42,7 @@ fmt: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: unit
-unit: $(STAMP) ## Unit and property tests (no cluster)
+unit: $(STAMP) actionlint ## Unit and property tests (no cluster)
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 .PHONY: e2e
@@ -50,7 +50,7 @@ e2e: $(STAMP) controlplane-binaries ## End-to-end tests on the local control pla
 	$(BIN)/pytest e2e $(PYTEST_ARGS)
 
 .PHONY: test
-test: $(STAMP) controlplane-binaries ## Everything CI runs: lint, unit, property and e2e tests
+test: $(STAMP) controlplane-binaries actionlint ## Everything CI runs: lint, unit, property and e2e tests
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -61,3 +61,37 @@ bench: $(STAMP) controlplane-binaries ## Operator benchmark: latency, API writes
 .PHONY: clean
 clean: ## Remove the virtualenv and caches in the tree (not ~/.cache/modelfs)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+
+# ----------------------------------------------------------------------------- install
+IMG ?= ghcr.io/samzong/modelfs:0.1.0
+KUBECTL ?= $(BIN)/kubectl
+TOOLS := $(HOME)/.cache/modelfs/tools
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(TOOLS)/actionlint-$(ACTIONLINT_VERSION)/actionlint
+
+.PHONY: deploy
+deploy: $(STAMP) ## Install modelfs into the current kubeconfig's cluster (IMG=... to choose the image)
+	rm -rf .deploy && mkdir -p .deploy
+	cd .deploy && printf 'resources:\n  - ../config/default\nimages:\n  - name: modelfs\n    newName: %s\n    newTag: "%s"\n' \
+		"$(firstword $(subst :, ,$(IMG)))" "$(or $(word 2,$(subst :, ,$(IMG))),latest)" > kustomization.yaml
+	$(KUBECTL) apply -k .deploy
+	rm -rf .deploy
+
+.PHONY: undeploy
+undeploy: $(STAMP) ## Remove everything `make deploy` installed (CRDs too: every modelfs object goes)
+	$(KUBECTL) delete -k config/default --ignore-not-found
+
+.PHONY: docker-build
+docker-build: ## Build the operator image as IMG (needs Docker)
+	docker build -t $(IMG) .
+
+.PHONY: actionlint
+actionlint: $(ACTIONLINT) ## Build actionlint (from the Go module proxy) into ~/.cache/modelfs/tools
+
+$(ACTIONLINT):
+	GOBIN=$(dir $(ACTIONLINT)) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+.PHONY: test-kind
+test-kind: $(STAMP) ## e2e on kind (needs Docker): the suite, then the install tests with IMG in kind
+	$(BIN)/pytest e2e --k8s=kind --ignore=e2e/test_install.py $(PYTEST_ARGS)
+	MODELFS_OPERATOR_IMAGE=$(IMG) $(BIN)/pytest e2e/test_install.py --k8s=kind $(PYTEST_ARGS)
