@@ -1,0 +1,286 @@
+"""Install modelfs as its users do: `kubectl apply -k config/default` on a real API server, the
+operator running under the identity that install creates, the samples reaching Ready, and
+`kubectl delete -k config/default` taking everything away again.
+
+With `--k8s=local` (the default) this module starts a control plane of its own, because deleting
+config/default deletes the modelfs CRDs (and so every modelfs object) that the rest of the session
+relies on; its audit log also shows every request the operator made. With `--k8s=kind` or
+`existing` it uses the session's cluster: run it in a pytest session of its own there
+(`make test-kind` does). There is no kubelet on the local control plane, so the Deployment is
+accepted but runs no pod; the operator runs as a process with a token of the installed
+ServiceAccount instead (on kind, with $MODELFS_OPERATOR_IMAGE, the Deployment runs too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controllers.rbac import RULES
+from e2e.kustomize import CONFIG, build, kubectl
+from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
+from modelfs.testing.fake_dataset.process import FakeDatasetController
+from modelfs.testing.operator import OperatorProcess
+from modelfs.testing.pytest_plugin import DATASET_CRD, new_api_client, service_account_kubeconfig
+
+pytestmark = pytest.mark.e2e
+
+SYSTEM_NAMESPACE = "modelfs-system"
+OPERATOR = "modelfs-operator"
+OPERATOR_USER = f"system:serviceaccount:{SYSTEM_NAMESPACE}:{OPERATOR}"
+SAMPLE_NAMESPACES = ("modelfs-samples", "modelfs-samples-team")
+IMAGE_ENV = "MODELFS_OPERATOR_IMAGE"
+
+
+@dataclass
+class Target:
+    kubeconfig: Path
+    kubectl: str
+    control_plane: ControlPlane | None
+    kind_cluster: Any = None
+    notes: dict[str, float] = field(default_factory=dict)
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> Any:
+        return kubectl(self.kubectl, self.kubeconfig, *args, stdin=stdin, check=check)
+
+
+@pytest.fixture(scope="module")
+def target(request: pytest.FixtureRequest, kubectl: str) -> Iterator[Target]:
+    mode = request.config.getoption("--k8s")
+    if mode != "local":
+        kind = request.getfixturevalue("kind_cluster") if mode == "kind" else None
+        yield Target(request.getfixturevalue("k8s_kubeconfig"), kubectl, None, kind)
+        return
+    try:
+        cp = ControlPlane(find_binaries(), keep_workdir=request.config.getoption("--k8s-keep"))
+        cp.start()
+    except ControlPlaneError as error:
+        pytest.fail(f"the install tests' control plane did not start: {error}", pytrace=False)
+    try:
+        yield Target(cp.kubeconfig, kubectl, cp)
+    finally:
+        cp.stop()
+
+
+def default_objects(target: Target) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of every object config/default creates."""
+    return [
+        (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
+        for d in build(target.kubectl, CONFIG / "default")
+    ]
+
+
+def test_server_dry_run_accepts_config_default(target: Target) -> None:
+    default = str(CONFIG / "default")
+    objects = default_objects(target)
+    namespaced = [o for o in objects if o[1]]
+    # On a fresh cluster a dry run creates no namespace, so what goes into it is NotFound: the
+    # only errors allowed are those.
+    fresh = target.run("apply", "-k", default, "--dry-run=server", check=False)
+    errors = [line for line in fresh.stderr.splitlines() if line.strip()]
+    assert len(errors) == len(namespaced), fresh.stderr
+    assert all(f'namespaces "{SYSTEM_NAMESPACE}" not found' in e for e in errors), fresh.stderr
+    # With the namespace there, the server accepts every object of config/default.
+    (namespace,) = [d for d in build(target.kubectl, default) if d["kind"] == "Namespace"]
+    target.run("apply", "-f", "-", stdin=json.dumps(namespace))
+    out = target.run("apply", "-k", default, "--dry-run=server").stdout
+    for kind, _, name in objects:
+        assert f"/{name} " in out, f"{kind} {name} not in:\n{out}"
+    assert out.count("(server dry run)") == len(objects), out
+
+
+@pytest.fixture(scope="module")
+def installed(target: Target) -> Target:
+    started = time.monotonic()
+    target.run("apply", "-k", str(CONFIG / "default"))
+    target.run(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l",
+        "app.kubernetes.io/name=modelfs",
+    )  # fmt: skip
+    target.notes["install_seconds"] = time.monotonic() - started
+    return target
+
+
+def test_apply_creates_every_object(installed: Target, tmp_path: Path) -> None:
+    listed = installed.run("get", "-k", str(CONFIG / "default"), "-o", "json").stdout
+    items = json.loads(listed)["items"]
+    found = {(i["kind"], i["metadata"].get("namespace", ""), i["metadata"]["name"]) for i in items}
+    assert found == set(default_objects(installed))
+    deployment = next(i for i in items if i["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == OPERATOR
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--all-namespaces" in container["args"]
+    role = next(i for i in items if i["kind"] == "ClusterRole")
+    assert role["metadata"]["name"] == OPERATOR
+    # A fresh discovery cache, as a new shell would have: kubectl does not refresh a cached
+    # discovery to resolve a category, so one cached before the CRDs existed does not know it.
+    got = installed.run("get", "modelfs", "-A", f"--cache-dir={tmp_path}")
+    assert "No resources found" in got.stderr  # the category resolves to the four kinds
+
+
+def test_deployment_runs_from_the_image_on_kind(installed: Target) -> None:
+    image = os.environ.get(IMAGE_ENV)
+    if installed.kind_cluster is None or not image:
+        pytest.skip(f"needs --k8s=kind and ${IMAGE_ENV} (no kubelet on the local control plane)")
+    installed.kind_cluster.load_docker_image(image)
+    installed.run(
+        "-n", SYSTEM_NAMESPACE, "set", "image", f"deployment/{OPERATOR}", f"operator={image}"
+    )
+    installed.run(
+        "-n", SYSTEM_NAMESPACE, "rollout", "status", f"deployment/{OPERATOR}", "--timeout=180s"
+    )
+    # The in-cluster operator would race the process of the next test: scale it down again.
+    installed.run("-n", SYSTEM_NAMESPACE, "scale", f"deployment/{OPERATOR}", "--replicas=0")
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    for found in (body.get("status") or {}).get("conditions", []):
+        if found["type"] == kind:
+            return dict(found)
+    return {}
+
+
+def sample_objects(target: Target) -> list[dict[str, Any]]:
+    got = target.run("get", "-k", str(CONFIG / "samples"), "-o", "json").stdout
+    return list(json.loads(got)["items"])
+
+
+def not_ready(items: list[dict[str, Any]]) -> list[str]:
+    waiting = []
+    for item in items:
+        kind, name = (
+            item["kind"],
+            f"{item['metadata'].get('namespace', '')}/{item['metadata']['name']}",
+        )
+        if kind in ("ModelSource", "Model"):
+            if condition(item, "Ready").get("status") != "True":
+                waiting.append(f"{kind} {name}: {condition(item, 'Ready')}")
+        elif kind == "ModelSync" and (item.get("status") or {}).get("phase") != "READY":
+            waiting.append(f"{kind} {name}: {(item.get('status') or {}).get('phase')}")
+    return waiting
+
+
+async def installed_identity(kubeconfig: Path, path: Path) -> Path:
+    """A TokenRequest kubeconfig of the ServiceAccount that config/default created."""
+    api = await new_api_client(kubeconfig)
+    try:
+        return await service_account_kubeconfig(api, SYSTEM_NAMESPACE, OPERATOR, path, create=False)
+    finally:
+        await api.close()  # type: ignore[no-untyped-call]
+
+
+def test_samples_reach_ready_under_the_installed_identity(
+    installed: Target, tmp_path: Path
+) -> None:
+    target = installed
+    target.run("apply", "--server-side", "-f", str(DATASET_CRD))  # BaizeAI/dataset's CRD
+    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(DATASET_CRD))
+    identity = asyncio.run(installed_identity(target.kubeconfig, tmp_path / "operator.kubeconfig"))
+    fake = FakeDatasetController(target.kubeconfig, log_path=tmp_path / "fake.log")
+    operator = OperatorProcess(identity, log_path=tmp_path / "operator.log")
+    with fake, operator:
+        who = kubectl(target.kubectl, identity, "auth", "whoami", "-o", "json").stdout
+        assert json.loads(who)["status"]["userInfo"]["username"] == OPERATOR_USER
+
+        samples = build(target.kubectl, CONFIG / "samples")
+        namespaces = [d for d in samples if d["kind"] == "Namespace"]
+        target.run(
+            "apply",
+            "-f",
+            "-",
+            stdin=json.dumps({"kind": "List", "apiVersion": "v1", "items": namespaces}),
+        )
+        out = target.run("apply", "-k", str(CONFIG / "samples"), "--dry-run=server").stdout
+        assert out.count("(server dry run)") == len(samples), out
+        assert "modelreference.model.samzong.dev/qwen2-5-instruct" in out
+        # Fixed namespaces: kubectl refuses to put them elsewhere (README: Install, samples).
+        moved = target.run("apply", "-k", str(CONFIG / "samples"), "-n", "default", check=False)
+        assert moved.returncode != 0 and "does not match" in moved.stderr, moved.stderr
+        started = time.monotonic()
+        target.run("apply", "-k", str(CONFIG / "samples"))
+        waiting: list[str] = []
+        while time.monotonic() - started < 120:
+            waiting = not_ready(sample_objects(target))
+            if not waiting:
+                break
+            time.sleep(0.5)
+        assert not waiting, "\n".join(waiting) + f"\noperator log:\n{operator.log_tail()}"
+        target.notes["samples_ready_seconds"] = time.monotonic() - started
+        kinds = {i["kind"] for i in sample_objects(target)}
+        assert {"ModelSource", "Model", "ModelSync", "ModelReference", "Secret"} <= kinds
+
+        table = target.run("get", "modelfs", "-A", f"--cache-dir={tmp_path}/cache").stdout
+        for column in ("TYPE", "READY", "REASON", "MODELS", "SOURCE", "PHASE", "DATASET"):
+            assert column in table, table
+        for ns in SAMPLE_NAMESPACES:
+            assert ns in table
+
+        # Deleted while the operator and the Dataset controller run (they hold finalizers).
+        target.run("delete", "-k", str(CONFIG / "samples"), "--wait=true", "--timeout=120s")
+        assert operator.alive(), operator.log_tail()
+    # RBAC denials only (a 403 for a namespace being terminated is no RBAC matter).
+    assert f'forbidden: User "{OPERATOR_USER}"' not in operator.log_text(), operator.log_tail()
+    if target.control_plane is not None:
+        check_audit(target.control_plane)
+
+
+def covered(group: str, resource: str, verb: str) -> bool:
+    return any(
+        group == rule.group and resource in rule.resources and verb in rule.verbs for rule in RULES
+    )
+
+
+def check_audit(control_plane: ControlPlane) -> None:
+    """Every request of the operator was allowed, and each is covered by controllers/rbac.py."""
+    used: set[tuple[str, str, str]] = set()
+    for event in control_plane.audit_events():
+        if event.get("stage") != "ResponseComplete":
+            continue
+        if event.get("user", {}).get("username") != OPERATOR_USER:
+            continue
+        if event.get("userAgent", "").startswith("kubectl"):
+            continue  # this test's own `kubectl auth whoami` with the operator's kubeconfig
+        decision = event.get("annotations", {}).get("authorization.k8s.io/decision")
+        assert decision != "forbid", f"RBAC forbade {event['verb']} {event['requestURI']}"
+        ref = event.get("objectRef")
+        if not ref:
+            continue  # discovery (/apis, /version): allowed to every authenticated user
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        used.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    assert used, "the audit log shows no request of the operator"
+    uncovered = sorted(u for u in used if not covered(*u))
+    assert not uncovered, f"requests not declared in controllers/rbac.py: {uncovered}"
+    print(f"\noperator requests (group, resource, verb): {sorted(used)}")
+
+
+def test_delete_removes_everything(installed: Target) -> None:
+    target = installed
+    started = time.monotonic()
+    target.run("delete", "-k", str(CONFIG / "default"), "--wait=true", "--timeout=180s")
+    left = target.run("get", "-k", str(CONFIG / "default"), "--ignore-not-found", "-o", "name")
+    assert left.stdout.strip() == ""
+    assert target.run("get", "namespace", SYSTEM_NAMESPACE, check=False).returncode != 0
+    rbac = target.run("get", "clusterrole,clusterrolebinding", "-o", "name").stdout
+    assert OPERATOR not in rbac
+    crds = target.run("get", "crd", "-o", "name").stdout
+    assert "model.samzong.dev" not in crds
+    target.notes["delete_seconds"] = time.monotonic() - started
+    print(f"\ninstall timings: {target.notes}")
