@@ -656,7 +656,7 @@ def report(results: dict[str, Any]) -> str:
     ]
     phases = [(k, results[k]) for k in ("steady", "burst", "scale") if k in results]
     if phases:
-        header = f"  {'':34}" + "".join(f"{name:>16}" for name, _ in phases)
+        header = f"  {'':58}" + "".join(f"{name:>16}" for name, _ in phases)
         lines.append(header)
 
         def row(label: str, value: Callable[[dict[str, Any]], Any]) -> None:
@@ -706,23 +706,22 @@ def report(results: dict[str, Any]) -> str:
             if p["writes"]["failed"]:
                 lines.append(f"  {name} failed writes: {p['writes']['failed']}")
         lines.append("")
-    lines.append(f"  {'operator RSS, no objects:':35}{mib(results['rss_baseline']['rss'])}")
+    lines.append(f"  {'operator RSS, no objects:':40}{mib(results['rss_baseline']['rss'])}")
     if "rss_scale" in results:
         label = f"operator RSS, {c['scale_syncs']} ModelSyncs READY:"
-        lines.append(f"  {label:35}{mib(results['rss_scale']['rss'])}")
-        lines.append(f"  {'operator peak RSS (VmHWM):':35}{mib(results['rss_scale']['peak'])}")
+        lines.append(f"  {label:40}{mib(results['rss_scale']['rss'])}")
+        lines.append(f"  {'operator peak RSS (VmHWM):':40}{mib(results['rss_scale']['peak'])}")
     if "idle" in results:
         idle = results["idle"]
         lines.append(f"  idle {idle['seconds']:.0f}s after convergence:")
-        lines.append(f"    operator writes:                 {idle['writes']}")
-        lines.append(f"    operator reads (get/list) per s: {idle['reads_per_s']}")
-        lines.append(f"    operator watches opened:         {idle['watches_opened']}")
+        lines.append(f"    {'operator writes:':38}{idle['writes']}")
+        lines.append(f"    {'operator reads (get/list) per s:':38}{idle['reads_per_s']}")
+        lines.append(f"    {'operator watches opened:':38}{idle['watches_opened']}")
         for request in idle["write_requests"]:
             lines.append(f"      {request}")
         if "rss_after_idle" in results:
-            lines.append(
-                f"    operator RSS after idle:         {mib(results['rss_after_idle']['rss'])}"
-            )
+            after = mib(results["rss_after_idle"]["rss"])
+            lines.append(f"    {'operator RSS after idle:':38}{after}")
     if not results.get("operator_alive", True):
         lines.append("  WARNING: the operator was not running at the end")
     return "\n".join(lines)
@@ -834,7 +833,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--idle", type=float, default=30.0, help="seconds of the idle check (0: skip)"
     )
     parser.add_argument(
-        "--converge-timeout", type=float, default=180.0, help="seconds to wait for READY"
+        "--converge-timeout", type=float, default=300.0, help="seconds to wait for READY"
     )
     parser.add_argument(
         "--fake-timings",
