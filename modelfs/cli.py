@@ -45,6 +45,12 @@ def _cmd_controlplane(args: argparse.Namespace) -> int:
     return int(cli_start(args))
 
 
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from modelfs.sandbox import cli
+
+    return cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelfs",
@@ -84,6 +90,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig-out", default=None, help="also write the admin kubeconfig to this path"
     )
     cp_start.set_defaults(func=_cmd_controlplane)
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="modelfs at work with no cluster: a local control plane, the fake Dataset "
+        "controller, the operator and config/samples, until Ctrl-C",
+        description="Build the control plane binaries if missing, start etcd, kube-apiserver "
+        "and kube-controller-manager, install the CRDs, run the fake Dataset controller and the "
+        "operator (under its own ServiceAccount), apply config/samples and show them until "
+        "settled; then stay up until Ctrl-C, which stops everything and removes the temp state.",
+    )
+    sandbox.add_argument(
+        "--kubeconfig-out",
+        metavar="PATH",
+        default=None,
+        help="also write the admin kubeconfig here (removed on exit unless --keep)",
+    )
+    samples = sandbox.add_mutually_exclusive_group()
+    samples.add_argument(
+        "--no-samples", action="store_true", help="apply nothing: an empty sandbox"
+    )
+    samples.add_argument(
+        "--samples",
+        metavar="DIR",
+        default=None,
+        help="the kustomization to apply (default: config/samples of this checkout)",
+    )
+    sandbox.add_argument(
+        "--keep", action="store_true", help="keep the temp folder (logs, kubeconfigs, etcd data)"
+    )
+    sandbox.add_argument(
+        "--fast",
+        action="store_true",
+        help="near-instant fake downloads (tests, CI) instead of realistic timings",
+    )
+    sandbox.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="the kube-apiserver's port on 127.0.0.1 (default 0: any free port)",
+    )
+    sandbox.set_defaults(func=_cmd_sandbox)
     return parser
 
 

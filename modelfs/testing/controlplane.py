@@ -540,9 +540,11 @@ class ControlPlane:
         startup_timeout: float = 90.0,
         stop_grace: float = 5.0,
         admin_user: str = "modelfs-admin",
+        apiserver_port: int = 0,
     ) -> None:
         """`controllers=None` runs no kube-controller-manager at all; extra `*_flags` are
-        added to (or override) each component's `--flag=value` arguments."""
+        added to (or override) each component's `--flag=value` arguments; `apiserver_port`
+        fixes the apiserver's port (0: a free one)."""
         self._binaries_dir = Path(binaries_dir) if binaries_dir else None
         self._workdir_arg = Path(workdir) if workdir else None
         self.keep_workdir = keep_workdir
@@ -554,6 +556,7 @@ class ControlPlane:
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
         self.admin_user = admin_user
+        self._fixed_apiserver_port = apiserver_port
         self.components: dict[str, Component] = {}
         self.timings: dict[str, float] = {}
         self.workdir: Path | None = None
@@ -655,7 +658,7 @@ class ControlPlane:
         self.timings["pki"] = time.monotonic() - t0
         etcd_port, peer_port, api_port, cm_port = _free_ports(4)
         self.etcd_url = f"http://127.0.0.1:{etcd_port}"
-        self.apiserver_port = api_port
+        self.apiserver_port = self._fixed_apiserver_port or api_port
         self.controller_manager_port = cm_port
         self._write_admin_kubeconfig()
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from modelfs.testing.controlplane import _parent_death_signal
+
 
 class OperatorError(RuntimeError):
     pass
@@ -42,13 +44,18 @@ class OperatorProcess:
         extra_args: Sequence[str] = (),
         python: str = sys.executable,
         startup_timeout: float = 60.0,
+        die_with_parent: bool = False,
     ) -> None:
+        """`die_with_parent`: on Linux the child gets SIGKILL when the thread that started it
+        ends (PR_SET_PDEATHSIG), so a SIGKILLed parent leaves no operator behind; start it
+        from the main thread then."""
         self.kubeconfig = Path(kubeconfig)
         self.namespaces = tuple(namespaces)
         self.log_format = log_format
         self.extra_args = tuple(extra_args)
         self.python = python
         self.startup_timeout = startup_timeout
+        self.die_with_parent = die_with_parent
         if log_path is None:
             handle, name = tempfile.mkstemp(prefix="modelfs-operator-", suffix=".log")
             os.close(handle)
@@ -88,6 +95,7 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=_parent_death_signal() if self.die_with_parent else None,
         )
         self._wait_healthy()
         return self
