@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 .PHONY: venv
 venv: $(STAMP) ## Create .venv with modelfs and the dev tools
 
+.PHONY: run
+run: $(STAMP) ## modelfs at work, no cluster needed: `modelfs sandbox` until Ctrl-C (SANDBOX_ARGS="--fast --keep")
+	$(BIN)/modelfs sandbox $(SANDBOX_ARGS)
+
 .PHONY: controlplane-binaries
 controlplane-binaries: ## Build kube-apiserver, kube-controller-manager and etcd into ~/.cache/modelfs
 	hack/build-control-plane.sh
