@@ -135,14 +135,17 @@ class Console:
         return time.monotonic() - self.started
 
     def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
+        # The terminal may be gone (SIGHUP): stopping must go on without it.
+        with contextlib.suppress(OSError, ValueError):
+            print(text, file=self.out, flush=True)
 
     def step(self, text: str) -> None:
         self.say(f"[{self.elapsed():6.1f}s] {text}")
 
     def error(self, text: str) -> None:
         prefix = "\x1b[31merror:\x1b[0m" if _is_tty(self.err) else "error:"
-        print(f"{prefix} {text}", file=self.err, flush=True)
+        with contextlib.suppress(OSError, ValueError):
+            print(f"{prefix} {text}", file=self.err, flush=True)
 
 
 def _is_tty(stream: IO[str]) -> bool:
@@ -277,6 +280,14 @@ def default_samples() -> Path | None:
     root = repo_root()
     samples = root / "config" / "samples" if root else None
     return samples if samples and (samples / "kustomization.yaml").is_file() else None
+
+
+def forget_discovery(port: int) -> None:
+    """Drop kubectl's discovery cache of https://127.0.0.1:`port`: it can only be that of an
+    earlier server on this port, and kubectl does not refresh it to resolve a category, so
+    `kubectl get modelfs` would fail if that server had no modelfs CRDs."""
+    cache = Path(os.environ.get("KUBECACHEDIR") or Path.home() / ".kube" / "cache")
+    shutil.rmtree(cache / "discovery" / f"127.0.0.1_{port}", ignore_errors=True)
 
 
 def reap_stale_state() -> list[Path]:
@@ -545,8 +556,8 @@ class LiveView:
                 state = f"\x1b[{_COLORS[row.state]}m{state}\x1b[0m"
             text = f"{row.kind:<15} {row.ref:<{ref_width}} {state} {since:>4.0f}s  {why}"
             visible = len(text) - (len(state) - 11)
-            if visible > width:
-                text = text[: len(text) - (visible - width) - 1] + "…"
+            if visible >= width:  # the last column wraps in some terminals
+                text = text[: len(text) - (visible - width) - 2] + "…"
             lines.append(text)
         if len(shown) < len(rows):
             lines.append(f"... and {len(rows) - len(shown)} more")
@@ -558,10 +569,11 @@ class LiveView:
         size = shutil.get_terminal_size((120, 40))
         lines = self.table(rows, now, size.columns, size.lines)
         out = self.console.out
-        if self._drawn:
-            out.write(f"\x1b[{self._drawn}F\x1b[J")
-        out.write("\n".join(lines) + "\n")
-        out.flush()
+        with contextlib.suppress(OSError, ValueError):
+            if self._drawn:
+                out.write(f"\x1b[{self._drawn}F\x1b[J")
+            out.write("\n".join(lines) + "\n")
+            out.flush()
         self._drawn = len(lines)
 
 
@@ -649,16 +661,20 @@ class Sandbox:
     kubeconfig_out_written: bytes | None = None
 
     def stop(self) -> None:
+        """Stop the operator, the fake and the control plane, in that order, then remove the
+        temp state; each step runs even when one before it failed."""
         say = self.console.step
-        if self.operator is not None:
-            say("Stopping the operator")
-            self.operator.stop()
-        if self.fake is not None:
-            say("Stopping the fake Dataset controller")
-            self.fake.stop()
-        if self.control_plane is not None:
-            say("Stopping the control plane")
-            self.control_plane.stop()
+        for what, part in (
+            ("the operator", self.operator),
+            ("the fake Dataset controller", self.fake),
+            ("the control plane", self.control_plane),
+        ):
+            if part is not None:
+                say(f"Stopping {what}")
+                try:
+                    part.stop()
+                except Exception as error:  # go on: the next parts must stop too
+                    self.console.error(f"stopping {what}: {error!r}")
         out = self.options.kubeconfig_out
         if out is not None and self.kubeconfig_out_written is not None and not self.options.keep:
             with contextlib.suppress(OSError):
@@ -748,6 +764,7 @@ def start(sandbox: Sandbox) -> None:
             raise SandboxError(port_in_use(options.port or cp.apiserver_port, error)) from None
         raise SandboxError(f"the control plane did not start: {error}") from None
     _catch_termination()  # after the control plane's own SIGTERM handler: stop in our order
+    forget_discovery(cp.apiserver_port)
     kubeconfig = cp.write_admin_kubeconfig(state / "kubeconfig")
     if options.kubeconfig_out is not None:
         cp.write_admin_kubeconfig(options.kubeconfig_out)
