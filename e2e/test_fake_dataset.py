@@ -284,10 +284,18 @@ async def test_concurrent_rounds_are_observable(
         return len(jobs.items) == 2
 
     await eventually(two_jobs, 20, "a second Job")
-    events = await client.CoreV1Api(k8s_api).list_namespaced_event(
-        k8s_namespace, field_selector=f"reason={EVENT_CONCURRENT_ROUNDS}"
-    )
-    (event,) = events.items
+
+    async def concurrent_events() -> list[Any]:
+        listed = await client.CoreV1Api(k8s_api).list_namespaced_event(
+            k8s_namespace, field_selector=f"reason={EVENT_CONCURRENT_ROUNDS}"
+        )
+        return list(listed.items)
+
+    async def posted() -> bool:  # the Event is written after the Job, not with it
+        return bool(await concurrent_events())
+
+    await eventually(posted, 20, "the ConcurrentRounds Event")
+    (event,) = await concurrent_events()
     assert event.involved_object.name == "m" and event.type == "Warning"
     assert "dataset-m-round-1" in event.message
 

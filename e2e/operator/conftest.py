@@ -74,7 +74,9 @@ async def modelfs_crds(k8s_install_crds: object, dataset_crd: str) -> list[str]:
     return list(await k8s_install_crds(*files))  # type: ignore[operator]
 
 
-@pytest.fixture(scope="session")
+# Package scope: the fake and the operator act cluster-wide, so they must be gone before other
+# e2e modules (which set Dataset statuses by hand, or run a fake of their own) start.
+@pytest.fixture(scope="package")
 def fake_datasets(
     k8s_kubeconfig: Path, modelfs_crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FakeDatasetController]:
@@ -83,7 +85,7 @@ def fake_datasets(
         yield fake
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator_env(
     operator_identity: Path,
     fake_datasets: FakeDatasetController,
