@@ -57,26 +57,30 @@ def readiness(
 
 
 def version_statuses(
-    model: Model, syncs: Iterable[ModelSync], references: Iterable[tuple[str, str]] = ()
+    model: Model, syncs: Iterable[dict[str, Any]], references: Iterable[tuple[str, str]] = ()
 ) -> list[dict[str, Any]]:
     """Per version: the (oldest) ModelSync that syncs it, its phase and last sync time, and the
-    ModelReferences (namespace/name) that read it, given as (version, "namespace/name")."""
+    ModelReferences (namespace/name) that read it, given as (version, "namespace/name").
+
+    `syncs` are raw bodies (with their newest status): this runs whenever a ModelSync's phase
+    changes, over every ModelSync of the Model."""
+    from controllers.modelsync import first_syncer
+
     readers: dict[str, list[str]] = {}
     for version, reader in references:
         readers.setdefault(version, []).append(reader)
-    by_version: dict[str, ModelSync] = {}
-    for sync in sorted(syncs, key=sync_age):
-        by_version.setdefault(sync.spec.version, sync)
+    bodies = list(syncs)
     rows = []
     for version in sorted(model.spec.version_configs):
         row: dict[str, Any] = {"name": version}
-        syncer = by_version.get(version)
+        syncer = first_syncer(bodies, version)
         if syncer is not None:
-            row["sync"] = syncer.metadata.name
-            if syncer.status.phase:
-                row["phase"] = syncer.status.phase
-            if syncer.status.last_sync_time:
-                row["lastSyncTime"] = syncer.status.last_sync_time
+            status = syncer.get("status") or {}
+            row["sync"] = syncer["metadata"]["name"]
+            if status.get("phase"):
+                row["phase"] = status["phase"]
+            if status.get("lastSyncTime"):
+                row["lastSyncTime"] = status["lastSyncTime"]
         if readers.get(version):
             row["references"] = sorted(readers[version])
         rows.append(row)
@@ -108,17 +112,14 @@ def desired_status(
 # ----------------------------------------------------------------------------- reconcile
 
 
-def parsed_syncs(ctx: Context, key: Key) -> list[ModelSync]:
+def newest_syncs(ctx: Context, key: Key) -> list[dict[str, Any]]:
     """The Model's ModelSyncs, each with the newest status known: the one modelfs just wrote
     may not have come back through the watch yet."""
     syncs = []
     for body in ctx.indexes.syncs_of_model(key):
         uid = body.get("metadata", {}).get("uid", "")
         status = ctx.runtime.written_status.get(("modelsyncs", uid), body.get("status") or {})
-        try:
-            syncs.append(parse(ModelSync, {**body, "status": status}))
-        except ResolutionError:
-            continue
+        syncs.append({**body, "status": status})
     return syncs
 
 
@@ -154,7 +155,7 @@ async def reconcile_model(ctx: Context, key: Key) -> None:
         result = await source_verdict(ctx, source_key) if source is not None else None
         ready = readiness(model, source, (result.ready, result.message) if result else None)
         current = body.get("status") or {}
-        versions = version_statuses(model, parsed_syncs(ctx, key), readers_of(ctx, key))
+        versions = version_statuses(model, newest_syncs(ctx, key), readers_of(ctx, key))
         desired = desired_status(model, current, ready, versions, now_string())
         old = condition(current, "Ready")
         written = await write_status(ctx, PLURAL, key, model.metadata.uid or "", current, desired)

@@ -8,6 +8,7 @@ the Dataset operator would start a second, concurrent Job otherwise.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,7 +17,7 @@ import kopf
 
 from api.v1 import Model, ModelSource, ModelSync, Phase
 from controllers import metrics
-from controllers.model import reconcile_model, sync_age
+from controllers.model import reconcile_model
 from controllers.modelsource import source_verdict
 from controllers.runtime import Context, Key, body_key, condition, post_event
 from controllers.status import (
@@ -372,23 +373,32 @@ def latest(*bodies: dict[str, Any] | None) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- reconcile
 
 
-def duplicate_of(ctx: Context, sync: ModelSync) -> ModelSync | None:
-    """The older ModelSync that already syncs the same model and version, if any."""
+def first_syncer(bodies: Iterable[dict[str, Any]], version: str) -> dict[str, Any] | None:
+    """Of the ModelSyncs (raw bodies) for one Model, the oldest live one that syncs `version`.
+
+    Raw bodies, not parsed models: this runs on every reconcile, over every ModelSync of the
+    Model."""
+    rivals = [
+        body
+        for body in bodies
+        if (body.get("spec") or {}).get("version") == version
+        and not body.get("metadata", {}).get("deletionTimestamp")
+    ]
+
+    def age(body: dict[str, Any]) -> tuple[str, str]:
+        meta = body.get("metadata", {})
+        return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+
+    return min(rivals, key=age, default=None)
+
+
+def duplicate_of(ctx: Context, sync: ModelSync) -> str | None:
+    """The name of the older ModelSync that already syncs the same model and version, if any."""
     key = (sync.metadata.namespace or "", sync.spec.model_ref)
-    rivals = []
-    for body in ctx.indexes.syncs_of_model(key):
-        try:
-            other = parse(ModelSync, body)
-        except ResolutionError:
-            continue
-        if other.spec.version == sync.spec.version and not body.get("metadata", {}).get(
-            "deletionTimestamp"
-        ):
-            rivals.append(other)
-    first: ModelSync | None = min(rivals, key=sync_age, default=None)
-    if first is None or first.metadata.uid == sync.metadata.uid:
+    first = first_syncer(ctx.indexes.syncs_of_model(key), sync.spec.version)
+    if first is None or first.get("metadata", {}).get("uid") == sync.metadata.uid:
         return None
-    return first
+    return str(first["metadata"].get("name"))
 
 
 async def converge(ctx: Context, sync: ModelSync) -> Outcome:
@@ -398,7 +408,7 @@ async def converge(ctx: Context, sync: ModelSync) -> Outcome:
     if rival is not None:
         return refused(
             DUPLICATE,
-            f"ModelSync {rival.metadata.name!r} already syncs Model {sync.spec.model_ref!r} "
+            f"ModelSync {rival!r} already syncs Model {sync.spec.model_ref!r} "
             f"version {sync.spec.version!r}; delete this one or that one",
         )
     model_body = ctx.indexes.model((namespace, sync.spec.model_ref))
