@@ -527,7 +527,7 @@ class LiveView:
             for row in changed:
                 self.console.say(self.line(row, now))
             for row in gone:
-                self.console.say(f"[{now:7.1f}s] {row.kind} {row.ref}: deleted")
+                self.console.say(f"[{now:6.1f}s] {row.kind} {row.ref}: deleted")
         self._last = current
         return bool(changed or gone)
 
@@ -539,7 +539,7 @@ class LiveView:
     @staticmethod
     def line(row: Row, now: float) -> str:
         why = ": ".join(part for part in (row.reason, row.message) if part)
-        return f"[{now:7.1f}s] {row.kind} {row.ref}: {row.state}" + (f" ({why})" if why else "")
+        return f"[{now:6.1f}s] {row.kind} {row.ref}: {row.state}" + (f" ({why})" if why else "")
 
     def table(self, rows: Sequence[Row], now: float, width: int, height: int) -> list[str]:
         ref_width = max([len(r.ref) for r in rows] + [len("NAMESPACE/NAME")])
