@@ -9,7 +9,7 @@ from kubernetes.aio.client import ApiClient, CustomObjectsApi
 from kubernetes.aio.client.exceptions import ApiException
 
 from pkg.dataset.types import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, Dataset
-from pkg.kube.client import REQUEST_TIMEOUT, api_error
+from pkg.kube.client import REQUEST_TIMEOUT, NotFoundError, api_error
 
 FIELD_MANAGER = "modelfs"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -24,50 +24,49 @@ class DatasetClient:
         self._api = CustomObjectsApi(api)
         self.field_manager = field_manager
 
-    async def apply(self, dataset: Dataset) -> dict[str, Any]:
-        """Server-side apply of the fields modelfs owns; the stored object is returned."""
-        manifest = dataset.to_manifest()
-        meta = manifest["metadata"]
-        # The raw response: the generated client maps only 200, and an apply that creates the
-        # Dataset answers 201.
+    async def _patch(
+        self, namespace: str, name: str, body: Any, content_type: str, **params: Any
+    ) -> dict[str, Any]:
+        """One PATCH of a Dataset, read from the raw response: the generated client maps only
+        200, and an apply that creates the Dataset answers 201."""
         try:
             response = await self._api.patch_namespaced_custom_object_without_preload_content(
                 DATASET_GROUP,
                 DATASET_VERSION,
-                meta["namespace"],
+                namespace,
                 DATASET_PLURAL,
-                meta["name"],
-                manifest,
-                field_manager=self.field_manager,
-                force=True,
-                _content_type=APPLY_PATCH,
+                name,
+                body,
+                _content_type=content_type,
                 _request_timeout=REQUEST_TIMEOUT,
+                **params,
             )
             data = await response.read()
             status = int(response.status)
         except ApiException as error:
             raise api_error(error) from None
         if status >= 400:
-            raise api_error(ApiException(status=status, reason="apply failed", body=data.decode()))
+            raise api_error(ApiException(status=status, reason="patch failed", body=data.decode()))
         return cast(dict[str, Any], json.loads(data))
+
+    async def apply(self, dataset: Dataset) -> dict[str, Any]:
+        """Server-side apply of the fields modelfs owns; the stored object is returned."""
+        manifest = dataset.to_manifest()
+        meta = manifest["metadata"]
+        return await self._patch(
+            meta["namespace"],
+            meta["name"],
+            manifest,
+            APPLY_PATCH,
+            field_manager=self.field_manager,
+            force=True,
+        )
 
     async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch (to remove fields that server-side apply leaves to their owners)."""
-        try:
-            result = await self._api.patch_namespaced_custom_object(
-                DATASET_GROUP,
-                DATASET_VERSION,
-                namespace,
-                DATASET_PLURAL,
-                name,
-                patch,
-                field_manager=self.field_manager,
-                _content_type=MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            raise api_error(error) from None
-        return cast(dict[str, Any], result)
+        return await self._patch(
+            namespace, name, patch, MERGE_PATCH, field_manager=self.field_manager
+        )
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -118,18 +117,7 @@ class DatasetClient:
             {"op": "remove", "path": f"/metadata/ownerReferences/{index}"},
         ]
         try:
-            await self._api.patch_namespaced_custom_object(
-                DATASET_GROUP,
-                DATASET_VERSION,
-                namespace,
-                DATASET_PLURAL,
-                name,
-                patch,
-                _content_type=JSON_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise api_error(error) from None
+            await self._patch(namespace, name, patch, JSON_PATCH)
+        except NotFoundError:
+            return False
         return True

@@ -4,8 +4,16 @@ from pkg.kube.client import (
     ApiError,
     ConflictError,
     InvalidError,
+    NotFoundError,
     ObjectClient,
     api_error,
 )
 
-__all__ = ["ApiError", "ConflictError", "InvalidError", "ObjectClient", "api_error"]
+__all__ = [
+    "ApiError",
+    "ConflictError",
+    "InvalidError",
+    "NotFoundError",
+    "ObjectClient",
+    "api_error",
+]

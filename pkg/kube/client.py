@@ -21,6 +21,10 @@ class ApiError(RuntimeError):
         self.status = status
 
 
+class NotFoundError(ApiError):
+    """404: the object (or its namespace) does not exist."""
+
+
 class ConflictError(ApiError):
     """409: the object changed or another field manager owns the field."""
 
@@ -41,6 +45,8 @@ def api_error(error: ApiException) -> ApiError:
     """The modelfs error for an API exception: its status and the server's message, no body."""
     status = int(error.status or 0)
     message = f"{status}: {_message(error)}"
+    if status == 404:
+        return NotFoundError(status, message)
     if status == 409:
         return ConflictError(status, message)
     if status == 422:
