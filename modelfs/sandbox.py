@@ -640,6 +640,8 @@ def _catch_termination() -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _raise_stopped)
+        # Ctrl-C stops the sandbox even when started with SIGINT ignored (`cmd &` in a script).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _ignore_signals() -> None:
