@@ -107,7 +107,10 @@ def source_readiness(
         return False, reason, f"source Dataset {dataset} does not exist"
     phase = (source.get("status") or {}).get("phase") or Phase.PENDING
     if phase != Phase.READY:
-        return False, SOURCE_NOT_READY, f"source Dataset {dataset} is {phase}, waiting for READY"
+        # The ModelSync's phase, not the Dataset's: it reads the brief FAILED before a round's
+        # Job exists as the PENDING it is.
+        shown = sync.status.phase or phase
+        return False, SOURCE_NOT_READY, f"source Dataset {dataset} is {shown}, waiting for READY"
     if not (source.get("spec") or {}).get("share"):
         return False, SOURCE_NOT_READY, f"source Dataset {dataset} is not shared yet"
     return True, "SourceReady", f"source Dataset {dataset} is READY"

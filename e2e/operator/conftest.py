@@ -92,7 +92,7 @@ def operator_env(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorEnv]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(operator_identity, log_path=log).start()
+    operator = OperatorProcess(operator_identity, log_path=log, die_with_parent=True).start()
     try:
         yield OperatorEnv(operator, fake_datasets, OPERATOR_USER, operator_identity)
     finally:

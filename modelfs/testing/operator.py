@@ -4,7 +4,6 @@ kubeconfig (identity), its log in a file. Used by the end-to-end tests and the s
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -14,24 +13,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 from modelfs.testing.controlplane import _parent_death_signal
-
-
-def parent_death_signal() -> Callable[[], None] | None:
-    """On Linux, the child gets SIGTERM when its parent dies, even by SIGKILL: no orphans."""
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def preexec() -> None:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return preexec
 
 
 class OperatorError(RuntimeError):
