@@ -59,6 +59,7 @@ from modelfs.testing.controlplane import (
     _tail,
     cache_dir,
     find_binaries,
+    reap_orphaned_folders,
     repo_root,
 )
 
@@ -292,20 +293,7 @@ def forget_discovery(port: int) -> None:
 
 def reap_stale_state() -> list[Path]:
     """Remove the temp folders of sandboxes that were killed outright (owner process gone)."""
-    removed = []
-    for folder in Path(tempfile.gettempdir()).glob(STATE_PREFIX + "*"):
-        try:
-            owner = int((folder / OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        try:
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-        except PermissionError:
-            pass
-    return removed
+    return reap_orphaned_folders(STATE_PREFIX, OWNER_FILE)
 
 
 # ----------------------------------------------------------------------------- kubectl

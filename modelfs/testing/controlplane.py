@@ -417,19 +417,23 @@ _WORKDIR_PREFIX = "modelfs-controlplane-"
 _OWNER_FILE = "owner.pid"
 
 
-def _reap_stale_workdirs() -> None:
-    """Remove work folders of control planes whose owning process is gone (killed -9)."""
-    for folder in Path(tempfile.gettempdir()).glob(_WORKDIR_PREFIX + "*"):
+def reap_orphaned_folders(prefix: str, owner_file: str = _OWNER_FILE) -> list[Path]:
+    """Remove the temp folders named `prefix*` whose owning process (the pid in `owner_file`)
+    is gone: what a run killed with -9 left behind. Returns the folders removed."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(prefix + "*"):
         try:
-            owner = int((folder / _OWNER_FILE).read_text())
+            owner = int((folder / owner_file).read_text())
         except (OSError, ValueError):
             continue
         try:
             os.kill(owner, 0)
         except ProcessLookupError:
             shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
         except PermissionError:
             pass
+    return removed
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -648,7 +652,7 @@ class ControlPlane:
             self._workdir_arg.mkdir(parents=True, exist_ok=True)
             self.workdir = self._workdir_arg
         else:
-            _reap_stale_workdirs()
+            reap_orphaned_folders(_WORKDIR_PREFIX)
             self.workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
             (self.workdir / _OWNER_FILE).write_text(str(os.getpid()))
         (self.workdir / "logs").mkdir(exist_ok=True)
