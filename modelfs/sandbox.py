@@ -569,7 +569,13 @@ def list_objects(cp: ControlPlane) -> dict[str, list[dict[str, Any]]]:
     """Every object of the four kinds, across namespaces, as the admin."""
     lists: dict[str, list[dict[str, Any]]] = {}
     for kind, plural, _ in KINDS:
-        status, body = cp.request("GET", f"{API}/{plural}", timeout=10)
+        for attempt in range(30):
+            status, body = cp.request("GET", f"{API}/{plural}", timeout=10)
+            # 429 "storage is (re)initializing" right after a CRD is installed, or a 5xx:
+            # the API server says "not yet", not "no".
+            if status != 429 and status < 500:
+                break
+            time.sleep(min(0.2 * (attempt + 1), 1.0))
         if status != 200:
             raise SandboxError(f"GET {API}/{plural}: {status} {body[:300]!r}")
         lists[kind] = list(json.loads(body).get("items") or [])
