@@ -19,6 +19,22 @@ MAX_VALUE_LENGTH = 1024
 MAX_MAP_ENTRIES = 64
 
 
+# The printer columns of a kind with a Ready condition, and the Age column every kind ends with.
+READY_COLUMNS: tuple[dict[str, str], ...] = (
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+)
+AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
 class ApiModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are kept, not dropped."""
 

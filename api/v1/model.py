@@ -16,9 +16,11 @@ from api.v1.common import (
 )
 from api.v1.conditions import Condition
 from api.v1.meta import (
+    AGE_COLUMN,
     MAX_MAP_ENTRIES,
     MAX_NAME_LENGTH,
     MAX_VALUE_LENGTH,
+    READY_COLUMNS,
     ApiModel,
     ObjectMeta,
     cel,
@@ -142,17 +144,8 @@ class Model(ApiModel):
     short_names: ClassVar[list[str]] = ["mdl"]
     printer_columns: ClassVar[list[dict[str, Any]]] = [
         {"name": "Source", "type": "string", "jsonPath": ".spec.sourceRef"},
-        {
-            "name": "Ready",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        },
-        {
-            "name": "Reason",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        *READY_COLUMNS,
+        AGE_COLUMN,
     ]
 
     api_version: Literal["model.samzong.dev/v1"] = "model.samzong.dev/v1"

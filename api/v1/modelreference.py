@@ -8,7 +8,7 @@ from pydantic import Field
 
 from api.v1.common import MAX_VERSION_LENGTH, ObjectReference, Phase
 from api.v1.conditions import Condition
-from api.v1.meta import ApiModel, ObjectMeta, cel
+from api.v1.meta import AGE_COLUMN, ApiModel, ObjectMeta, cel
 
 IMMUTABLE = "self == oldSelf"
 
@@ -76,7 +76,7 @@ class ModelReference(ApiModel):
         {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "PVC", "type": "string", "jsonPath": ".status.pvcName"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        AGE_COLUMN,
     ]
 
     api_version: Literal["model.samzong.dev/v1"] = "model.samzong.dev/v1"

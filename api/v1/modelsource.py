@@ -8,7 +8,14 @@ from pydantic import Field
 
 from api.v1.common import SourceType, option_map
 from api.v1.conditions import Condition
-from api.v1.meta import MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, ObjectMeta
+from api.v1.meta import (
+    AGE_COLUMN,
+    MAX_NAME_LENGTH,
+    MAX_VALUE_LENGTH,
+    READY_COLUMNS,
+    ApiModel,
+    ObjectMeta,
+)
 
 OptionValue = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
 
@@ -60,18 +67,9 @@ class ModelSource(ApiModel):
     short_names: ClassVar[list[str]] = ["msrc"]
     printer_columns: ClassVar[list[dict[str, Any]]] = [
         {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
-        {
-            "name": "Ready",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        },
-        {
-            "name": "Reason",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-        },
+        *READY_COLUMNS,
         {"name": "Models", "type": "integer", "jsonPath": ".status.models"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        AGE_COLUMN,
     ]
 
     api_version: Literal["model.samzong.dev/v1"] = "model.samzong.dev/v1"

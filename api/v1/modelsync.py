@@ -9,7 +9,7 @@ from pydantic import Field
 
 from api.v1.common import DURATION_PATTERN, MAX_VERSION_LENGTH, Phase, SourceType
 from api.v1.conditions import Condition
-from api.v1.meta import MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, ObjectMeta, cel
+from api.v1.meta import AGE_COLUMN, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, ObjectMeta, cel
 
 IMMUTABLE = "self == oldSelf"
 
@@ -149,7 +149,7 @@ class ModelSync(ApiModel):
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Dataset", "type": "string", "jsonPath": ".status.datasetName"},
         {"name": "Last Sync", "type": "date", "jsonPath": ".status.lastSyncTime"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        AGE_COLUMN,
     ]
 
     api_version: Literal["model.samzong.dev/v1"] = "model.samzong.dev/v1"
