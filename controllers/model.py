@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from api.v1 import Model, ModelSource, ModelSync
+from api.v1 import Model, ModelSource
 from controllers import metrics
 from controllers.modelsource import source_verdict
 from controllers.runtime import Context, Key, body_key, condition, post_event
@@ -85,11 +85,6 @@ def version_statuses(
             row["references"] = sorted(readers[version])
         rows.append(row)
     return rows
-
-
-def sync_age(sync: ModelSync) -> tuple[str, str]:
-    """Order of ModelSyncs: oldest first, then by name (the first one wins a version)."""
-    return (sync.metadata.creation_timestamp or "", sync.metadata.name)
 
 
 def desired_status(

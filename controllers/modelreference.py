@@ -18,8 +18,9 @@ import kopf
 
 from api.v1 import Model, ModelReference, ModelSync, Phase
 from controllers import metrics
-from controllers.model import sync_age
-from controllers.runtime import Context, Key, body_key, condition, post_event
+from controllers.model import newest_syncs
+from controllers.modelsync import first_syncer
+from controllers.runtime import Context, Key, body_key, condition, post_event, retry_later
 from controllers.status import forget, format_time, with_conditions, write_status
 from pkg.dataset import (
     MANAGED_BY,
@@ -193,17 +194,14 @@ def desired_status(
 def syncing(ctx: Context, model_key: Key, version: str) -> ModelSync | None:
     """The ModelSync that syncs `version` of the Model (the oldest, as the ModelSync controller
     decides), with the newest status modelfs knows."""
-    found = []
-    for body in ctx.indexes.syncs_of_model(model_key):
-        uid = body.get("metadata", {}).get("uid", "")
-        status = ctx.runtime.written_status.get(("modelsyncs", uid), body.get("status") or {})
-        try:
-            sync = parse(ModelSync, {**body, "status": status})
-        except ResolutionError:
-            continue
-        if sync.spec.version == version and not sync.metadata.deletion_timestamp:
-            found.append(sync)
-    return min(found, key=sync_age, default=None)
+    first = first_syncer(newest_syncs(ctx, model_key), version)
+    if first is None:
+        return None
+    try:
+        sync: ModelSync = parse(ModelSync, first)
+    except ResolutionError:
+        return None
+    return sync
 
 
 async def converge(ctx: Context, ref: ModelReference, current: dict[str, Any]) -> Outcome:
@@ -333,10 +331,6 @@ async def reconcile_references_of_model(ctx: Context, model_key: Key) -> None:
 async def reconcile_references_in_namespace(ctx: Context, namespace: str) -> None:
     for ref_key in [k for k in ctx.indexes.references if k[0] == namespace]:
         await reconcile_reference(ctx, ref_key)
-
-
-def retry_later(error: ApiError) -> kopf.TemporaryError:
-    return kopf.TemporaryError(f"API call failed, retrying: {error}", delay=10)
 
 
 # ----------------------------------------------------------------------------- handlers

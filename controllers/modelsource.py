@@ -96,15 +96,19 @@ def desired_status(
 # ----------------------------------------------------------------------------- reconcile
 
 
-async def refresh_secret_keys(ctx: Context, source: ModelSource) -> frozenset[str] | None:
-    """Read the key names of the source's Secret into the runtime cache."""
+async def secret_keys_of(
+    ctx: Context, source: ModelSource, *, refresh: bool
+) -> frozenset[str] | None:
+    """The key names of the source's Secret: read from the API (and cached) when `refresh` or
+    never read before, else from the cache. None: no secretRef, or no such Secret."""
     name = source.spec.secret_ref
     if not name:
         return None
     key = (source.metadata.namespace or "", name)
-    keys: frozenset[str] | None = await ctx.runtime.objects.secret_keys(*key)
-    ctx.runtime.secret_keys[key] = keys
-    return keys
+    cache = ctx.runtime.secret_keys
+    if refresh or key not in cache:
+        cache[key] = await ctx.runtime.objects.secret_keys(*key)
+    return cache[key]
 
 
 async def source_verdict(ctx: Context, key: Key) -> Verdict | None:
@@ -114,14 +118,7 @@ async def source_verdict(ctx: Context, key: Key) -> Verdict | None:
     if body is None:
         return None
     source = parse(ModelSource, body)
-    if source.spec.secret_ref:
-        secret_key = (key[0], source.spec.secret_ref)
-        if secret_key in ctx.runtime.secret_keys:
-            keys = ctx.runtime.secret_keys[secret_key]
-        else:
-            keys = await refresh_secret_keys(ctx, source)
-        return verdict(source, keys)
-    return verdict(source, None)
+    return verdict(source, await secret_keys_of(ctx, source, refresh=False))
 
 
 async def reconcile_source(
@@ -142,10 +139,7 @@ async def reconcile_source(
         except ResolutionError as error:
             logger.warning("Refused ModelSource", extra={"object": key, "error": str(error)})
             return None
-        keys = await refresh_secret_keys(ctx, source) if recheck_secret else None
-        if not recheck_secret and source.spec.secret_ref:
-            keys = ctx.runtime.secret_keys.get((key[0], source.spec.secret_ref))
-        result = verdict(source, keys)
+        result = verdict(source, await secret_keys_of(ctx, source, refresh=recheck_secret))
         models = len(ctx.indexes.model_names_of_source(key))
         current = body.get("status") or {}
         desired = desired_status(source, current, result, models, now_string())

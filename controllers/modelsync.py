@@ -19,7 +19,7 @@ from api.v1 import Model, ModelSource, ModelSync, Phase
 from controllers import metrics
 from controllers.model import reconcile_model
 from controllers.modelsource import source_verdict
-from controllers.runtime import Context, Key, body_key, condition, post_event
+from controllers.runtime import Context, Key, body_key, condition, post_event, retry_later
 from controllers.status import (
     forget,
     format_time,
@@ -626,10 +626,6 @@ async def reconcile_later(ctx: Context, key: Key) -> None:
 async def reconcile_syncs_of_model(ctx: Context, model_key: Key) -> None:
     for body in list(ctx.indexes.syncs_of_model(model_key)):
         await reconcile_sync(ctx, body_key(body))
-
-
-def retry_later(error: ApiError) -> kopf.TemporaryError:
-    return kopf.TemporaryError(f"API call failed, retrying: {error}", delay=10)
 
 
 # ----------------------------------------------------------------------------- handlers

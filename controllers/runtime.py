@@ -34,6 +34,11 @@ def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
     kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message)
 
 
+def retry_later(error: Exception) -> kopf.TemporaryError:
+    """How a handler reports an API failure to kopf: try again in a while."""
+    return kopf.TemporaryError(f"API call failed, retrying: {error}", delay=10)
+
+
 def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
     """A condition of a raw status by type, or {}."""
     for found in status.get("conditions") or []:
