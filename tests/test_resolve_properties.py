@@ -22,7 +22,8 @@ from pkg.dataset import (
 )
 from tests.strategies import CONFIG_VALUES, SECRET_TYPES, valid_inputs
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 EXAMPLES = settings(max_examples=300, deadline=None)
 
 
@@ -47,7 +48,7 @@ def test_resolution_is_deterministic(inputs: dict[str, Any]) -> None:
 def test_dataset_is_well_formed(inputs: dict[str, Any]) -> None:
     manifest = run(inputs).dataset.to_manifest()
     name = manifest["metadata"]["name"]
-    assert DNS_LABEL.fullmatch(name) and len(name) <= MAX_DATASET_NAME_LENGTH
+    assert DNS_SUBDOMAIN.fullmatch(name) and len(name) <= MAX_DATASET_NAME_LENGTH
     assert manifest["metadata"]["namespace"] == inputs["sync"]["metadata"]["namespace"]
     assert manifest["spec"]["source"]["type"] == inputs["source"]["spec"]["type"]
     labels = manifest["metadata"]["labels"]
@@ -64,13 +65,18 @@ def test_dataset_is_well_formed(inputs: dict[str, Any]) -> None:
     st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,250}[a-z0-9])?\Z"),
     st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?\Z"),
 )
-def test_every_name_is_a_short_valid_dns_label_and_stable(model: str, version: str) -> None:
+def test_every_name_is_a_short_valid_subdomain_and_stable(model: str, version: str) -> None:
     name = dataset_name(model, version)
-    assert DNS_LABEL.fullmatch(name)
+    assert DNS_SUBDOMAIN.fullmatch(name)
     assert len(name) <= MAX_DATASET_NAME_LENGTH
     assert dataset_name(model, version) == name
-    if len(f"{model}-{version}") <= MAX_DATASET_NAME_LENGTH:
-        assert name == f"{model}-{version}".replace(".", "-")
+    # What the Dataset operator builds from it stays valid: Job name and label value.
+    job = f"dataset-{name}-round-1"
+    assert len(job) <= 63 and DNS_SUBDOMAIN.fullmatch(job)
+    assert LABEL_VALUE.fullmatch(name)
+    written = f"{model}-{version}"
+    if len(written) <= MAX_DATASET_NAME_LENGTH and DNS_SUBDOMAIN.fullmatch(written):
+        assert name == written  # as the user wrote it
 
 
 @settings(max_examples=500, deadline=None)

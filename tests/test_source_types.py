@@ -20,7 +20,7 @@ def test_hugging_face_with_a_mirror_endpoint() -> None:
         sync("qwen", "v2.5.0", uid="1234"),
     )
     manifest = result.dataset.to_manifest()
-    assert manifest["metadata"]["name"] == "qwen-v2-5-0"
+    assert manifest["metadata"]["name"] == "qwen-v2.5.0"
     assert manifest["spec"]["source"] == {
         "type": "HUGGING_FACE",
         "uri": "huggingface://Qwen/Qwen2.5-7B-Instruct",

@@ -41,8 +41,8 @@ async def test_quick_start_as_the_seed_wrote_it_is_refused_then_fixed(kube: Kube
     await kube.patch("ModelSource", "huggingface-source", {"spec": {"config": {"include": None}}})
     sync = await kube.wait_phase("qwen-sync", "READY")
     status = sync["status"]
-    assert status["datasetName"] == "qwen-model-v2-5-0"
-    assert status["pvcName"] == "qwen-model-v2-5-0"
+    assert status["datasetName"] == "qwen-model-v2.5.0"
+    assert status["pvcName"] == "qwen-model-v2.5.0"
     assert status["source"] == {
         "type": "HUGGING_FACE",
         "uri": "huggingface://qwen/Qwen2.5-7B-Instruct",
@@ -50,7 +50,7 @@ async def test_quick_start_as_the_seed_wrote_it_is_refused_then_fixed(kube: Kube
     assert status["observedSyncRound"] == 1 and status["datasetRound"] == 1
     assert "not pinned" in condition(sync, "Resolved")["message"]
     assert condition(sync, "DatasetJob")["reason"] == "JobReady"
-    dataset = await kube.dataset("qwen-model-v2-5-0")
+    dataset = await kube.dataset("qwen-model-v2.5.0")
     assert dataset is not None
     assert dataset["spec"]["source"]["options"] == HF_CONFIG
     labels = dataset["metadata"]["labels"]

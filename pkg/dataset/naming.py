@@ -2,7 +2,9 @@
 
 The Dataset operator names the loader Job `dataset-<name>-round-<N>` and copies labels onto Jobs and
 PVCs, which must stay within 63 characters; so a Dataset name has at most 45 characters. Names are
-RFC 1123 labels (no dots), because they also flow into Pod volume and label names.
+written as the user wrote them whenever that is a valid name: a DNS subdomain, so dots stay
+(`qwen-model-v2.5.0`; the real controller was measured running Job
+`dataset-qwen-model-v2.5.0-round-1` to READY). Only characters Kubernetes refuses are replaced.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ MAX_LABEL_VALUE_LENGTH = 63
 HASH_LENGTH = 8
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _NOT_IN_LABEL = re.compile(r"[^a-z0-9-]")
+_NOT_IN_SUBDOMAIN = re.compile(r"[^a-z0-9.-]")
 _NOT_IN_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -43,14 +47,28 @@ def dns_label(*parts: str, limit: int = MAX_DATASET_NAME_LENGTH) -> str:
     return _shorten(name, limit, _digest(*parts))
 
 
+def dns_subdomain(*parts: str, limit: int = MAX_DATASET_NAME_LENGTH) -> str:
+    """`parts` joined with '-', as written when that is a DNS subdomain of at most `limit`
+    characters (dots stay); otherwise lowercased with the refused characters turned into '-',
+    and, when that still is no subdomain (`a..b`, `a.-b`), `dns_label` of the parts."""
+    joined = "-".join(parts)
+    name = _NOT_IN_SUBDOMAIN.sub("-", joined.lower())
+    if not DNS_SUBDOMAIN.fullmatch(name):
+        return dns_label(*parts, limit=limit)
+    if len(name) <= limit:
+        return name
+    shortened = _shorten(name, limit, _digest(*parts))
+    return shortened if DNS_SUBDOMAIN.fullmatch(shortened) else dns_label(*parts, limit=limit)
+
+
 def dataset_name(model: str, version: str) -> str:
-    """The Dataset a ModelSync creates: `{model}-{version}`."""
-    return dns_label(model, version)
+    """The Dataset a ModelSync creates: `{model}-{version}` (the seed's words)."""
+    return dns_subdomain(model, version)
 
 
 def reference_dataset_name(reference: str) -> str:
     """The REFERENCE Dataset a ModelReference creates, named after it."""
-    return dns_label(reference)
+    return dns_subdomain(reference)
 
 
 def label_value(value: str) -> str:
