@@ -11,7 +11,7 @@ import kopf
 from api.v1 import Model, ModelSource
 from controllers import metrics
 from controllers.modelsource import source_verdict
-from controllers.runtime import Context, Key, body_key, condition, post_event
+from controllers.runtime import Context, Key, body_key, condition
 from controllers.status import forget, now_string, with_conditions, write_status
 from pkg.dataset import ResolutionError, parse, version_errors
 
@@ -155,7 +155,7 @@ async def reconcile_model(ctx: Context, key: Key) -> None:
         old = condition(current, "Ready")
         written = await write_status(ctx, PLURAL, key, model.metadata.uid or "", current, desired)
         if written and (old.get("reason"), old.get("message")) != (ready[1], ready[2]):
-            post_event(body, "Normal" if ready[0] else "Warning", ready[1], ready[2])
+            ctx.runtime.post_event(body, "Normal" if ready[0] else "Warning", ready[1], ready[2])
 
 
 async def reconcile_models_of_source(ctx: Context, source_key: Key) -> None:

@@ -20,7 +20,7 @@ from api.v1 import Model, ModelReference, ModelSync, Phase
 from controllers import metrics
 from controllers.model import newest_syncs
 from controllers.modelsync import first_syncer
-from controllers.runtime import Context, Key, body_key, condition, post_event, retry_later
+from controllers.runtime import Context, Key, body_key, condition, retry_later
 from controllers.status import forget, format_time, with_conditions, write_status
 from pkg.dataset import (
     MANAGED_BY,
@@ -252,7 +252,7 @@ async def converge(ctx: Context, ref: ModelReference, current: dict[str, Any]) -
         except InvalidError as error:
             verdict = (False, "DatasetRejected", f"the API server refused Dataset {name}: {error}")
             return Outcome(Phase.FAILED, permission, readiness, verdict, source_key)
-        events.append(
+        created.append(
             (
                 "Normal",
                 "DatasetCreated",
@@ -316,7 +316,7 @@ async def reconcile_reference(ctx: Context, key: Key) -> None:
             elif not outcome.allowed[0]:
                 events.append(("Warning", outcome.allowed[1], outcome.allowed[2]))
         for type_, reason, message in events:
-            post_event(body, type_, reason, message)
+            ctx.runtime.post_event(body, type_, reason, message)
     if written:
         from controllers.model import reconcile_model
 

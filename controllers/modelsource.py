@@ -10,7 +10,7 @@ import kopf
 
 from api.v1 import ModelSource, SourceType
 from controllers import metrics
-from controllers.runtime import Context, Key, body_key, condition, post_event
+from controllers.runtime import Context, Key, body_key, condition
 from controllers.status import forget, now_string, with_conditions, write_status
 from pkg.dataset import (
     ResolutionError,
@@ -149,7 +149,9 @@ async def reconcile_source(
             result.reason,
             result.message,
         ):
-            post_event(body, "Normal" if result.ready else "Warning", result.reason, result.message)
+            ctx.runtime.post_event(
+                body, "Normal" if result.ready else "Warning", result.reason, result.message
+            )
             logger.info(
                 "Updated ModelSource status",
                 extra={"object": key, "ready": result.ready, "reason": result.reason},

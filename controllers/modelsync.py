@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from api.v1 import Model, ModelSource, ModelSync, Phase
 from controllers import metrics
 from controllers.model import reconcile_model
 from controllers.modelsource import source_verdict
-from controllers.runtime import Context, Key, body_key, condition, post_event, retry_later
+from controllers.runtime import Context, Key, body_key, condition, retry_later
 from controllers.status import (
     forget,
     format_time,
@@ -29,6 +29,7 @@ from controllers.status import (
     write_status,
 )
 from pkg.dataset import (
+    RULES,
     Resolution,
     ResolutionError,
     controller_owner,
@@ -55,6 +56,11 @@ SOURCE_NOT_FOUND = "SourceNotFound"
 DUPLICATE = "DuplicateModelSync"
 CONFLICT = "DatasetConflict"
 REJECTED = "DatasetRejected"
+NO_LOADER_JOB = "NoLoaderJob"
+ROUNDS_CONDITION = "Rounds"
+#: Dataset source types the Dataset operator runs no loader Job for (it mounts the data where it
+#: is): a raised dataSyncRound never succeeds on them, so modelfs never raises it.
+NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
 
 RoundState = Literal["processing", "succeeded", "failed", "waiting"]
 PHASE_OF_STATE: dict[RoundState, Phase] = {
@@ -88,6 +94,8 @@ class DatasetView:
     conditions: list[dict[str, Any]]
     pvc_name: str | None
     last_sync_time: str | None
+    loader_job: bool = True
+    """Whether the Dataset's type runs a loader Job per round (not PVC, NFS, REFERENCE)."""
 
     @property
     def failure_message(self) -> str:
@@ -110,8 +118,9 @@ def view_dataset(body: dict[str, Any]) -> DatasetView:
             if c.get("status") == "False"
         ]
         failed_at = max((t for t in false_times if t), default=None)
-    if failed_at is None and status.get("phase") == Phase.FAILED:
-        failed_at = parse_time(this_round.get("startTime"))
+    # A failed round has no endTime and no False condition (FACTS.md, Measured 10): its failure
+    # time is then the one modelfs recorded when it saw it (`with_failure_time`), never the
+    # round's start, from which a backoff would have run out long ago.
     return DatasetView(
         name=str(body.get("metadata", {}).get("name", "")),
         round=current,
@@ -125,7 +134,20 @@ def view_dataset(body: dict[str, Any]) -> DatasetView:
         conditions=conditions,
         pvc_name=status.get("pvcName"),
         last_sync_time=status.get("lastSyncTime"),
+        loader_job=str((spec.get("source") or {}).get("type")) not in NO_LOADER_JOB_TYPES,
     )
+
+
+def with_failure_time(view: DatasetView, recorded: str | None, now: datetime) -> DatasetView:
+    """The view with the time its failed round failed: the Dataset's own record when it has one,
+    else when modelfs first saw this round failed (`status.lastFailureTime`, if it is not older
+    than the round), else now."""
+    if view.failed_at is not None or round_state(view) != "failed":
+        return view
+    seen = parse_time(recorded)
+    if seen is None or (view.round_started is not None and seen < view.round_started):
+        seen = now
+    return replace(view, failed_at=seen)
 
 
 def round_state(view: DatasetView) -> RoundState:
@@ -137,6 +159,10 @@ def round_state(view: DatasetView) -> RoundState:
     """
     if view.processing:
         return "processing"
+    if not view.loader_job:  # no rounds: the phase says it all
+        if view.phase == Phase.READY:
+            return "succeeded"
+        return "failed" if view.phase == Phase.FAILED else "waiting"
     if view.last_succeed_round == view.round:
         return "succeeded"
     if view.round_succeeded is False:
@@ -167,6 +193,10 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
     spec, status = sync.spec, sync.status
     if view is None:
         return RoundPlan(None, spec.sync_round, 0)  # creating the Dataset serves the trigger
+    if not view.loader_job:
+        # A trigger is served by saying so (`rounds_verdict`), never by a round that cannot
+        # succeed; the Dataset operator retries a failing reconcile of these types itself.
+        return RoundPlan(None, spec.sync_round, 0)
     observed = status.observed_sync_round or spec.sync_round
     attempts = status.attempts or 0
     state = round_state(view)
@@ -192,6 +222,19 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
     return RoundPlan(None, observed, attempts)
 
 
+def pruned(value: Any) -> Any:
+    """`value` without None and empty maps or lists, at any depth: `{}` and absent mean the same
+    to the Dataset operator. Its finalizer Update writes `resources: {}` and
+    `volumeClaimTemplate: {metadata: {}, spec: {resources: {}}, status: {}}` into the spec
+    (FACTS.md, Measured 8); compared raw, that looks like a change nobody made."""
+    if isinstance(value, dict):
+        kept = {k: pruned(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [pruned(v) for v in value]
+    return value
+
+
 def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
     """Whether the Dataset differs from what modelfs wants in the fields modelfs owns."""
     if existing is None:
@@ -204,14 +247,9 @@ def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> boo
     if any(ref["uid"] not in owners for ref in want_meta.get("ownerReferences", [])):
         return True
     spec, want = existing.get("spec") or {}, desired["spec"]
-    for key in MANAGED_SPEC_KEYS:
-        have, wanted = spec.get(key), want.get(key)
-        if key == "source" and have is not None and wanted is not None:
-            have = {**have, "options": have.get("options") or {}}
-            wanted = {**wanted, "options": wanted.get("options") or {}}
-        if have != wanted:
-            return True
-    return False
+    return pruned({k: spec.get(k) for k in MANAGED_SPEC_KEYS}) != pruned(
+        {k: want.get(k) for k in MANAGED_SPEC_KEYS}
+    )
 
 
 def drift_patch(stored: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
@@ -223,7 +261,7 @@ def drift_patch(stored: dict[str, Any], desired: dict[str, Any]) -> dict[str, An
     spec, want = stored.get("spec") or {}, desired["spec"]
     patch: dict[str, Any] = {}
     for key in ("secretRef", "volumeClaimTemplate", "share", "shareToNamespaceSelector"):
-        if key not in want and spec.get(key) is not None:
+        if key not in want and pruned({key: spec.get(key)}):
             patch[key] = None
     extra = set((spec.get("source") or {}).get("options") or {}) - set(
         want["source"].get("options") or {}
@@ -263,6 +301,8 @@ class Outcome:
     resolution: Resolution | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type Normal|Warning, reason, message) to post."""
+    rounds: tuple[bool, str, str] | None = None
+    """The Rounds condition: set when a round trigger meets a type that runs no loader Job."""
 
 
 def refused(reason: str, message: str) -> Outcome:
@@ -304,13 +344,15 @@ def desired_status(
         c
         for c in current.get("conditions") or []
         if not str(c.get("type", "")).startswith(DATASET_CONDITION_PREFIX)
+        and (outcome.rounds is not None or c.get("type") != ROUNDS_CONDITION)
     ]
-    conditions = with_conditions(
-        own,
-        [("Resolved", *outcome.resolved), ("Ready", *outcome.ready)],
-        generation,
-        now,
-    )
+    updates: list[tuple[str, bool | str, str, str]] = [
+        ("Resolved", *outcome.resolved),
+        ("Ready", *outcome.ready),
+    ]
+    if outcome.rounds is not None:
+        updates.append((ROUNDS_CONDITION, *outcome.rounds))
+    conditions = with_conditions(own, updates, generation, now)
     status: dict[str, Any] = {
         "phase": outcome.phase.value,
         "conditions": conditions + dataset_conditions(outcome.view),
@@ -329,7 +371,9 @@ def desired_status(
             status["pvcName"] = outcome.view.pvc_name
         if outcome.view.last_sync_time:
             status["lastSyncTime"] = outcome.view.last_sync_time
-    for key in ("datasetName", "datasetRound", "pvcName", "lastSyncTime"):
+        if outcome.view.failed_at is not None and round_state(outcome.view) == "failed":
+            status["lastFailureTime"] = format_time(outcome.view.failed_at)
+    for key in ("datasetName", "datasetRound", "pvcName", "lastSyncTime", "lastFailureTime"):
         if key not in status and current.get(key) is not None:
             status[key] = current[key]
     if outcome.plan is not None:
@@ -449,8 +493,11 @@ async def converge(ctx: Context, sync: ModelSync) -> Outcome:
             (False, "DatasetDeleting", f"waiting for Dataset {resolution.name} to be deleted"),
             resolution=resolution,
         )
-    view = view_dataset(existing) if existing is not None else None
     now = datetime.now(UTC)
+    recorded_failure = sync.status.last_failure_time
+    view = view_dataset(existing) if existing is not None else None
+    if view is not None:
+        view = with_failure_time(view, recorded_failure, now)
     plan = plan_round(sync, view, now)
     next_round = (view.round + 1 if plan.reason else view.round) if view else 1
     resolution = resolve(source, model, sync, data_sync_round=next_round)
@@ -484,7 +531,11 @@ async def converge(ctx: Context, sync: ModelSync) -> Outcome:
             },
         )
     assert existing is not None
-    view = view_dataset(existing)
+    view = with_failure_time(view_dataset(existing), recorded_failure, now)
+    rounds = rounds_verdict(sync, view, resolution.source_type)
+    served = sync.status.observed_sync_round
+    if rounds is not None and served is not None and sync.spec.sync_round > served:
+        events.append(("Normal", "RoundNotStarted", rounds[2]))
     if plan.reason:
         plan = RoundPlan(None, plan.observed_sync_round, plan.attempts)
     plan = plan_round_after(sync, view, plan, now)
@@ -501,6 +552,25 @@ async def converge(ctx: Context, sync: ModelSync) -> Outcome:
         plan=plan,
         resolution=resolution,
         events=events,
+        rounds=rounds,
+    )
+
+
+def rounds_verdict(
+    sync: ModelSync, view: DatasetView, source_type: str
+) -> tuple[bool, str, str] | None:
+    """Why a round trigger (a raised syncRound, a schedule) starts no round: the Dataset type
+    runs no loader Job. None when the type has rounds, or nothing asks for one."""
+    if view.loader_job or (sync.spec.sync_round <= 1 and sync.spec.schedule is None):
+        return None
+    asked = [f"syncRound {sync.spec.sync_round}"] if sync.spec.sync_round > 1 else []
+    if sync.spec.schedule is not None:
+        asked.append(f"schedule every {sync.spec.schedule.interval}")
+    return (
+        False,
+        NO_LOADER_JOB,
+        f"{' and '.join(asked)} start no download round: a {source_type} Dataset runs no loader "
+        "Job, it reads the data in place, so it is always current",
     )
 
 
@@ -584,7 +654,7 @@ async def reconcile_sync(ctx: Context, key: Key) -> None:
         for type_, reason, message in outcome.events + (
             transition_events(current, outcome) if written else []
         ):
-            post_event(body, type_, reason, message)
+            ctx.runtime.post_event(body, type_, reason, message)
         due_in = outcome.plan.due_in if outcome.plan is not None else None
         if due_in is not None:
             ctx.runtime.wake(PLURAL, key, due_in + 0.5, lambda: reconcile_later(ctx, key))
@@ -656,7 +726,7 @@ async def modelsync_retain(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> N
         except ApiError as error:
             raise retry_later(error) from None
         if orphaned:
-            post_event(body, "Normal", "DatasetRetained", f"Retained Dataset {dataset}")
+            ctx.runtime.post_event(body, "Normal", "DatasetRetained", f"Retained Dataset {dataset}")
             logger.info(
                 "Retained Dataset", extra={"object": f"{namespace}/{name}", "dataset": dataset}
             )

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes.aio.client import ApiClient
 
 from pkg.dataset.client import DatasetClient
-from pkg.kube import ObjectClient
+from pkg.kube import ApiError, ObjectClient
+
+logger = logging.getLogger("modelfs.runtime")
 
 Key = tuple[str, str]
 """(namespace, name)"""
@@ -27,11 +30,6 @@ Key = tuple[str, str]
 def body_key(body: Mapping[str, Any]) -> Key:
     meta = body.get("metadata", {})
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
-
-
-def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-    """A Kubernetes event on a modelfs object (kopf posts it in the background)."""
-    kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message)
 
 
 def retry_later(error: Exception) -> kopf.TemporaryError:
@@ -77,6 +75,26 @@ class Runtime:
 
     first_context: asyncio.Future[Context] | None = None
     """Resolved by the first handler with kopf's (live) indexes, for work outside handlers."""
+
+    def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post an Event on `body` in the background, from any task (a handler, the resync, a
+        wake-up). A failed post is logged, never raised: an Event is not worth a retry."""
+        task = asyncio.get_running_loop().create_task(
+            self._post_event(body, type_, reason, message)
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _post_event(
+        self, body: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        try:
+            await self.objects.create_event(body, type_, reason, message)
+        except ApiError as error:
+            logger.warning(
+                "Event not posted",
+                extra={"object": body_key(body), "reason": reason, "error": str(error)},
+            )
 
     def lock(self, kind: str, key: Key) -> asyncio.Lock:
         return self.locks[(kind, key)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,10 +14,13 @@ from controllers.modelsync import (
     REQUESTED,
     RETRY,
     SCHEDULED,
+    drift_patch,
     needs_apply,
     plan_round,
     round_state,
+    rounds_verdict,
     view_dataset,
+    with_failure_time,
 )
 from controllers.status import parse_duration, status_changes
 
@@ -192,3 +196,119 @@ def test_never_more_than_one_round_ahead(
     if plan.reason == RETRY:
         assert plan.attempts == attempts + 1 <= 3
     assert plan.observed_sync_round >= observed
+
+
+# ----------------------------------------------------------------------------- the real engine
+# What the real Dataset controller does (FACTS.md, Measured), as the pure logic sees it.
+
+WRITTEN_BACK_TEMPLATE = {"metadata": {}, "spec": {"resources": {}}, "status": {}}
+
+
+def desired(template: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "source": {"type": "HTTP", "uri": "https://h/d"},
+        "dataSyncRound": 1,
+    }
+    if template is not None:
+        spec["volumeClaimTemplate"] = template
+    return {"metadata": {"name": "m-v1", "labels": {"a": "b"}}, "spec": spec}
+
+
+def written_back(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The Dataset after the controller's finalizer Update (Measured 8)."""
+    stored = json.loads(json.dumps(manifest))
+    spec = stored["spec"]
+    spec["resources"] = {}
+    template = spec.setdefault("volumeClaimTemplate", {})
+    template.setdefault("metadata", {})
+    template.setdefault("status", {})
+    template.setdefault("spec", {}).setdefault("resources", {})
+    spec["source"].setdefault("options", {})
+    return stored
+
+
+def test_the_finalizer_write_back_is_no_change_to_apply_or_revert() -> None:
+    """B1 and B2: no re-apply, no 'Reverted a hand edit' after the controller's Update."""
+    template = {
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "20Gi"}},
+        }
+    }
+    for want in (desired(), desired(template)):
+        stored = written_back(want)
+        assert not needs_apply(stored, want)
+        assert drift_patch(stored, want) is None
+    assert written_back(desired())["spec"]["volumeClaimTemplate"] == WRITTEN_BACK_TEMPLATE
+
+
+def test_a_real_hand_edit_is_still_seen_and_reverted() -> None:
+    want = desired()
+    edited = written_back(want)
+    edited["spec"]["volumeClaimTemplate"]["spec"]["resources"] = {"requests": {"storage": "1Gi"}}
+    assert needs_apply(edited, want)
+    assert drift_patch(edited, want) == {"spec": {"volumeClaimTemplate": None}}
+    edited = written_back(want)
+    edited["spec"]["source"]["options"] = {"syncMode": "copy"}
+    assert needs_apply(edited, want)
+
+
+def failed_without_end(round_: int = 1, started_ago: float = 200) -> dict[str, Any]:
+    """A failed round as the real controller leaves it: no endTime, no succeed, no False
+    condition, no message (Measured 10)."""
+    return dataset(
+        round_,
+        phase="FAILED",
+        lastSucceedRound=round_ - 1 if round_ > 1 else None,
+        syncRoundStatuses=[
+            {"round": round_, "jobName": f"j-{round_}", "startTime": stamp(started_ago)}
+        ],
+        conditions=[{"type": "JobStatus", "status": "True", "reason": "JobStatusReady"}],
+    )
+
+
+def test_the_backoff_counts_from_when_the_failure_was_seen_not_the_round_start() -> None:
+    """B5: a loader that took 200 s to fail is retried a backoff after the failure."""
+    view = with_failure_time(view_dataset(failed_without_end()), None, NOW)
+    assert round_state(view) == "failed"
+    assert view.failed_at == NOW
+    plan = plan_round(sync({"observedSyncRound": 1}, retry={"backoff": "1m"}), view, NOW)
+    assert plan.reason is None and plan.due_in == 60
+    # Seen 61 s ago and recorded in status.lastFailureTime: due now.
+    view = with_failure_time(view_dataset(failed_without_end()), stamp(61), NOW)
+    plan = plan_round(sync({"observedSyncRound": 1}, retry={"backoff": "1m"}), view, NOW)
+    assert plan.reason == RETRY
+
+
+def test_a_failure_time_of_an_older_round_does_not_count() -> None:
+    view = with_failure_time(view_dataset(failed_without_end(2, started_ago=30)), stamp(100), NOW)
+    assert view.failed_at == NOW
+
+
+def test_types_without_a_loader_job_never_raise_the_round() -> None:
+    """B6: PVC, NFS and REFERENCE run no Job; a trigger is served without a round."""
+    for type_ in ("REFERENCE", "PVC", "NFS"):
+        body = dataset(1, phase="READY", lastSucceedRound=1)
+        body["spec"]["source"] = {"type": type_, "uri": "x://y/z"}
+        view = view_dataset(body)
+        assert not view.loader_job and round_state(view) == "succeeded"
+        trigger = sync({"observedSyncRound": 1}, syncRound=2, schedule={"interval": "1h"})
+        plan = plan_round(trigger, view, NOW)
+        assert (plan.reason, plan.observed_sync_round, plan.due_in) == (None, 2, None)
+        verdict = rounds_verdict(trigger, view, type_)
+        assert verdict is not None and verdict[:2] == (False, "NoLoaderJob")
+        assert "syncRound 2" in verdict[2] and "every 1h" in verdict[2]
+        assert rounds_verdict(sync(), view, type_) is None
+        body["status"]["phase"] = "FAILED"
+        assert round_state(view_dataset(body)) == "failed"
+        assert plan_round(trigger, view_dataset(body), NOW).reason is None  # no retry round
+
+
+def test_types_with_a_loader_job_still_raise_it() -> None:
+    body = json.loads(json.dumps(READY))
+    body["spec"]["source"] = {"type": "HTTP", "uri": "https://h/d"}
+    view = view_dataset(body)
+    assert view.loader_job
+    trigger = sync({"observedSyncRound": 1}, syncRound=2)
+    assert plan_round(trigger, view, NOW).reason == REQUESTED
+    assert rounds_verdict(trigger, view, "HTTP") is None

@@ -132,6 +132,12 @@ class ModelSyncStatus(ApiModel):
     attempts: int | None = Field(
         default=None, ge=0, description="Failed rounds retried since the last success."
     )
+    last_failure_time: str | None = Field(
+        default=None,
+        description="When modelfs saw the last download round fail. The Dataset operator records "
+        "no end time for a failed round, so the retry backoff counts from this time.",
+        json_schema_extra={"format": "date-time"},
+    )
     source: SyncedSource | None = Field(
         default=None, description="The Dataset source (type and URI) modelfs resolved."
     )

@@ -66,6 +66,9 @@ class SourceRules:
     """A Secret must carry every key of at least one set. Empty: the type reads no Secret."""
     refused: Mapping[str, str] = field(default_factory=dict)
     """Keys that look plausible but break the loader, with why and what to do instead."""
+    loader_job: bool = True
+    """Whether the Dataset operator runs a loader Job per round. PVC, NFS and REFERENCE mount
+    the data where it is: a raised dataSyncRound never succeeds on them (FACTS.md, Measured 11)."""
 
     @property
     def allowed(self) -> frozenset[str]:
@@ -225,12 +228,14 @@ RULES: Mapping[SourceType, SourceRules] = {
         refused={"revision": _GIT_REVISION},
     ),
     SourceType.PVC: SourceRules(
+        loader_job=False,
         options=frozenset(),
         consumed=frozenset(),
         build_uri=_pvc_uri,
         repo_form="pvc-name/path",
     ),
     SourceType.NFS: SourceRules(
+        loader_job=False,
         options=frozenset(),
         consumed=frozenset({"endpoint"}),
         build_uri=_nfs_uri,
@@ -243,6 +248,7 @@ RULES: Mapping[SourceType, SourceRules] = {
         repo_form="environment-name",
     ),
     SourceType.REFERENCE: SourceRules(
+        loader_job=False,
         options=frozenset(),
         consumed=frozenset(),
         build_uri=_reference_uri,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
@@ -11,6 +14,8 @@ from kubernetes.aio.client.exceptions import ApiException
 from api.v1 import GROUP, VERSION
 
 REQUEST_TIMEOUT = 30.0
+EVENT_SOURCE = "modelfs"
+MAX_EVENT_MESSAGE = 1024
 
 
 class ApiError(RuntimeError):
@@ -94,3 +99,39 @@ class ObjectClient:
         keys = frozenset((secret.data or {}).keys())
         del secret
         return keys
+
+    async def create_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event about `involved` (a raw object), posted through the API client, so it
+        works from any task: kopf's own event queue exists only inside its handler tasks."""
+        meta = involved.get("metadata", {})
+        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event: Any = {  # a plain dict: the client sends it as it is
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": name,
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:MAX_EVENT_MESSAGE],
+            "source": {"component": EVENT_SOURCE},
+            "reportingComponent": EVENT_SOURCE,
+            "reportingInstance": socket.gethostname()[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self._core.create_namespaced_event(
+                namespace, event, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            raise api_error(error) from None
