@@ -4,7 +4,9 @@ kubeconfig (identity), its log in a file. Used by the end-to-end tests and the s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +26,29 @@ from modelfs.testing.controlplane import _parent_death_signal
 
 class OperatorError(RuntimeError):
     pass
+
+
+#: Every OperatorProcess made in this interpreter, so that tests can check each one's log.
+LIVE: weakref.WeakSet[OperatorProcess] = weakref.WeakSet()
+#: A text-format line at error level (`E1127 07:59:27.123 logger] ...`) or critical (`C...`).
+_ERROR_LINE = re.compile(r"^[EC]\d{4} \d\d:\d\d:\d\d")
+
+
+def problem_lines(text: str) -> list[str]:
+    """The lines of an operator log that show a failure: a Traceback, or an error-level line
+    (text or JSON format). An operator that works logs neither."""
+    found = []
+    for line in text.splitlines():
+        if "Traceback (most recent call last)" in line or _ERROR_LINE.match(line):
+            found.append(line)
+        elif line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    level = str(record.get("severity") or record.get("levelname") or "")
+                    if level.lower() in ("error", "critical"):
+                        found.append(line)
+    return found
 
 
 def free_port() -> int:
@@ -65,6 +91,9 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.checked_offset = 0
+        """How far `unchecked_problems` has read the log."""
+        LIVE.add(self)
 
     def argv(self) -> list[str]:
         scope = [arg for ns in self.namespaces for arg in ("--namespace", ns)] or ["-A"]
@@ -126,6 +155,17 @@ class OperatorProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def unchecked_problems(self) -> list[str]:
+        """`problem_lines` of the log written since the last call (each line is reported once)."""
+        if not self.log_path.exists():
+            return []
+        with self.log_path.open("rb") as log:
+            log.seek(self.checked_offset)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written waits for next time
+        self.checked_offset += len(complete)
+        return problem_lines(complete.decode(errors="replace"))
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
