@@ -38,12 +38,32 @@ def _value(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
+class RetriedRequestIsWarning(logging.Filter):
+    """kopf logs every failed API request attempt at ERROR, also when it retries it (a 429 while
+    a new CRD's storage initialises, an API server restart). A request that is retried has not
+    failed yet: WARNING. The attempt that gives up ("escalating") stays an ERROR, so an error
+    line in modelfs's log always means something went wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.ERROR
+            and record.name.startswith("kopf._cogs.clients")
+            and "; will re" in record.getMessage()
+        ):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(log_format: str, verbose: bool = False) -> None:
     """`json`: kopf's JSON formatter (extras become fields); `text`: key=value lines."""
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RetriedRequestIsWarning())
     if log_format == "json":
-        kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON)
         return
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(KeyValueFormatter())
     if not verbose:

@@ -37,3 +37,21 @@ def test_json_lines_at_error_level_are_problems() -> None:
 
 def test_a_clean_log_has_none() -> None:
     assert problem_lines('I1127 07:59:27.123 modelfs.operator] "Started modelfs operator"') == []
+
+
+def test_a_retried_api_request_is_a_warning_and_a_given_up_one_an_error() -> None:
+    import logging
+
+    from modelfs.logs import KeyValueFormatter, RetriedRequestIsWarning
+
+    def line(message: str) -> str:
+        record = logging.LogRecord(
+            "kopf._cogs.clients.watching", logging.ERROR, "", 0, message, (), None
+        )
+        RetriedRequestIsWarning().filter(record)
+        return KeyValueFormatter().format(record)
+
+    retried = line("Request attempt #1/9 failed; will retry: GET /apis/x -> 429")
+    assert retried.startswith("W") and problem_lines(retried) == []
+    given_up = line("Request attempt #9/9 failed; escalating: GET /apis/x -> 429")
+    assert problem_lines(given_up) == [given_up]
