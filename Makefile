@@ -23,12 +23,16 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv with modelfs and the dev tools
 
 .PHONY: run
-run: $(STAMP) ## modelfs at work, no cluster needed: `modelfs sandbox` until Ctrl-C (SANDBOX_ARGS="--fast --keep")
+run: $(STAMP) dataset-controller ## modelfs at work, no cluster needed: `modelfs sandbox` until Ctrl-C (SANDBOX_ARGS="--fast --keep")
 	$(BIN)/modelfs sandbox $(SANDBOX_ARGS)
 
 .PHONY: controlplane-binaries
 controlplane-binaries: ## Build kube-apiserver, kube-controller-manager and etcd into ~/.cache/modelfs
 	hack/build-control-plane.sh
+
+.PHONY: dataset-controller
+dataset-controller: ## Build the BaizeAI/dataset controller (and copy its Dataset CRD) into ~/.cache/modelfs
+	hack/build-dataset-controller.sh
 
 .PHONY: manifests
 manifests: $(STAMP) ## Regenerate config/ (CRDs from api/, the ClusterRole from controllers/rbac.py)
@@ -50,16 +54,16 @@ unit: $(STAMP) actionlint ## Unit and property tests (no cluster)
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: $(STAMP) controlplane-binaries ## End-to-end tests on the local control plane (--k8s=local)
+e2e: $(STAMP) controlplane-binaries dataset-controller ## End-to-end tests on the local control plane (--k8s=local)
 	$(BIN)/pytest e2e $(PYTEST_ARGS)
 
 .PHONY: test
-test: $(STAMP) controlplane-binaries actionlint ## Everything CI runs: lint, unit, property and e2e tests
+test: $(STAMP) controlplane-binaries dataset-controller actionlint ## Everything CI runs: lint, unit, property and e2e tests
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: $(STAMP) controlplane-binaries ## Operator benchmark: latency, API writes per ModelSync, RSS, idle (BENCH_ARGS="--syncs 50 --json out.json")
+bench: $(STAMP) controlplane-binaries dataset-controller ## Operator benchmark: latency, API writes per ModelSync, RSS, idle (BENCH_ARGS="--syncs 50 --json out.json")
 	$(BIN)/python -m benchmarks.operator_bench $(BENCH_ARGS)
 
 .PHONY: clean

@@ -10,6 +10,7 @@ from kubernetes.aio import client
 
 from e2e.helpers import REPO
 from modelfs.testing.controlplane import ETCD_VERSION, K8S_VERSION, ControlPlane
+from modelfs.testing.dataset_engine import DATASET_VERSION
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +21,11 @@ def test_versions_match_hack_versions_env() -> None:
         for line in (REPO / "hack" / "versions.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert env == {"K8S_VERSION": K8S_VERSION, "ETCD_VERSION": ETCD_VERSION}
+    assert env == {
+        "K8S_VERSION": K8S_VERSION,
+        "ETCD_VERSION": ETCD_VERSION,
+        "DATASET_VERSION": DATASET_VERSION,
+    }
 
 
 def test_binaries_report_pinned_versions(k8s_control_plane: ControlPlane) -> None:

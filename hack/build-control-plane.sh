@@ -8,12 +8,12 @@
 set -euo pipefail
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG_NAME=build-control-plane
+# shellcheck source=lib.sh
+source "${HACK}/lib.sh"
 # shellcheck source=versions.env
 source "${HACK}/versions.env"
 BINARIES=(kube-apiserver kube-controller-manager etcd)
-FALLBACK_TOOLCHAIN=go1.27.3
-
-log() { printf '[build-control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 have_all() {
   local dir="$1" b
@@ -29,7 +29,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   log "KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS} lacks one of ${BINARIES[*]}; building our own"
 fi
 
-CACHE_DIR="${MODELFS_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/modelfs}"
+CACHE_DIR="$(cache_dir)"
 KEY="k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}"
 BIN_DIR="${CACHE_DIR}/${KEY}/bin"
 
@@ -39,53 +39,22 @@ if have_all "${BIN_DIR}"; then
   exit 0
 fi
 
-command -v go >/dev/null || { log "error: no 'go' on PATH; install Go >= 1.26 (or set KUBEBUILDER_ASSETS)"; exit 1; }
-mkdir -p "${CACHE_DIR}/${KEY}"
-
+require_go "or set KUBEBUILDER_ASSETS"
 # One build at a time per cache key (make and the pytest plugin may race).
-exec 9>"${CACHE_DIR}/${KEY}/.build.lock"
-if command -v flock >/dev/null; then
-  log "waiting for the build lock ${CACHE_DIR}/${KEY}/.build.lock"
-  flock 9
-  if have_all "${BIN_DIR}"; then log "built by another process: ${BIN_DIR}"; echo "${BIN_DIR}"; exit 0; fi
+if take_lock "${CACHE_DIR}/${KEY}" && have_all "${BIN_DIR}"; then
+  log "built by another process: ${BIN_DIR}"
+  echo "${BIN_DIR}"
+  exit 0
 fi
 
-# --- Go toolchain: the wrapper modules say which Go they need (the go line of go.mod).
-required="$(awk '$1 == "go" {print $2; exit}' "${HACK}/kube/go.mod")"
-local_go="$(GOTOOLCHAIN=local go env GOVERSION)"; local_go="${local_go#go}"
-if [[ "$(printf '%s\n%s\n' "${required}" "${local_go}" | sort -V | head -n1)" != "${required}" ]]; then
-  export GOTOOLCHAIN="${FALLBACK_TOOLCHAIN}"
-  log "local Go ${local_go} is older than the go ${required} the modules need: GOTOOLCHAIN=${GOTOOLCHAIN} (fetched through the module proxy)"
-else
-  export GOTOOLCHAIN=local
-  log "Go ${local_go} (modules need ${required})"
-fi
-
-# --- Checksum database. The committed go.sum files pin every module hash, so the build only
-# needs the database for hashes go.sum lacks. Probe it anyway (bounded) and, if it can't be
-# reached, turn it off explicitly: every download is then still checked against the committed
-# go.sum (the trust anchor), and -mod=readonly makes a missing hash an error, never a new entry.
-export GOFLAGS="-mod=readonly -buildvcs=false"
-sumdb="$(go env GOSUMDB)"
-if [[ "${sumdb}" != "off" ]]; then
-  probe="$(mktemp -d)"
-  trap 'rm -rf "${probe}"' EXIT
-  probe_mod="$(awk 'NR==1 {print $1 "@" $2; exit}' "${HACK}/etcd/go.sum" | sed 's#/go.mod$##')"
-  ( cd "${probe}" && printf 'module probe\n' > go.mod &&
-    GOFLAGS=-mod=mod GONOSUMDB= GONOSUMCHECK= GOPRIVATE= GOMODCACHE="${probe}/mod" \
-      timeout 60 go mod download "${probe_mod}" ) >"${probe}/log" 2>&1 && ok=1 || ok=0
-  if [[ "${ok}" == 1 ]]; then
-    log "checksum database ${sumdb%% *} reachable"
-  else
-    export GOSUMDB=off
-    log "checksum database ${sumdb%% *} NOT reachable ($(tail -n1 "${probe}/log"));"
-    log "  falling back to GOSUMDB=off with the committed hack/*/go.sum as the trust anchor"
-  fi
-fi
+# The wrapper modules say which Go they need (the go line of go.mod); the committed go.sum
+# files are the trust anchor of the downloads.
+choose_toolchain "${HACK}/kube/go.mod"
+check_sumdb "${HACK}/etcd/go.sum"
 
 # --- Build into a temporary folder next to the cache, then move into place atomically.
 tmp="$(mktemp -d "${CACHE_DIR}/${KEY}/.build.XXXXXX")"
-trap 'rm -rf "${tmp}" ${probe:+"${probe}"}' EXIT
+on_exit "rm -rf '${tmp}'"
 export CGO_ENABLED=0
 start=${SECONDS}
 
@@ -109,7 +78,7 @@ log "building etcd ${ETCD_VERSION}"
 log "etcd done after $((SECONDS - start)) s"
 
 "${tmp}/kube-apiserver" --version >&2
-"${tmp}/etcd" --version | head -n1 >&2
+"${tmp}/etcd" --version | sed -n 1p >&2  # not head: an early close is a SIGPIPE, fatal with pipefail
 
 mkdir -p "${BIN_DIR}"
 for b in "${BINARIES[@]}"; do mv -f "${tmp}/${b}" "${BIN_DIR}/${b}"; done
