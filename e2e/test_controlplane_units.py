@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,35 @@ def test_find_binaries_says_what_to_run(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("MODELFS_CONTROLPLANE_BUILD", raising=False)
     with pytest.raises(ControlPlaneError, match=r"make controlplane-binaries"):
         find_binaries()
+
+
+def test_workload_controllers_run_by_default() -> None:
+    """The real Dataset controller's Jobs and PVCs need them (with the pod simulator)."""
+    assert set(controlplane.WORKLOAD_CONTROLLERS) == {
+        "job-controller",
+        "persistentvolume-binder-controller",
+        "persistentvolume-protection-controller",
+        "persistentvolumeclaim-protection-controller",
+        "pod-garbage-collector-controller",
+    }
+    assert controlplane.DEFAULT_CONTROLLERS == (
+        controlplane.BASE_CONTROLLERS + controlplane.WORKLOAD_CONTROLLERS
+    )
+    assert len(set(controlplane.DEFAULT_CONTROLLERS)) == len(controlplane.DEFAULT_CONTROLLERS)
+
+
+def test_controller_names_are_known_to_kube_controller_manager() -> None:
+    """A misspelt name is an error at start; check them against the binary's own list."""
+    try:
+        binaries = find_binaries()
+    except ControlPlaneError as error:
+        pytest.skip(str(error))
+    help_text = subprocess.run(
+        [str(binaries / "kube-controller-manager"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    (line,) = [x for x in help_text.splitlines() if "All controllers:" in x]
+    known = {name.strip() for name in line.split("All controllers:", 1)[1].split(",")}
+    assert set(controlplane.DEFAULT_CONTROLLERS) <= known, known

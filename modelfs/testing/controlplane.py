@@ -11,8 +11,10 @@ kube-controller-manager run as child processes, the way controller-runtime's env
 What is real: a structural-schema/CEL-validating API server with RBAC authorization, the status
 subresource, server-side apply, admission, a TokenRequest-capable service-account issuer, and
 the controllers that tests of operators lean on (garbage collector, namespace deletion, service
-accounts and their tokens, cluster-role aggregation, the kube-root-ca.crt publisher). What is
-absent: kubelets, a scheduler, kube-proxy, networking; Pods are stored but never run.
+accounts and their tokens, cluster-role aggregation, the kube-root-ca.crt publisher) and that
+workloads need (Jobs, the PV binder, PV and PVC protection, pod GC). What is absent: kubelets,
+a scheduler, kube-proxy, networking; Pods are stored but never run unless a pod simulator
+(modelfs.testing.podsim) plays the scheduler and the kubelet.
 
 Binaries (kube-apiserver, kube-controller-manager, etcd) are looked up by `find_binaries()`:
 $KUBEBUILDER_ASSETS first (setup-envtest folders work), then the cache that
@@ -66,9 +68,9 @@ K8S_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 
-#: Controllers run by default: enough for garbage collection, namespace deletion, service
-#: accounts (and legacy token Secrets), aggregated ClusterRoles and kube-root-ca.crt.
-DEFAULT_CONTROLLERS = (
+#: The base controllers: garbage collection, namespace deletion, service accounts (and legacy
+#: token Secrets), aggregated ClusterRoles and kube-root-ca.crt.
+BASE_CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
     "serviceaccount-controller",
@@ -76,6 +78,20 @@ DEFAULT_CONTROLLERS = (
     "clusterrole-aggregation-controller",
     "root-ca-certificate-publisher-controller",
 )
+#: What the BaizeAI/dataset controller's loader Jobs and PVCs need (with a pod simulator,
+#: modelfs.testing.podsim, in the kubelet's and the scheduler's place): Jobs create and count
+#: Pods, PVCs bind to PVs, PVC and PV deletion waits for their users (the protection
+#: finalizers admission puts on them are lifted), and Pods of deleted Nodes are collected.
+WORKLOAD_CONTROLLERS = (
+    "job-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "pod-garbage-collector-controller",
+)
+#: Controllers run by default: both sets (`ControlPlane(controllers=BASE_CONTROLLERS)` for the
+#: base alone, where nothing must touch Jobs, Pods or volumes).
+DEFAULT_CONTROLLERS = BASE_CONTROLLERS + WORKLOAD_CONTROLLERS
 CONTEXT_NAME = "modelfs-local"
 SERVICE_CIDR = "10.0.0.0/24"
 _KUBERNETES_SERVICE_IP = "10.0.0.1"

@@ -11,7 +11,18 @@ The cluster comes from `--k8s` (or `$MODELFS_K8S`):
 - `existing`: the cluster of `$KUBECONFIG` (or ~/.kube/config). Tests only create namespaced
   objects in their own namespaces, plus the CRDs they install.
 
-Fixtures (names are prefixed `k8s_`; only `dataset_crd` knows modelfs):
+The Dataset controller comes from `--dataset-controller` (or `$MODELFS_DATASET_CONTROLLER`):
+
+- `real` (default): the BaizeAI/dataset controller itself (modelfs.testing.dataset_engine,
+  built by `make dataset-controller`), with the Dataset CRD of its own Go module. On
+  `--k8s=local` the pod simulator (modelfs.testing.podsim) runs beside it, playing the scheduler
+  and kubelet of one fake Node, so loader Jobs complete (or fail on demand). On `--k8s=kind` or
+  `existing` the controller runs out of cluster against that cluster, WITHOUT the pod
+  simulator: that cluster's nodes run the loader pods (and really download).
+- `fake`: modelfs's fake Dataset controller (modelfs.testing.fake_dataset) and the bundled
+  test CRD (modelfs/testing/crds).
+
+Fixtures (names are prefixed `k8s_`; only `dataset_*` know modelfs):
 
 - `k8s_cluster` (session) -> `Cluster`: `.mode`, `.kubeconfig` (Path), `.control_plane`
   (a ControlPlane for `local`, else None).
@@ -23,8 +34,13 @@ Fixtures (names are prefixed `k8s_`; only `dataset_crd` knows modelfs):
   applies the CRDs in the YAML files and waits until each is Established.
 - `k8s_service_account_kubeconfig` (function) -> `async (namespace, name, *, create=True,
   expiration_seconds=3600) -> Path`: a TokenRequest-backed kubeconfig for a ServiceAccount.
-- `dataset_crd` (session, async) -> str: installs the bundled Dataset test CRD
-  (dataset.baizeai.io) and returns its name.
+- `dataset_controller` (session) -> "real" | "fake", from `--dataset-controller`.
+- `dataset_crd` (session, async) -> str: installs the Dataset CRD (dataset.baizeai.io) of
+  the chosen controller (`dataset_crd_file()`) and returns its name.
+
+`new_dataset_engine(mode, cluster, log_dir)` makes (does not start) the chosen engine, a
+`DatasetEngine` or a `FakeDatasetController`; both have `start()`, `stop()`, `alive()`,
+`log_text()` and are context managers. Run one engine at a time: each acts cluster-wide.
 
 Tests using any of these fixtures get the `e2e` marker, so `-m "not e2e"` leaves them out.
 The async helpers (`new_api_client`, `install_crds`, `wait_crd_established`,
@@ -49,8 +65,11 @@ if TYPE_CHECKING:
     from kubernetes.aio.client import ApiClient
 
     from modelfs.testing.controlplane import ControlPlane
+    from modelfs.testing.dataset_engine import DatasetEngine
+    from modelfs.testing.fake_dataset.process import FakeDatasetController
 
 MODES = ("local", "kind", "existing")
+DATASET_CONTROLLERS = ("real", "fake")
 CRDS_DIR = Path(__file__).parent / "crds"
 DATASET_CRD = CRDS_DIR / "dataset.baizeai.io_datasets.yaml"
 CLUSTER_FIXTURES = frozenset(
@@ -63,6 +82,7 @@ CLUSTER_FIXTURES = frozenset(
         "k8s_install_crds",
         "k8s_service_account_kubeconfig",
         "dataset_crd",
+        "dataset_controller",
     }
 )
 FIELD_MANAGER = "modelfs-pytest"
@@ -83,6 +103,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where the cluster fixtures point: local (a control plane started for the "
         "session, default), kind (pytest-kind, needs Docker) or existing ($KUBECONFIG); "
         "default from $MODELFS_K8S",
+    )
+    group.addoption(
+        "--dataset-controller",
+        choices=DATASET_CONTROLLERS,
+        default=os.environ.get("MODELFS_DATASET_CONTROLLER", "real"),
+        help="the Dataset controller of the e2e tests: real (BaizeAI/dataset built by `make "
+        "dataset-controller`, with a pod simulator on --k8s=local; default) or fake (modelfs's "
+        "fake); default from $MODELFS_DATASET_CONTROLLER",
     )
     group.addoption(
         "--k8s-keep",
@@ -272,6 +300,42 @@ def _ca_bytes(configuration: Any) -> bytes:
     return b""
 
 
+def dataset_crd_file(mode: str) -> Path:
+    """The Dataset CRD of Dataset controller `mode`: for "real", the one of its Go module (in
+    the build cache; DatasetEngineError, naming `make dataset-controller`, when missing); for
+    "fake", the bundled test CRD."""
+    if mode == "fake":
+        return DATASET_CRD
+    from modelfs.testing.dataset_engine import dataset_crd_path
+
+    return dataset_crd_path()
+
+
+def new_dataset_engine(
+    mode: str,
+    cluster: Cluster,
+    log_dir: Path,
+    *,
+    backoff_limit: int = 0,
+) -> DatasetEngine | FakeDatasetController:
+    """The Dataset controller `mode` ("real" or "fake") for `cluster`, not started. Install
+    its CRD first (`dataset_crd`): neither installs it. The real one gets the pod simulator on
+    a local control plane only, and `backoff_limit` for its loader Jobs."""
+    if mode == "fake":
+        from modelfs.testing.fake_dataset.process import FakeDatasetController
+
+        return FakeDatasetController(cluster.kubeconfig, log_path=log_dir / "fake-dataset.log")
+    from modelfs.testing.dataset_engine import DatasetEngine
+
+    return DatasetEngine(
+        cluster.kubeconfig,
+        backoff_limit=backoff_limit,
+        log_dir=log_dir,
+        pod_simulator=cluster.mode == "local",
+        install_crd=False,
+    )
+
+
 def _namespace_name(node_name: str) -> str:
     stem = re.sub(r"[^a-z0-9]+", "-", node_name.lower()).strip("-")[:40].strip("-")
     return f"t-{stem or 'test'}-{uuid.uuid4().hex[:6]}"
@@ -388,6 +452,17 @@ def k8s_service_account_kubeconfig(k8s_api: ApiClient, tmp_path: Path) -> SaKube
 
 
 @pytest.fixture(scope="session")
-async def dataset_crd(k8s_install_crds: InstallCrds) -> str:
-    (name,) = await k8s_install_crds(DATASET_CRD)
+def dataset_controller(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--dataset-controller"))
+
+
+@pytest.fixture(scope="session")
+async def dataset_crd(k8s_install_crds: InstallCrds, dataset_controller: str) -> str:
+    from modelfs.testing.dataset_engine import DatasetEngineError
+
+    try:
+        path = dataset_crd_file(dataset_controller)
+    except DatasetEngineError as error:
+        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
+    (name,) = await k8s_install_crds(path)
     return name
