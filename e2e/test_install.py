@@ -8,7 +8,9 @@ relies on; its audit log also shows every request the operator made. With `--k8s
 `existing` it uses the session's cluster: run it in a pytest session of its own there
 (`make test-kind` does). There is no kubelet on the local control plane, so the Deployment is
 accepted but runs no pod; the operator runs as a process with a token of the installed
-ServiceAccount instead (on kind, with $MODELFS_OPERATOR_IMAGE, the Deployment runs too).
+ServiceAccount instead (on kind, with $MODELFS_OPERATOR_IMAGE, the Deployment runs too). The
+Dataset controller is the one `--dataset-controller` chooses (the real one by default, its pod
+simulator running the loader Jobs on the local control plane).
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ import pytest
 from controllers.rbac import RULES
 from e2e.kustomize import CONFIG, build, kubectl
 from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
-from modelfs.testing.fake_dataset.process import FakeDatasetController
+from modelfs.testing.dataset_engine import DatasetEngineError
 from modelfs.testing.operator import OperatorProcess
-from modelfs.testing.pytest_plugin import DATASET_CRD, new_api_client, service_account_kubeconfig
+from modelfs.testing.pytest_plugin import (
+    Cluster,
+    dataset_crd_file,
+    new_api_client,
+    new_dataset_engine,
+    service_account_kubeconfig,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -188,15 +196,20 @@ async def installed_identity(kubeconfig: Path, path: Path) -> Path:
 
 
 def test_samples_reach_ready_under_the_installed_identity(
-    installed: Target, tmp_path: Path
+    installed: Target, tmp_path: Path, dataset_controller: str, request: pytest.FixtureRequest
 ) -> None:
     target = installed
-    target.run("apply", "--server-side", "-f", str(DATASET_CRD))  # BaizeAI/dataset's CRD
-    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(DATASET_CRD))
+    try:  # BaizeAI/dataset's CRD: its module's for the real controller, the test CRD for the fake
+        crd = str(dataset_crd_file(dataset_controller))
+    except DatasetEngineError as error:
+        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
+    target.run("apply", "--server-side", "-f", crd)
+    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", crd)
     identity = asyncio.run(installed_identity(target.kubeconfig, tmp_path / "operator.kubeconfig"))
-    fake = FakeDatasetController(target.kubeconfig, log_path=tmp_path / "fake.log")
+    cluster = Cluster(request.config.getoption("--k8s"), target.kubeconfig, target.control_plane)
+    engine = new_dataset_engine(dataset_controller, cluster, tmp_path / "dataset-engine")
     operator = OperatorProcess(identity, log_path=tmp_path / "operator.log")
-    with fake, operator:
+    with engine, operator:
         who = kubectl(target.kubectl, identity, "auth", "whoami", "-o", "json").stdout
         assert json.loads(who)["status"]["userInfo"]["username"] == OPERATOR_USER
 

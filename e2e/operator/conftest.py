@@ -1,5 +1,6 @@
-"""The operator under test: `modelfs run` as its own process and identity, the fake Dataset
-controller beside it, on the cluster of the modelfs pytest plugin (`--k8s`)."""
+"""The operator under test: `modelfs run` as its own process and identity, the Dataset
+controller beside it (`--dataset-controller`: the real BaizeAI/dataset controller with the pod
+simulator, by default, or the fake), on the cluster of the modelfs pytest plugin (`--k8s`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ from kubernetes.aio.client.exceptions import ApiException
 from e2e.kustomize import dump, installed_rbac
 from e2e.kustomize import kubectl as run_kubectl
 from e2e.operator.kube import Kube
-from modelfs.testing.fake_dataset.process import FakeDatasetController
+from modelfs.testing.dataset_engine import DatasetEngine, DatasetEngineError
+from modelfs.testing.fake_dataset.process import FakeDatasetController, FakeDatasetError
 from modelfs.testing.operator import OperatorProcess
-from modelfs.testing.pytest_plugin import service_account_kubeconfig
+from modelfs.testing.pytest_plugin import (
+    Cluster,
+    new_dataset_engine,
+    service_account_kubeconfig,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_NAMESPACE = "modelfs-system"
@@ -28,7 +34,9 @@ OPERATOR_USER = f"system:serviceaccount:{SYSTEM_NAMESPACE}:{SERVICE_ACCOUNT}"
 @dataclass
 class OperatorEnv:
     operator: OperatorProcess
-    fake: FakeDatasetController
+    engine: DatasetEngine | FakeDatasetController
+    """The Dataset controller: the real one (DatasetEngine) or the fake, per
+    `--dataset-controller`; both have `alive()` and `log_text()`."""
     user: str
     kubeconfig: Path
 
@@ -74,27 +82,40 @@ async def modelfs_crds(k8s_install_crds: object, dataset_crd: str) -> list[str]:
     return list(await k8s_install_crds(*files))  # type: ignore[operator]
 
 
-# Package scope: the fake and the operator act cluster-wide, so they must be gone before other
-# e2e modules (which set Dataset statuses by hand, or run a fake of their own) start.
+# Package scope: the Dataset controller and the operator act cluster-wide, so they must be gone
+# before other e2e modules (which set Dataset statuses by hand, or run an engine of their own)
+# start.
 @pytest.fixture(scope="package")
-def fake_datasets(
-    k8s_kubeconfig: Path, modelfs_crds: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[FakeDatasetController]:
-    log = tmp_path_factory.mktemp("fake") / "fake-dataset.log"
-    with FakeDatasetController(k8s_kubeconfig, log_path=log) as fake:
-        yield fake
+def dataset_engine(
+    k8s_cluster: Cluster,
+    dataset_controller: str,
+    modelfs_crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[DatasetEngine | FakeDatasetController]:
+    """The Dataset controller of `--dataset-controller` (loader Jobs with backoffLimit 0 on the
+    real one, so that a failing round fails in seconds)."""
+    log_dir = tmp_path_factory.mktemp("dataset-engine")
+    engine = new_dataset_engine(dataset_controller, k8s_cluster, log_dir)
+    try:
+        engine.start()
+    except (DatasetEngineError, FakeDatasetError) as error:
+        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
+    try:
+        yield engine
+    finally:
+        engine.stop()
 
 
 @pytest.fixture(scope="package")
 def operator_env(
     operator_identity: Path,
-    fake_datasets: FakeDatasetController,
+    dataset_engine: DatasetEngine | FakeDatasetController,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorEnv]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     operator = OperatorProcess(operator_identity, log_path=log, die_with_parent=True).start()
     try:
-        yield OperatorEnv(operator, fake_datasets, OPERATOR_USER, operator_identity)
+        yield OperatorEnv(operator, dataset_engine, OPERATOR_USER, operator_identity)
     finally:
         operator.stop()
         print(f"\noperator log: {log}\n{operator.log_tail(30)}")
