@@ -1,12 +1,14 @@
 """`modelfs sandbox`, the README's run command, run as a newcomer runs it: a subprocess that
-starts its own control plane, fake Dataset controller and operator, applies config/samples and
-stays up until Ctrl-C.
+starts its own control plane, Dataset controller and operator, applies config/samples and stays
+up until Ctrl-C. The Dataset controller is the one `--dataset-controller` chooses (the real
+BaizeAI/dataset controller with the pod simulator by default; the fake with `=fake`).
 
 The README's first command is `make run`, and `make run` is `$(BIN)/modelfs sandbox` in the
 virtualenv the Makefile bootstraps (`test_make_run_is_modelfs_sandbox` checks both). Running
 `make run` from inside the tests would bootstrap a virtualenv from within the one running them,
 so these tests run that virtualenv's `modelfs sandbox` directly: the same command, plus `--fast`
-(near-instant fake downloads) and `--kubeconfig-out F` to reach the sandbox from the test.
+(1 s loader pods; near-instant downloads with the fake) and `--kubeconfig-out F` to reach the
+sandbox from the test.
 """
 
 from __future__ import annotations
@@ -31,13 +33,23 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "config" / "samples"
 #: What runs under the sandbox: each must be among its child processes, and gone after it.
-COMPONENTS = {
+BASE_COMPONENTS = {
     "etcd": "/etcd ",
     "kube-apiserver": "/kube-apiserver ",
     "kube-controller-manager": "/kube-controller-manager ",
-    "fake Dataset controller": "-m modelfs.testing.fake_dataset ",
     "operator": "-m modelfs run ",
 }
+ENGINE_COMPONENTS = {
+    "real": {
+        "dataset controller": "/dataset-controller ",
+        "pod simulator": "-m modelfs.testing.podsim ",
+    },
+    "fake": {"fake Dataset controller": "-m modelfs.testing.fake_dataset "},
+}
+
+
+def components(engine: str) -> dict[str, str]:
+    return {**BASE_COMPONENTS, **ENGINE_COMPONENTS[engine]}
 
 
 def modelfs_command() -> list[str]:
@@ -161,10 +173,10 @@ def wait_gone(processes: dict[int, tuple[int, str]], within: float = 15) -> list
     return left
 
 
-def components_of(processes: dict[int, tuple[int, str]]) -> dict[str, int]:
+def components_of(processes: dict[int, tuple[int, str]], engine: str) -> dict[str, int]:
     return {
         name: pid
-        for name, needle in COMPONENTS.items()
+        for name, needle in components(engine).items()
         for pid, (_, cmdline) in processes.items()
         if needle in cmdline + " "
     }
@@ -232,17 +244,19 @@ def test_make_run_is_modelfs_sandbox() -> None:
     makefile = (REPO / "Makefile").read_text()
     target = re.search(r"^run: (.*)\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert target is not None, "no run target in the Makefile"
-    assert target.group(1).split("##")[0].split() == ["$(STAMP)"]  # the venv bootstrap
+    # The venv bootstrap, and the Dataset controller's build (with its own progress lines).
+    assert target.group(1).split("##")[0].split() == ["$(STAMP)", "dataset-controller"]
     assert target.group(2).strip().split() == ["$(BIN)/modelfs", "sandbox", "$(SANDBOX_ARGS)"]
 
 
 def test_samples_ready_through_the_kubeconfig_then_ctrl_c_stops_everything(
-    kubectl: str, tmp_path: Path, sandboxes: list[Sandbox]
+    kubectl: str, tmp_path: Path, sandboxes: list[Sandbox], dataset_controller: str
 ) -> None:
     kubeconfig = tmp_path / "sandbox.kubeconfig"
     cache = tmp_path / "kube-cache"
     started = time.monotonic()
-    sandbox = Sandbox("--fast", "--kubeconfig-out", str(kubeconfig))
+    engine = f"--dataset-controller={dataset_controller}"
+    sandbox = Sandbox("--fast", engine, "--kubeconfig-out", str(kubeconfig))
     sandboxes.append(sandbox)
     state = Path(sandbox.wait_for(r"log: (/\S+)/logs/operator\.log", 240).group(1))
     assert state.is_dir() and kubeconfig.is_file()
@@ -296,24 +310,40 @@ def test_samples_ready_through_the_kubeconfig_then_ctrl_c_stops_everything(
     sandbox.wait_for(rf"\] ModelSync {namespace}/{re.escape(name)}: READY .*round 2\)", 60)
 
     processes = descendants(sandbox.process.pid)
-    found = components_of(processes)
-    assert set(found) == set(COMPONENTS), f"{found}\n{processes}"
+    found = components_of(processes, dataset_controller)
+    assert set(found) == set(components(dataset_controller)), f"{found}\n{processes}"
 
     assert sandbox.stop(signal.SIGINT) == 0, sandbox.output()
     assert not wait_gone(processes), sandbox.output()
     assert not state.exists(), f"{state} left behind:\n{sandbox.output()}"
     assert not kubeconfig.exists()  # it pointed at a server that is gone
     output = sandbox.output()
-    stops = [output.index(f"Stopping the {what}") for what in ("operator", "fake", "control")]
+    engine_stop = re.search(r"Stopping the (fake )?Dataset controller", output)
+    assert engine_stop is not None, output
+    stops = [
+        output.index("Stopping the operator"),
+        engine_stop.start(),
+        output.index("Stopping the control plane"),
+    ]
     assert stops == sorted(stops), output
-    print(f"\nsandbox --fast: every sample READY after {ready_seconds:.1f}s")
+    print(f"\nsandbox --fast {engine}: every sample READY after {ready_seconds:.1f}s")
 
 
+@pytest.mark.parametrize("engine", ["real", "fake"])
 def test_sigterm_stops_an_empty_sandbox_and_keep_keeps_its_state(
-    kubectl: str, tmp_path: Path, sandboxes: list[Sandbox]
+    kubectl: str, tmp_path: Path, sandboxes: list[Sandbox], engine: str, dataset_controller: str
 ) -> None:
+    if engine == "real" and dataset_controller != "real":
+        pytest.skip("the real Dataset controller (--dataset-controller=real)")
     kubeconfig = tmp_path / "sandbox.kubeconfig"
-    sandbox = Sandbox("--fast", "--no-samples", "--keep", "--kubeconfig-out", str(kubeconfig))
+    sandbox = Sandbox(
+        "--fast",
+        "--no-samples",
+        "--keep",
+        f"--dataset-controller={engine}",
+        "--kubeconfig-out",
+        str(kubeconfig),
+    )
     sandboxes.append(sandbox)
     state = Path(sandbox.wait_for(r"log: (/\S+)/logs/operator\.log", 240).group(1))
     sandbox.wait_for(r"Up, 0 modelfs objects", 60)
@@ -323,11 +353,13 @@ def test_sigterm_stops_an_empty_sandbox_and_keep_keeps_its_state(
     commands = commands_printed(sandbox.output())
     assert any(c.endswith("kubectl apply -k config/samples") for c in commands), commands
     processes = descendants(sandbox.process.pid)
-    assert set(components_of(processes)) == set(COMPONENTS), processes
+    assert set(components_of(processes, engine)) == set(components(engine)), processes
     try:
         assert sandbox.stop(signal.SIGTERM) == 0, sandbox.output()
         assert not wait_gone(processes), sandbox.output()
         assert (state / "logs" / "operator.log").is_file(), sandbox.output()
+        engine_log = "dataset-controller.log" if engine == "real" else "fake-dataset.log"
+        assert (state / "logs" / engine_log).is_file(), sandbox.output()
         assert (state / "controlplane" / "logs" / "kube-apiserver.log").is_file()
         assert kubeconfig.is_file()
         assert f"Kept {state}" in sandbox.output()

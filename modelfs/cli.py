@@ -93,12 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = sub.add_parser(
         "sandbox",
-        help="modelfs at work with no cluster: a local control plane, the fake Dataset "
+        help="modelfs at work with no cluster: a local control plane, the BaizeAI/dataset "
         "controller, the operator and config/samples, until Ctrl-C",
-        description="Build the control plane binaries if missing, start etcd, kube-apiserver "
-        "and kube-controller-manager, install the CRDs, run the fake Dataset controller and the "
-        "operator (under its own ServiceAccount), apply config/samples and show them until "
-        "settled; then stay up until Ctrl-C, which stops everything and removes the temp state.",
+        description="Build the control plane binaries and the BaizeAI/dataset controller if "
+        "missing, start etcd, kube-apiserver and kube-controller-manager, install the CRDs, run "
+        "the Dataset controller (with a pod simulator in place of kubelets) and the operator "
+        "(under its own ServiceAccount), apply config/samples and show them until settled; then "
+        "stay up until Ctrl-C, which stops everything and removes the temp state.",
     )
     sandbox.add_argument(
         "--kubeconfig-out",
@@ -122,7 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--fast",
         action="store_true",
-        help="near-instant fake downloads (tests, CI) instead of realistic timings",
+        help="short downloads (1 s loader pods; near-instant with the fake) instead of "
+        "realistic timings (tests, CI)",
+    )
+    sandbox.add_argument(
+        "--dataset-controller",
+        choices=["real", "fake"],
+        default="real",
+        help="real: the BaizeAI/dataset controller, built from its Go module, with a pod "
+        "simulator (default); fake: modelfs's fake Dataset controller",
     )
     sandbox.add_argument(
         "--port",

@@ -2,23 +2,26 @@
 
 One command (`make run` runs it in the project's virtualenv):
 
-1. builds the control-plane binaries when they are missing (hack/build-control-plane.sh, its
-   progress shown; Go is the only prerequisite);
+1. builds the control-plane binaries and the BaizeAI/dataset controller when they are missing
+   (hack/build-control-plane.sh, hack/build-dataset-controller.sh, their progress shown; Go is
+   the only prerequisite);
 2. starts etcd, kube-apiserver and kube-controller-manager (modelfs.testing.controlplane);
-3. installs modelfs's CRDs (config/crd/bases) and BaizeAI/dataset's Dataset CRD
-   (modelfs/testing/crds);
+3. installs modelfs's CRDs (config/crd/bases) and BaizeAI/dataset's Dataset CRD (its Go
+   module's; the test CRD of modelfs/testing/crds with `--dataset-controller=fake`);
 4. gives the operator its own identity: the ServiceAccount, ClusterRole and binding that
    `kubectl apply -k config/default` installs (config/rbac), and a TokenRequest kubeconfig;
-5. starts the fake Dataset controller (realistic timings, or near-instant with `--fast`) and
-   the operator (`modelfs run -A`) as child processes;
+5. starts the Dataset controller and the operator (`modelfs run -A`) as child processes: the
+   real BaizeAI/dataset controller with the pod simulator (modelfs.testing.dataset_engine; the
+   Helm chart's backoffLimit 4, loader pods of 8 s, or 1 s with `--fast`), or with
+   `--dataset-controller=fake` the fake (realistic timings, near-instant with `--fast`);
 6. applies config/samples with kubectl, printing the command;
 7. shows every ModelSource, Model, ModelSync and ModelReference with its phase or Ready
    condition until all are settled (a table redrawn in a terminal, one line per change
    otherwise), then prints a summary and kubectl commands to try, and keeps reporting changes;
-8. on Ctrl-C or SIGTERM stops the operator, the fake and the control plane, in that order, and
-   removes its temporary folder (`--keep` keeps it). Every child also dies with the sandbox on
-   Linux (PR_SET_PDEATHSIG) should the sandbox be killed outright, and the folder of such a run
-   is removed by the next one.
+8. on Ctrl-C or SIGTERM stops the operator, the Dataset controller and the control plane, in
+   that order, and removes its temporary folder (`--keep` keeps it). Every child also dies with
+   the sandbox on Linux (PR_SET_PDEATHSIG) should the sandbox be killed outright, and the folder
+   of such a run is removed by the next one.
 
 "Settled": every ModelSync and ModelReference has the phase READY or FAILED, every ModelSource
 and Model has a Ready condition, every sample exists, and nothing changed for `QUIET` seconds.
@@ -88,12 +91,19 @@ STATE_PREFIX = "modelfs-sandbox-"
 OWNER_FILE = "owner.pid"
 TOKEN_SECONDS = 7 * 24 * 3600
 GO_MISSING = (
-    "Go is not installed (no `go` on PATH), and the control plane binaries (etcd, kube-apiserver,"
-    " kube-controller-manager) are built from source with it, once, into {cache}.\n"
+    "Go is not installed (no `go` on PATH), and {what} built from source with it, once, into"
+    " {cache}.\n"
     "Install Go from https://go.dev/dl/ (or `apt install golang-go`, `brew install go`, ...): any"
-    " Go 1.21 or newer works, the build fetches the toolchain it needs.\n"
-    "Or point KUBEBUILDER_ASSETS at a folder holding all three binaries (setup-envtest's work)."
+    " Go 1.21 or newer works, the build fetches the toolchain it needs.{alternative}"
 )
+CONTROL_PLANE = "the control plane binaries (etcd, kube-apiserver, kube-controller-manager) are"
+CONTROL_PLANE_ALTERNATIVE = (
+    "\nOr point KUBEBUILDER_ASSETS at a folder holding all three binaries (setup-envtest's work)."
+)
+DATASET_CONTROLLER = "the BaizeAI/dataset controller is"
+DATASET_CONTROLLERS = ("real", "fake")
+#: How long a simulated loader pod runs in the sandbox (realistic, and with --fast).
+SANDBOX_ROUND_DURATION, FAST_ROUND_DURATION = 8.0, 1.0
 
 
 class SandboxError(RuntimeError):
@@ -117,6 +127,8 @@ class Options:
     fast: bool = False
     port: int = 0
     """The apiserver's port (0: any free port)."""
+    dataset_controller: str = "real"
+    """"real": BaizeAI/dataset's controller with the pod simulator; "fake": modelfs's fake."""
 
 
 # ----------------------------------------------------------------------------- output
@@ -214,18 +226,67 @@ def ensure_binaries(console: Console) -> Path:
     if root is None:
         raise SandboxError(str(missing))
     if shutil.which("go") is None:
-        raise SandboxError(GO_MISSING.format(cache=cache_dir()))
-    return build_binaries(console, root / "hack" / "build-control-plane.sh")
+        raise SandboxError(
+            GO_MISSING.format(
+                what=CONTROL_PLANE, cache=cache_dir(), alternative=CONTROL_PLANE_ALTERNATIVE
+            )
+        )
+    build_binaries(console, root / "hack" / "build-control-plane.sh")
+    try:
+        return find_binaries()
+    except ControlPlaneError as error:
+        raise SandboxError(f"the build succeeded but: {error}") from None
 
 
-def build_binaries(console: Console, script: Path, heartbeat: float = 30.0) -> Path:
-    """Run the build script, echoing its progress lines and a heartbeat; its full output goes
-    to a log whose tail is shown when it fails."""
-    log_path = cache_dir() / "build-control-plane.log"
+def ensure_dataset_controller(console: Console) -> tuple[Path, Path]:
+    """The BaizeAI/dataset controller and its module's Dataset CRD, built by
+    hack/build-dataset-controller.sh when missing."""
+    from modelfs.testing.dataset_engine import (
+        DATASET_VERSION,
+        DatasetEngineError,
+        dataset_crd_path,
+        find_dataset_controller,
+    )
+
+    try:
+        return find_dataset_controller(), dataset_crd_path()
+    except DatasetEngineError as error:
+        missing = error
+    root = repo_root()
+    if root is None:
+        raise SandboxError(str(missing))
+    if shutil.which("go") is None:
+        raise SandboxError(
+            GO_MISSING.format(what=DATASET_CONTROLLER, cache=cache_dir(), alternative="")
+        )
+    build_binaries(
+        console,
+        root / "hack" / "build-dataset-controller.sh",
+        what=f"the BaizeAI/dataset controller {DATASET_VERSION}",
+        duration="a few minutes",
+        failed="the Dataset controller",
+    )
+    try:
+        return find_dataset_controller(), dataset_crd_path()
+    except DatasetEngineError as error:
+        raise SandboxError(f"the build succeeded but: {error}") from None
+
+
+def build_binaries(
+    console: Console,
+    script: Path,
+    heartbeat: float = 30.0,
+    *,
+    what: str = (f"etcd {ETCD_VERSION}, kube-apiserver and kube-controller-manager {K8S_VERSION}"),
+    duration: str = "about 12 minutes",
+    failed: str = "the control plane binaries",
+) -> None:
+    """Run a build script, echoing its progress lines and a heartbeat; its full output goes
+    to a log (`<cache>/<script name>.log`) whose tail is shown when it fails."""
+    log_path = cache_dir() / f"{script.stem}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console.step(
-        f"Building etcd {ETCD_VERSION}, kube-apiserver and kube-controller-manager {K8S_VERSION}"
-        f" from source (once; a cold build takes about 12 minutes). Log: {log_path}"
+        f"Building {what} from source (once; a cold build takes {duration}). Log: {log_path}"
     )
     lines: list[str] = []
     with log_path.open("w") as log:
@@ -246,7 +307,7 @@ def build_binaries(console: Console, script: Path, heartbeat: float = 30.0) -> P
                 log.write(line)
                 log.flush()
                 lines.append(line.rstrip("\n"))
-                if line.startswith("[build-control-plane"):
+                if line.startswith("[build-"):
                     console.say(f"    {line.rstrip()}")
 
         reader = threading.Thread(target=pump, daemon=True)
@@ -268,13 +329,9 @@ def build_binaries(console: Console, script: Path, heartbeat: float = 30.0) -> P
     if code != 0:
         tail = "\n".join(f"    {line}" for line in lines[-25:]) or "    (no output)"
         raise SandboxError(
-            f"building the control plane binaries failed ({script.name} exited with {code}); "
+            f"building {failed} failed ({script.name} exited with {code}); "
             f"the last lines of {log_path}:\n{tail}"
         )
-    try:
-        return find_binaries()
-    except ControlPlaneError as error:
-        raise SandboxError(f"the build succeeded but: {error}") from None
 
 
 def default_samples() -> Path | None:
@@ -337,15 +394,16 @@ def kustomize(binary: str, directory: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
-def crd_files(state: Path) -> list[Path]:
+def crd_files(state: Path, dataset_crd: Path | None = None) -> list[Path]:
     """modelfs's CRDs (config/crd/bases of the checkout, else generated from api/v1) and the
-    Dataset CRD."""
+    Dataset CRD (`dataset_crd`: the real controller's; default: the fake's test CRD)."""
     from modelfs.testing.pytest_plugin import DATASET_CRD
 
+    dataset = dataset_crd or DATASET_CRD
     root = repo_root()
     bases = root / "config" / "crd" / "bases" if root else None
     if bases is not None and any(bases.glob("*.yaml")):
-        return [*sorted(bases.glob("*.yaml")), DATASET_CRD]
+        return [*sorted(bases.glob("*.yaml")), dataset]
     from modelfs.manifests import render
 
     generated = state / "crds"
@@ -355,7 +413,7 @@ def crd_files(state: Path) -> list[Path]:
         if relative.startswith("crd/bases/"):
             files.append(generated / Path(relative).name)
             files[-1].write_text(content)
-    return [*files, DATASET_CRD]
+    return [*files, dataset]
 
 
 async def _install_crds(kubeconfig: Path, files: Sequence[Path]) -> list[str]:
@@ -652,17 +710,18 @@ class Sandbox:
     console: Console
     state: Path | None = None
     control_plane: ControlPlane | None = None
-    fake: Any = None
+    engine: Any = None
+    """The Dataset controller: a DatasetEngine (real) or a FakeDatasetController."""
     operator: Any = None
     kubeconfig_out_written: bytes | None = None
 
     def stop(self) -> None:
-        """Stop the operator, the fake and the control plane, in that order, then remove the
-        temp state; each step runs even when one before it failed."""
+        """Stop the operator, the Dataset controller and the control plane, in that order, then
+        remove the temp state; each step runs even when one before it failed."""
         say = self.console.step
         for what, part in (
             ("the operator", self.operator),
-            ("the fake Dataset controller", self.fake),
+            (self.engine_name, self.engine),
             ("the control plane", self.control_plane),
         ):
             if part is not None:
@@ -683,6 +742,12 @@ class Sandbox:
                 shutil.rmtree(self.state, ignore_errors=True)
                 say(f"Removed {self.state}")
 
+    @property
+    def engine_name(self) -> str:
+        if self.options.dataset_controller == "fake":
+            return "the fake Dataset controller"
+        return "the Dataset controller"
+
     def check_alive(self) -> None:
         cp = self.control_plane
         if cp is not None:
@@ -692,9 +757,9 @@ class Sandbox:
                         f"{component.name} exited ({component.process.returncode}); the last "
                         f"lines of {component.log_path}:\n{_tail(component.log_path)}"
                     )
-        if self.fake is not None and not self.fake.alive():
+        if self.engine is not None and not self.engine.alive():
             raise SandboxError(
-                f"the fake Dataset controller exited; its log:\n{self.fake.log_text()[-3000:]}"
+                f"{self.engine_name} exited; its log:\n{self.engine.log_text()[-3000:]}"
             )
         if self.operator is not None and not self.operator.alive():
             raise SandboxError(f"the operator exited; its log:\n{self.operator.log_tail()}")
@@ -726,7 +791,6 @@ def run(options: Options, console: Console | None = None) -> int:
 
 
 def start(sandbox: Sandbox) -> None:
-    from modelfs.testing.fake_dataset.process import FakeDatasetController, FakeDatasetError
     from modelfs.testing.operator import OperatorError, OperatorProcess
 
     options, console = sandbox.options, sandbox.console
@@ -736,7 +800,12 @@ def start(sandbox: Sandbox) -> None:
         raise SandboxError(
             f"no kustomization.yaml in {options.samples}: give --samples DIR, or --no-samples"
         )
+    if options.dataset_controller not in DATASET_CONTROLLERS:
+        raise SandboxError(f"--dataset-controller must be one of {', '.join(DATASET_CONTROLLERS)}")
     binaries = ensure_binaries(console)
+    dataset_crd = None
+    if options.dataset_controller == "real":
+        _, dataset_crd = ensure_dataset_controller(console)
 
     reap_stale_state()
     state = Path(tempfile.mkdtemp(prefix=STATE_PREFIX))
@@ -767,7 +836,7 @@ def start(sandbox: Sandbox) -> None:
         sandbox.kubeconfig_out_written = options.kubeconfig_out.read_bytes()
     console.step(f"Control plane ready in {cp.timings['total']:.1f}s at {cp.server}")
 
-    files = crd_files(state)
+    files = crd_files(state, dataset_crd)
     names = asyncio.run(_install_crds(kubeconfig, files))
     console.step(f"Installed the CRDs: {', '.join(sorted(names))}")
 
@@ -784,15 +853,7 @@ def start(sandbox: Sandbox) -> None:
     user = f"system:serviceaccount:{account['namespace']}:{account['name']}"
     console.step(f"Operator identity: {user}, RBAC from {origin}, TokenRequest kubeconfig")
 
-    timings = "near-instant (--fast)" if options.fast else "realistic"
-    sandbox.fake = FakeDatasetController(
-        kubeconfig, sandbox=not options.fast, log_path=logs / "fake-dataset.log"
-    )
-    try:
-        sandbox.fake.start()
-    except FakeDatasetError as error:
-        raise SandboxError(str(error)) from None
-    console.step(f"Fake Dataset controller running ({timings} download timings)")
+    start_dataset_controller(sandbox, kubeconfig, logs)
 
     sandbox.operator = OperatorProcess(
         identity, log_path=logs / "operator.log", die_with_parent=True
@@ -805,6 +866,47 @@ def start(sandbox: Sandbox) -> None:
 
     if options.samples is not None:
         apply_samples(sandbox, binary, kubeconfig)
+
+
+def start_dataset_controller(sandbox: Sandbox, kubeconfig: Path, logs: Path) -> None:
+    """The real BaizeAI/dataset controller with the pod simulator, or the fake."""
+    from modelfs.testing.dataset_engine import (
+        CHART_BACKOFF_LIMIT,
+        DATASET_VERSION,
+        DatasetEngine,
+        DatasetEngineError,
+    )
+    from modelfs.testing.fake_dataset.process import FakeDatasetController, FakeDatasetError
+
+    options, console = sandbox.options, sandbox.console
+    if options.dataset_controller == "fake":
+        timings = "near-instant (--fast)" if options.fast else "realistic"
+        sandbox.engine = FakeDatasetController(
+            kubeconfig, sandbox=not options.fast, log_path=logs / "fake-dataset.log"
+        )
+        try:
+            sandbox.engine.start()
+        except FakeDatasetError as error:
+            raise SandboxError(str(error)) from None
+        console.step(f"Fake Dataset controller running ({timings} download timings)")
+        return
+    duration = FAST_ROUND_DURATION if options.fast else SANDBOX_ROUND_DURATION
+    sandbox.engine = DatasetEngine(
+        kubeconfig,
+        backoff_limit=CHART_BACKOFF_LIMIT,
+        log_dir=logs,
+        round_duration=duration,
+        install_crd=False,  # installed with the others
+    )
+    try:
+        sandbox.engine.start()
+    except DatasetEngineError as error:
+        raise SandboxError(str(error)) from None
+    console.step(
+        f"Dataset controller running: BaizeAI/dataset {DATASET_VERSION} (loader Jobs with "
+        f"backoffLimit {CHART_BACKOFF_LIMIT}), and the pod simulator (node "
+        f"modelfs-sim-node, loader pods of {duration:g}s{' with --fast' if options.fast else ''})"
+    )
 
 
 def apply_samples(sandbox: Sandbox, binary: str, kubeconfig: Path) -> None:
@@ -900,8 +1002,13 @@ def report_settled(
     console.say("Try, in another terminal:")
     for command in commands_to_try(name, out or kubeconfig, rows, objects):
         console.say(f"  {command}")
+    engine_logs = (
+        "fake-dataset.log"
+        if sandbox.options.dataset_controller == "fake"
+        else "dataset-controller.log, podsim.log"
+    )
     console.say(
-        f"Logs: {state / 'logs'} (operator.log, fake-dataset.log), "
+        f"Logs: {state / 'logs'} (operator.log, {engine_logs}), "
         f"control plane: {state / 'controlplane' / 'logs'}"
     )
     keep = "kept (--keep)" if sandbox.options.keep else "removed"
@@ -930,6 +1037,7 @@ def cli(args: Any) -> int:
         keep=bool(args.keep),
         fast=bool(args.fast),
         port=int(args.port),
+        dataset_controller=str(getattr(args, "dataset_controller", "real")),
     )
     return run(options)
 

@@ -253,3 +253,49 @@ def test_a_failing_build_shows_its_log_tail(tmp_path: Path) -> None:
     assert "Building etcd" in done.stdout  # progress was shown
     log = tmp_path / "cache" / "build-control-plane.log"
     assert "simulated toolchain failure" in log.read_text()
+
+
+def fake_control_plane(tmp_path: Path) -> None:
+    """Control plane "binaries" in the empty cache of sandbox_cli, each exiting 1 at once."""
+    from modelfs.testing.controlplane import BINARIES, ETCD_VERSION, K8S_VERSION
+
+    binaries = tmp_path / "cache" / f"k8s-{K8S_VERSION}-etcd-{ETCD_VERSION}" / "bin"
+    binaries.mkdir(parents=True)
+    for name in BINARIES:
+        (binaries / name).write_text("#!/bin/sh\nexit 1\n")
+        (binaries / name).chmod(0o755)
+
+
+def failing_go(tmp_path: Path) -> str:
+    """A PATH whose `go` fails."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    go = fake_bin / "go"
+    go.write_text("#!/bin/sh\necho 'go: simulated toolchain failure (exit 3)' >&2\nexit 3\n")
+    go.chmod(go.stat().st_mode | stat.S_IXUSR)
+    return f"{fake_bin}:/usr/bin:/bin"
+
+
+def test_a_failing_dataset_controller_build_shows_its_log_tail(tmp_path: Path) -> None:
+    """With the control plane binaries there, the Dataset controller is built next (the real
+    one is the default), before anything starts."""
+    fake_control_plane(tmp_path)
+    done = sandbox_cli(tmp_path, path=failing_go(tmp_path))
+    assert done.returncode == 1, done.stderr
+    assert "building the Dataset controller failed" in done.stderr
+    assert "go: simulated toolchain failure (exit 3)" in done.stderr
+    assert "Building the BaizeAI/dataset controller v0.1.6" in done.stdout
+    assert "Starting etcd" not in done.stdout
+    log = tmp_path / "cache" / "build-dataset-controller.log"
+    assert "simulated toolchain failure" in log.read_text()
+
+
+def test_the_fake_needs_no_dataset_controller_build(tmp_path: Path) -> None:
+    """`--dataset-controller=fake` keeps the old path: no build of the Dataset controller, on to
+    starting the control plane (whose stand-in binaries fail here)."""
+    fake_control_plane(tmp_path)
+    done = sandbox_cli(tmp_path, "--dataset-controller=fake", path=failing_go(tmp_path))
+    assert done.returncode == 1, done.stderr
+    assert "Building" not in done.stdout
+    assert "Starting etcd" in done.stdout
+    assert "the control plane did not start" in done.stderr
