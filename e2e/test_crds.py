@@ -95,6 +95,17 @@ async def test_source_is_immutable(datasets: Datasets, field: str, value: str) -
     assert "Value is immutable" in message
 
 
+@pytest.fixture
+def test_crd_only(dataset_controller: str) -> None:
+    """The rule checked is one of the project's test CRD (the fake's), which the Dataset CRD of
+    BaizeAI/dataset v0.1.6 (installed with `--dataset-controller=real`) does not have."""
+    if dataset_controller != "fake":
+        pytest.skip(
+            "a rule of the fake's test CRD, not of the module's (--dataset-controller=fake)"
+        )
+
+
+@pytest.mark.usefixtures("test_crd_only")
 async def test_claim_template_and_claim_ref_are_exclusive(datasets: Datasets) -> None:
     both = dataset(
         "both",
@@ -128,14 +139,16 @@ async def test_enum_and_required_fields_are_enforced(datasets: Datasets) -> None
     assert "spec.source.uri: Required value" in error_message(missing.value)
 
 
-async def test_status_subresource(datasets: Datasets) -> None:
+async def test_status_subresource(datasets: Datasets, dataset_controller: str) -> None:
     await datasets.create(dataset("status"))
     # a main-resource write ignores status ...
     ignored = await datasets.merge("status", {"status": {"phase": "READY"}})
     assert "status" not in ignored
-    # ... the status subresource takes it, with defaults and enums applied
+    # ... the status subresource takes it, with defaults (and enums) applied
     updated = await datasets.merge("status", {"status": {"pvcName": "status"}}, status=True)
     assert updated["status"] == {"pvcName": "status", "phase": "PENDING"}
+    if dataset_controller != "fake":
+        return  # the module's CRD (v0.1.6) has no enum on status.phase; the test CRD has
     with pytest.raises(ApiException) as raised:
         await datasets.merge("status", {"status": {"phase": "DONE"}}, status=True)
     assert 'Unsupported value: "DONE"' in error_message(raised.value)
