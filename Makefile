@@ -99,7 +99,9 @@ actionlint: $(ACTIONLINT) ## Build actionlint (from the Go module proxy) into ~/
 $(ACTIONLINT):
 	GOBIN=$(dir $(ACTIONLINT)) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
+# On kind the real Dataset controller's loader pods would run and really download (the scenarios'
+# repos are made up), so the kind suite runs the fake Dataset controller.
 .PHONY: test-kind
 test-kind: $(STAMP) ## e2e on kind (needs Docker): the suite, then the install tests with IMG in kind
-	$(BIN)/pytest e2e --k8s=kind --ignore=e2e/test_install.py $(PYTEST_ARGS)
-	MODELFS_OPERATOR_IMAGE=$(IMG) $(BIN)/pytest e2e/test_install.py --k8s=kind $(PYTEST_ARGS)
+	$(BIN)/pytest e2e --k8s=kind --dataset-controller=fake --ignore=e2e/test_install.py $(PYTEST_ARGS)
+	MODELFS_OPERATOR_IMAGE=$(IMG) $(BIN)/pytest e2e/test_install.py --k8s=kind --dataset-controller=fake $(PYTEST_ARGS)
