@@ -1,16 +1,22 @@
 """A fake of the BaizeAI/dataset controller for modelfs's end-to-end tests and `modelfs sandbox`.
 
-It behaves like FACTS.md says the real one does (phases, conditions with their `<Type>Ready`
-reasons, rounds and round statuses, the finalizer it replaces, the PVC and loader Jobs carrying
-the Dataset's labels and annotations, REFERENCE rules, deletion), plus timing and failure
-injection through annotations (Dataset first, then Namespace):
+It does what FACTS.md "Measured" saw the real one (v0.1.6, with its Helm chart's config) do, as
+a client can observe it: phases (no status -> PROCESSING -> READY, never PENDING, no transient
+FAILED), conditions in the order PVC, ConfigMap, Job, JobStatus, Config with their `<Type>Ready`
+reasons and Go client error texts, the brief `JobStatus=False` of a new round, the spec
+write-back of its finalizer Update, rounds polled every 5 s, round statuses, the finalizer it
+replaces, the label `baize.io/dataset-name` and the Dataset's labels and annotations on the PVC
+and the loader Jobs (whose shape, args and mounts are the real ones), REFERENCE, PVC and NFS
+rules, deletion. `e2e/test_conformance.py` runs one scenario on both and compares.
+
+What it adds: the loader Jobs' outcome (no pods run), set through annotations (Dataset, copied
+onto its Jobs, then Namespace); the pod simulator of `modelfs.testing.dataset_engine` honours
+the same two:
 
     fake.dataset.baizeai.io/fail-rounds: "1,3" | "all"
     fake.dataset.baizeai.io/round-duration: "2s"
-    fake.dataset.baizeai.io/pending-duration: "1s"
-    fake.dataset.baizeai.io/transient-failed-duration: "300ms"
 
-- `logic`: the pure state machine (`reconcile`, `job_verdict`, `selector_matches`, ...).
+- `logic`: the pure state machine (`reconcile`, `go_spec`, `job_verdict`, `selector_matches`...).
 - `controller`: `FakeDataset(api, Settings(...))`, the asyncio runtime (in-process).
 - `process`: `FakeDatasetController(kubeconfig, ...)`, the same as a child process.
 - `python -m modelfs.testing.fake_dataset --kubeconfig PATH ...`: the command line.
@@ -19,10 +25,7 @@ injection through annotations (Dataset first, then Namespace):
 from modelfs.testing.fake_dataset.controller import SANDBOX_TIMINGS, FakeDataset, Settings
 from modelfs.testing.fake_dataset.logic import (
     ANN_FAIL_ROUNDS,
-    ANN_PENDING_DURATION,
     ANN_ROUND_DURATION,
-    ANN_TRANSIENT_FAILED,
-    EVENT_CONCURRENT_ROUNDS,
     FINALIZER,
     NAME_LABEL,
     Timings,
@@ -31,10 +34,7 @@ from modelfs.testing.fake_dataset.process import FakeDatasetController, FakeData
 
 __all__ = [
     "ANN_FAIL_ROUNDS",
-    "ANN_PENDING_DURATION",
     "ANN_ROUND_DURATION",
-    "ANN_TRANSIENT_FAILED",
-    "EVENT_CONCURRENT_ROUNDS",
     "FINALIZER",
     "NAME_LABEL",
     "SANDBOX_TIMINGS",

@@ -1,10 +1,8 @@
 """The command line of the fake Dataset controller.
 
     python -m modelfs.testing.fake_dataset --kubeconfig PATH [--context C]
-        [--namespace NS ...] [--sandbox] [--round-duration 300ms]
-        [--transient-failed-duration 200ms]
-        [--pending-duration 0] [--fail-rounds 1,3|all] [--no-storage] [--no-events]
-        [--resync 10h] [--workers 8] [--log-level info]
+        [--namespace NS ...] [--sandbox] [--round-duration 300ms] [--fail-rounds 1,3|all]
+        [--backoff-limit 4] [--no-storage] [--resync 10h] [--workers 8] [--log-level info]
 
 It prints `ready` on stdout once its first lists are in (FakeDatasetController waits for that
 line), logs to stderr, and stops cleanly on SIGINT or SIGTERM (exit code 0).
@@ -61,22 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sandbox",
         action="store_true",
-        help=f"realistic defaults (pending {SANDBOX_TIMINGS.pending}s, transient FAILED "
-        f"{SANDBOX_TIMINGS.transient_failed}s, rounds {SANDBOX_TIMINGS.round_duration}s) "
-        "instead of the near-instant test defaults; the flags below still win",
-    )
-    parser.add_argument(
-        "--pending-duration",
-        type=_duration,
-        default=None,
-        help=f"PENDING after creation, before the first reconcile (default {test.pending}s)",
-    )
-    parser.add_argument(
-        "--transient-failed-duration",
-        type=_duration,
-        default=None,
-        help="FAILED shown before a round's Job exists "
-        f"(default {test.transient_failed}s; 0 turns it off)",
+        help=f"realistic defaults (loader Jobs of {SANDBOX_TIMINGS.round_duration}s) instead of "
+        "the near-instant test defaults; the flags below still win",
     )
     parser.add_argument(
         "--round-duration",
@@ -91,17 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="rounds whose Job fails: '1,3' or 'all' (default: none)",
     )
     parser.add_argument(
+        "--backoff-limit",
+        type=int,
+        default=logic.DEFAULT_BACKOFF_LIMIT,
+        help="spec.backoffLimit of the loader Jobs "
+        f"(default {logic.DEFAULT_BACKOFF_LIMIT}, the Helm chart's)",
+    )
+    parser.add_argument(
         "--no-storage",
         dest="storage",
         action="store_false",
         help="do not bind PVCs nor release deleted ones (when the cluster has "
         "a provisioner and the PV controllers)",
-    )
-    parser.add_argument(
-        "--no-events",
-        dest="events",
-        action="store_false",
-        help="do not record Events (ConcurrentRounds) on Datasets",
     )
     parser.add_argument(
         "--resync",
@@ -119,8 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     defaults = SANDBOX_TIMINGS if args.sandbox else logic.Timings()
     overrides = {
-        "pending": args.pending_duration,
-        "transient_failed": args.transient_failed_duration,
         "round_duration": args.round_duration,
         "fail_rounds": args.fail_rounds,
     }
@@ -128,10 +111,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         namespaces=tuple(args.namespaces),
         defaults=defaults,
+        backoff_limit=args.backoff_limit,
         storage=args.storage,
         resync=args.resync or None,
         workers=args.workers,
-        events=args.events,
     )
 
 

@@ -3,11 +3,15 @@ out what `logic.reconcile()` plans. Plain asyncio + kubernetes.aio (no kopf, so 
 process or a cluster with the modelfs operator).
 
 Three small controllers run side by side:
-- datasets: the Dataset controller itself (logic.reconcile);
-- jobs: the fake job controller, which ends each loader Job after the round's duration with the
-  outcome `fail-rounds` asks for (no pods run on the local control plane);
+- datasets: the Dataset controller itself (logic.reconcile). Like the real one it watches
+  Datasets only: a PROCESSING Dataset is polled every 5 s, so a finished Job is seen 0-5 s
+  later. Its writes are the real one's: a full Update of the Dataset when it adds its
+  finalizer, PVCs, PVs, ConfigMaps, Jobs, and Status().Update (no Events).
+- jobs: the fake job controller, which ends each of the fake's loader Jobs (`spec.managedBy`:
+  a real job controller leaves them alone; no pods run) after the round's duration with the
+  outcome `fail-rounds` asks for;
 - storage (optional, on by default): a stand-in for a provisioner + the PV binder + the PVC/PV
-  protection controllers, which the local control plane lacks. It binds the Dataset PVCs (a PV
+  protection controllers, for control planes without them. It binds the Dataset PVCs (a PV
   `pvc-<uid>` made for each, or the PV named in `spec.volumeName`), lets a deleted PVC go, and
   deletes the PVs it provisioned when their PVC is gone.
 """
@@ -19,8 +23,6 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,28 +34,28 @@ from modelfs.testing.fake_dataset import logic
 from modelfs.testing.fake_dataset.kube import JSON_PATCH, MERGE, Kube, list_and_watch
 
 log = logging.getLogger("modelfs.fake_dataset")
-COMPONENT = "fake-dataset-controller"
 #: pv.kubernetes.io/provisioned-by of the PVs the storage stand-in makes.
 PROVISIONER = "fake.dataset.baizeai.io/provisioner"
 PVC_PROTECTION, PV_PROTECTION = "kubernetes.io/pvc-protection", "kubernetes.io/pv-protection"
 DATASETS = f"/apis/{logic.GROUP}/{logic.VERSION}"
-Key = tuple[str, str, str]  # ("dataset" | "pvc", namespace, name)
+Key = tuple[str, str, str]  # ("dataset" | "job" | "pvc" | "volume", namespace, name)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How the fake runs. `defaults` are the timings when no annotation says otherwise."""
+    """How the fake runs. `defaults` are the loader Jobs' timings when no annotation says
+    otherwise; `backoff_limit` goes into the Jobs (the Helm chart's default: 4)."""
 
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     defaults: logic.Timings = field(default_factory=logic.Timings)
+    backoff_limit: int = logic.DEFAULT_BACKOFF_LIMIT
     storage: bool = True
     resync: float | None = None  # re-reconcile every Dataset this often (upstream: 10 h)
     workers: int = 8
-    events: bool = True
 
 
 #: Timings that look like a real download, for `modelfs sandbox`.
-SANDBOX_TIMINGS = logic.Timings(pending=1.0, transient_failed=1.0, round_duration=8.0)
+SANDBOX_TIMINGS = logic.Timings(round_duration=8.0)
 
 
 def utcnow() -> dt.datetime:
@@ -118,8 +120,7 @@ class FakeDataset:
             ...
         # or: await FakeDataset(api).run()  until .stop()
 
-    `stats` counts reconciles, writes and `concurrent_rounds` (rounds started while the previous
-    round's Job still ran)."""
+    `stats` counts reconciles, writes and the loader Jobs it ended."""
 
     def __init__(
         self,
@@ -135,18 +136,16 @@ class FakeDataset:
         self.stats: collections.Counter[str] = collections.Counter()
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._transient: dict[tuple[str, int], dt.datetime] = {}  # (uid, round) -> first shown
         self._job_started: dict[tuple[str, str], dt.datetime] = {}  # (ns, job) -> created
         self._known: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
-        self._instance = f"{socket.gethostname()}-{os.getpid()}"
 
     # -- lifecycle
 
     async def run(self) -> None:
         """Watch and reconcile until `stop()`."""
         scopes = self.settings.namespaces or (None,)
-        syncs_left = len(scopes) * (2 if self.settings.storage else 1)
+        syncs_left = len(scopes) * (3 if self.settings.storage else 2)
 
         def synced() -> None:
             nonlocal syncs_left
@@ -158,23 +157,21 @@ class FakeDataset:
         tasks = []
         for namespace in scopes:
             base = f"{DATASETS}/namespaces/{namespace}" if namespace else DATASETS
-            tasks.append(
-                list_and_watch(
-                    self.kube,
-                    f"{base}/{logic.PLURAL}",
-                    self._on_dataset,
-                    on_synced=synced,
-                    stopping=self._stopping,
-                )
-            )
+            core = f"/api/v1/namespaces/{namespace}" if namespace else "/api/v1"
+            batch = f"/apis/batch/v1/namespaces/{namespace}" if namespace else "/apis/batch/v1"
+            watches = [
+                (f"{base}/{logic.PLURAL}", self._on_dataset, None),
+                (f"{batch}/jobs", self._on_job, logic.NAME_LABEL),
+            ]
             if self.settings.storage:
-                core = f"/api/v1/namespaces/{namespace}" if namespace else "/api/v1"
+                watches.append((f"{core}/persistentvolumeclaims", self._on_pvc, logic.NAME_LABEL))
+            for path, handler, selector in watches:
                 tasks.append(
                     list_and_watch(
                         self.kube,
-                        f"{core}/persistentvolumeclaims",
-                        self._on_pvc,
-                        label_selector=logic.NAME_LABEL,
+                        path,
+                        handler,
+                        label_selector=selector,
                         on_synced=synced,
                         stopping=self._stopping,
                     )
@@ -224,15 +221,27 @@ class FakeDataset:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if kind == "DELETED":
             self._known.discard(key)
-            uid = meta.get("uid", "")
-            for remembered in [k for k in self._transient if k[0] == uid]:
-                del self._transient[remembered]
             return
         self._known.add(key)
         self.queue.add(("dataset", *key))
 
+    def _on_job(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        if kind == "DELETED":
+            self._job_started.pop((meta.get("namespace", ""), meta.get("name", "")), None)
+            return
+        if (obj.get("spec") or {}).get("managedBy") != logic.JOB_MANAGED_BY:
+            return  # not one of the fake's
+        if logic.JobView.from_job(obj).running:
+            self.queue.add(("job", meta.get("namespace", ""), meta.get("name", "")))
+
     def _on_pvc(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
+        if kind == "DELETED":  # gone before this stand-in saw it go: its volume may follow
+            volume = (obj.get("spec") or {}).get("volumeName")
+            if volume:
+                self.queue.add(("volume", "", volume))
+            return
         self.queue.add(("pvc", meta.get("namespace", ""), meta.get("name", "")))
 
     async def _resync(self, every: float) -> None:
@@ -242,14 +251,17 @@ class FakeDataset:
                 self.queue.add(("dataset", namespace, name))
 
     async def _worker(self) -> None:
+        handlers = {
+            "dataset": self.reconcile_dataset,
+            "job": self.reconcile_job,
+            "pvc": self.reconcile_pvc,
+            "volume": self.reconcile_volume,
+        }
         while True:
             key = await self.queue.get()
             try:
                 kind, namespace, name = key
-                if kind == "dataset":
-                    await self.reconcile_dataset(namespace, name)
-                else:
-                    await self.reconcile_pvc(namespace, name)
+                await handlers[kind](namespace, name)
             except asyncio.CancelledError:
                 raise
             except ApiException as error:
@@ -275,24 +287,46 @@ class FakeDataset:
         key = ("dataset", namespace, name)
         now = self.clock()
         ns_obj = await self.kube.get(f"/api/v1/namespaces/{namespace}")
-        ns_annotations = (ns_obj or {}).get("metadata", {}).get("annotations") or {}
-        try:
-            timings = logic.resolve_timings(
-                ds["metadata"].get("annotations"), ns_annotations, self.settings.defaults
-            )
-        except logic.InjectionError as error:
-            await self._write_status(ds, logic.malformed_status(ds, f"fake: {error}", now))
-            return
+        backoff = self.settings.backoff_limit
         try:
             observed = await self._observe(ds, ns_obj, now)
-            plan = logic.reconcile(ds, observed, timings)
+            plan = logic.reconcile(ds, observed, backoff_limit=backoff)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             log.warning("%s/%s: malformed Dataset: %r", namespace, name, error)
             await self._write_status(
                 ds, logic.malformed_status(ds, f"malformed Dataset: {error}", now)
             )
             return
-        await self._carry_out(ds, plan, now)
+        for note in plan.notes:
+            log.info("%s/%s: %s", namespace, name, note)
+        for api_version, kind, obj_ns, obj_name in plan.deletes:
+            await self._delete(api_version, kind, obj_ns, obj_name)
+        latest = ds
+        if plan.update is not None:
+            latest = await self.kube.request(
+                "PUT", _dataset_path(namespace, name), body=plan.update
+            )
+            self.stats["writes"] += 1
+            if logic.is_deleting(ds):
+                for pvc_ns, pvc_name, labels in plan.label_patches:
+                    await self._patch_labels(pvc_ns, pvc_name, labels)
+                log.info("%s/%s: finalizers removed", namespace, name)
+                return  # the Dataset is gone now: no status to write
+            log.info("%s/%s: finalizer added (full Update)", namespace, name)
+            if plan.resume:
+                plan = logic.reconcile(latest, observed, backoff_limit=backoff, resumed=True)
+                for note in plan.notes:
+                    log.info("%s/%s: %s", namespace, name, note)
+        for obj in plan.creates:
+            await self._create(obj)
+            if obj["kind"] == "Job":
+                self._job_started[(namespace, obj["metadata"]["name"])] = now
+        for obj in plan.updates:
+            await self._put(obj)
+        for pvc_ns, pvc_name, labels in plan.label_patches:
+            await self._patch_labels(pvc_ns, pvc_name, labels)
+        if plan.status_changed:
+            await self._write_status(latest, plan.status)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
 
@@ -300,43 +334,45 @@ class FakeDataset:
         self, ds: dict[str, Any], ns_obj: dict[str, Any] | None, now: dt.datetime
     ) -> logic.Observed:
         meta = ds["metadata"]
-        namespace, uid = meta["namespace"], meta["uid"]
+        namespace = meta["namespace"]
+        kind = logic.source_type(ds)
         pvc = await self.kube.get(
             f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{logic.pvc_name_for(ds)}"
         )
+        configmap = None
+        if kind == "CONDA":
+            configmap = await self.kube.get(
+                f"/api/v1/namespaces/{namespace}/configmaps/{logic.configmap_name(meta['name'])}"
+            )
         jobs: dict[str, logic.JobView] = {}
-        if logic.source_type(ds) in logic.PRELOAD_TYPES:
-            jobs = await self._run_jobs(ds, ns_obj, now)
-        source = None
-        if logic.source_type(ds) == "REFERENCE":
-            source = await self._observe_source(ds)
+        if kind in logic.PRELOAD_TYPES:
+            for job_name in logic.jobs_to_read(ds):
+                job = await self.kube.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{job_name}")
+                if job is not None:
+                    jobs[job_name] = logic.JobView.from_job(job)
+        source = await self._observe_source(ds) if kind == "REFERENCE" else None
         nfs_pv = None
-        if logic.source_type(ds) == "NFS":
+        if kind == "NFS":
             nfs_pv = await self.kube.get(f"/api/v1/persistentvolumes/{logic.nfs_pv_name(ds)}")
-        round_ = logic.data_sync_round(ds)
         return logic.Observed(
             now=now,
             namespace=ns_obj,
-            namespace_error=None if ns_obj else f'namespaces "{namespace}" not found',
+            namespace_error=None if ns_obj else logic.go_not_found("Namespace", namespace),
             pvc=pvc,
+            configmap=configmap,
             jobs=jobs,
             source=source,
             nfs_pv=nfs_pv,
-            transient_since=self._transient.get((uid, round_)),
         )
 
     async def _observe_source(self, ds: dict[str, Any]) -> logic.SourceObservation:
         uri = logic.source_uri(ds)
         src_ns, src_name = logic.reference_target(ds)
-        if not src_ns or not src_name:
-            return logic.SourceObservation(
-                dataset_error=f"fetch source dataset {uri} error: want dataset://<namespace>/<name>"
-            )
-        src = await self.kube.get(_dataset_path(src_ns, src_name))
+        src = await self.kube.get(_dataset_path(src_ns, src_name)) if src_ns and src_name else None
         if src is None:
+            missing = logic.go_not_found(logic.KIND, src_name, logic.GROUP)
             return logic.SourceObservation(
-                dataset_error=f"fetch source dataset {uri} error: "
-                f'datasets.{logic.GROUP} "{src_name}" not found'
+                dataset_error=f"fetch source dataset {uri} error: {missing}"
             )
         clone = await self.kube.get(f"/api/v1/persistentvolumes/{logic.clone_pv_name(ds)}")
         pvc_name = (src.get("status") or {}).get("pvcName")
@@ -346,7 +382,7 @@ class FakeDataset:
         if pvc is None:
             return logic.SourceObservation(
                 dataset=src,
-                pvc_error=f'persistentvolumeclaims "{pvc_name}" not found',
+                pvc_error=logic.go_not_found("PersistentVolumeClaim", pvc_name),
                 clone_exists=clone is not None,
             )
         volume = (pvc.get("spec") or {}).get("volumeName")
@@ -355,107 +391,9 @@ class FakeDataset:
             dataset=src,
             pvc=pvc,
             pv=pv,
-            pv_error=None if pv else f'persistentvolumes "{volume}" not found',
+            pv_error=None if pv else logic.go_not_found("PersistentVolume", str(volume)),
             clone_exists=clone is not None,
         )
-
-    async def _run_jobs(
-        self, ds: dict[str, Any], ns_obj: dict[str, Any] | None, now: dt.datetime
-    ) -> dict[str, logic.JobView]:
-        """The fake job controller: list this Dataset's loader Jobs and finish the ones whose
-        time has come. Returns what the Dataset controller then reads of them."""
-        meta = ds["metadata"]
-        namespace = meta["namespace"]
-        listing = await self.kube.request(
-            "GET",
-            f"/apis/batch/v1/namespaces/{namespace}/jobs",
-            query={"labelSelector": f"{logic.NAME_LABEL}={meta['name']}"},
-        )
-        ns_annotations = (ns_obj or {}).get("metadata", {}).get("annotations") or {}
-        views: dict[str, logic.JobView] = {}
-        for job in listing.get("items") or []:
-            job_name = job["metadata"]["name"]
-            if logic.round_of_job(job_name) is None:
-                continue
-            view = logic.JobView.from_job(job)
-            if view.running:
-                started = (
-                    self._job_started.get((namespace, job_name))
-                    or logic.parse_time(job["metadata"].get("creationTimestamp"))
-                    or now
-                )
-                try:
-                    timings = logic.resolve_timings(
-                        job["metadata"].get("annotations"), ns_annotations, self.settings.defaults
-                    )
-                except logic.InjectionError:
-                    timings = self.settings.defaults
-                verdict = logic.job_verdict(job, started, timings, now)
-                if verdict.done:
-                    patch = {"status": logic.job_status_patch(verdict, started, now)}
-                    job = await self.kube.request(
-                        "PATCH",
-                        f"/apis/batch/v1/namespaces/{namespace}/jobs/{job_name}/status",
-                        body=patch,
-                        content_type=MERGE,
-                    )
-                    self.stats["jobs_succeeded" if verdict.succeeded else "jobs_failed"] += 1
-                    self._job_started.pop((namespace, job_name), None)
-                    log.info(
-                        "%s/%s: Job %s %s",
-                        namespace,
-                        meta["name"],
-                        job_name,
-                        "succeeded" if verdict.succeeded else "failed",
-                    )
-                    view = logic.JobView.from_job(job)
-                else:
-                    self.queue.add_after(("dataset", namespace, meta["name"]), verdict.remaining)
-            views[job_name] = view
-        return views
-
-    async def _carry_out(self, ds: dict[str, Any], plan: logic.Plan, now: dt.datetime) -> None:
-        meta = ds["metadata"]
-        namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        for note in plan.notes:
-            log.info("%s/%s: %s", namespace, name, note)
-        latest = ds
-        for api_version, kind, obj_ns, obj_name in plan.deletes:
-            await self._delete(api_version, kind, obj_ns, obj_name)
-        if plan.finalizers is not None:
-            body = {
-                "metadata": {
-                    "finalizers": plan.finalizers or None,
-                    "resourceVersion": meta["resourceVersion"],
-                }
-            }
-            latest = await self.kube.request(
-                "PATCH", _dataset_path(namespace, name), body=body, content_type=MERGE
-            )
-            self.stats["writes"] += 1
-            if not plan.finalizers:
-                for pvc_ns, pvc_name, labels in plan.label_patches:
-                    await self._patch_labels(pvc_ns, pvc_name, labels)
-                log.info("%s/%s: finalizers removed", namespace, name)
-                return  # the Dataset is gone now: no status to write
-        for obj in plan.creates:
-            await self._create(obj)
-            if obj["kind"] == "Job":
-                self._job_started[(namespace, obj["metadata"]["name"])] = now
-        for pvc_ns, pvc_name, labels in plan.label_patches:
-            await self._patch_labels(pvc_ns, pvc_name, labels)
-        if plan.transient_round is not None:
-            self._transient.setdefault((uid, plan.transient_round), now)
-        if plan.started_job is not None:
-            self._transient.pop((uid, logic.data_sync_round(ds)), None)
-        if plan.status_changed:
-            await self._write_status(latest, plan.status)
-        for type_, reason, message in plan.events:
-            if reason == logic.EVENT_CONCURRENT_ROUNDS:
-                self.stats["concurrent_rounds"] += 1
-                log.warning("%s/%s: CONCURRENT ROUNDS: %s", namespace, name, message)
-            if self.settings.events:
-                await self._event(latest, type_, reason, message, now)
 
     async def _patch_labels(self, namespace: str, name: str, labels: dict[str, str | None]) -> None:
         try:
@@ -503,6 +441,13 @@ class FakeDataset:
             if error.status != 409:
                 raise
 
+    async def _put(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        path = _collection_path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        await self.kube.request("PUT", f"{path}/{meta['name']}", body=obj)
+        self.stats["writes"] += 1
+        log.info("updated %s %s", obj["kind"], _where(meta.get("namespace"), meta["name"]))
+
     async def _delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         path = _collection_path(api_version, kind, namespace) + f"/{name}"
         try:
@@ -513,41 +458,45 @@ class FakeDataset:
             if error.status != 404:
                 raise
 
-    async def _event(
-        self, ds: dict[str, Any], type_: str, reason: str, message: str, now: dt.datetime
-    ) -> None:
-        meta = ds["metadata"]
-        stamp = logic.rfc3339(now)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": logic.API_VERSION,
-                "kind": logic.KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self._instance,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
+    # -- the fake job controller
+
+    async def reconcile_job(self, namespace: str, name: str) -> None:
+        """End one of the fake's loader Jobs once its round's time has come."""
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+        job = await self.kube.get(path)
+        if job is None or (job.get("spec") or {}).get("managedBy") != logic.JOB_MANAGED_BY:
+            return
+        if not logic.JobView.from_job(job).running:
+            self._job_started.pop((namespace, name), None)
+            return
+        now = self.clock()
+        started = (
+            self._job_started.get((namespace, name))
+            or logic.parse_time(job["metadata"].get("creationTimestamp"))
+            or now
+        )
+        ns_obj = await self.kube.get(f"/api/v1/namespaces/{namespace}")
+        ns_annotations = (ns_obj or {}).get("metadata", {}).get("annotations") or {}
         try:
-            await self.kube.request(
-                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body
+            timings = logic.resolve_timings(
+                job["metadata"].get("annotations"), ns_annotations, self.settings.defaults
             )
-        except ApiException as error:
-            log.warning(
-                "event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error.status
-            )
+            verdict = logic.job_verdict(job, started, timings, now)
+        except logic.InjectionError as error:
+            log.warning("%s/%s: %s: the Job fails", namespace, name, error)
+            verdict = logic.JobVerdict(done=True, message=f"fake: {error}")
+        if not verdict.done:
+            self.queue.add_after(("job", namespace, name), verdict.remaining)
+            return
+        await self.kube.request(
+            "PATCH",
+            f"{path}/status",
+            body={"status": logic.job_status_patch(verdict, started, now)},
+            content_type=MERGE,
+        )
+        self.stats["jobs_succeeded" if verdict.succeeded else "jobs_failed"] += 1
+        self._job_started.pop((namespace, name), None)
+        log.info("%s/%s: Job %s", namespace, name, "succeeded" if verdict.succeeded else "failed")
 
     # -- the storage stand-in
 
@@ -623,40 +572,59 @@ class FakeDataset:
         log.info("bound PVC %s/%s to PV %s", namespace, name, volume)
 
     async def _release(self, pvc: dict[str, Any], path: str) -> None:
-        """A deleted PVC: no pod uses it (none runs), so the protection finalizer goes, and a PV
-        this stand-in provisioned goes with its claim (reclaim policy Delete)."""
+        """A deleted PVC: no pod uses it (none runs), so the protection finalizer goes (unless
+        the cluster's pvc-protection controller took it first), and a PV this stand-in
+        provisioned goes with its claim (reclaim policy Delete)."""
         meta = pvc["metadata"]
         finalizers = meta.get("finalizers") or []
         if PVC_PROTECTION in finalizers:
             index = finalizers.index(PVC_PROTECTION)
-            await self.kube.request(
-                "PATCH",
-                path,
-                body=[
-                    {
-                        "op": "test",
-                        "path": f"/metadata/finalizers/{index}",
-                        "value": PVC_PROTECTION,
-                    },
-                    {"op": "remove", "path": f"/metadata/finalizers/{index}"},
-                ],
-                content_type=JSON_PATCH,
-            )
-            self.stats["writes"] += 1
+            try:
+                await self.kube.request(
+                    "PATCH",
+                    path,
+                    body=[
+                        {
+                            "op": "test",
+                            "path": f"/metadata/finalizers/{index}",
+                            "value": PVC_PROTECTION,
+                        },
+                        {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+                    ],
+                    content_type=JSON_PATCH,
+                )
+                self.stats["writes"] += 1
+            except ApiException as error:
+                if error.status not in (404, 409, 422):
+                    raise
         volume = (pvc.get("spec") or {}).get("volumeName")
-        if not volume:
-            return
-        pv_path = f"/api/v1/persistentvolumes/{volume}"
+        if volume:
+            await self.reconcile_volume("", volume)
+
+    async def reconcile_volume(self, _: str, name: str) -> None:
+        """Delete a PV this stand-in provisioned (`pvc-<claim uid>`) once its claim is gone."""
+        pv_path = f"/api/v1/persistentvolumes/{name}"
         pv = await self.kube.get(pv_path)
         if pv is None:
             return
         provisioned = (pv["metadata"].get("annotations") or {}).get(
             "pv.kubernetes.io/provisioned-by"
         )
-        if provisioned != PROVISIONER:
-            return  # Retain: left behind, Released, as a real cluster would
+        claim = (pv.get("spec") or {}).get("claimRef") or {}
+        if provisioned != PROVISIONER or name != f"pvc-{claim.get('uid')}":
+            # Retain: left behind, Released, as a real cluster would (a REFERENCE's clone of
+            # a PV this stand-in made carries its annotation, but is not its own)
+            return
+        where = f"/api/v1/namespaces/{claim.get('namespace')}/persistentvolumeclaims"
+        live = await self.kube.get(f"{where}/{claim.get('name')}")
+        if (
+            live is not None
+            and live["metadata"]["uid"] == claim.get("uid")
+            and not live["metadata"].get("deletionTimestamp")
+        ):
+            return  # still claimed
         if not pv["metadata"].get("deletionTimestamp"):
-            await self._delete("v1", "PersistentVolume", None, volume)
+            await self._delete("v1", "PersistentVolume", None, name)
             pv = await self.kube.get(pv_path)
         if pv is not None and PV_PROTECTION in (pv["metadata"].get("finalizers") or []):
             finalizers = [f for f in pv["metadata"]["finalizers"] if f != PV_PROTECTION]
@@ -714,7 +682,6 @@ _PLURALS = {
     "PersistentVolume": "persistentvolumes",
     "Job": "jobs",
     "ConfigMap": "configmaps",
-    "Event": "events",
 }
 
 

@@ -1,18 +1,30 @@
 """The pure part of the fake Dataset controller: no I/O, no clock, no globals.
 
-`reconcile()` mirrors the real controller's reconcile loop (BaizeAI/dataset
-internal/controller/dataset/dataset_controller.go, read at main): the steps Config, finalizer,
-PVC, ConfigMap, Job and JobStatus run in order, each step's error becomes a condition of that
-type (reason `<Type>Ready` whatever the status, the text in `message`), the chain stops at the
-first error, and the phase is then derived from the rounds. The runtime (controller.py) gathers an
-`Observed` snapshot, calls `reconcile()`, and carries out the returned `Plan`.
+`reconcile()` mirrors the real controller's reconcile loop (BaizeAI/dataset v0.1.6,
+internal/controller/dataset/dataset_controller.go), corrected by what FACTS.md "Measured" saw it
+do: the steps Config, finalizer, PVC, ConfigMap, Job and JobStatus run in order, each step's
+error becomes a condition of that type (reason `<Type>Ready` whatever the status, the text in
+`message`, Go client wording), the chain stops at the first error, and the phase is then derived
+from the rounds. The runtime (controller.py) gathers an `Observed` snapshot, calls `reconcile()`,
+and carries out the returned `Plan`.
 
-What the fake adds on top of the real controller, all driven by `Timings`:
-- a pending window after creation (the controller "has not reconciled yet"): status PENDING;
-- a transient FAILED before each round's Job exists (FACTS.md: it shows briefly);
-- the outcome of each loader Job (no pods run): `job_verdict()` decides success or failure after
-  the round's duration, the way `fail-rounds` says;
-- an Event `ConcurrentRounds` when a round starts while the previous round's Job still runs.
+Two quirks of the real controller are modelled on purpose, because a client sees them:
+- it adds its finalizer with a full Update of the Dataset: the spec goes back through Go's
+  structs (`go_spec`), which writes `volumeClaimTemplate: {metadata: {}, spec: {resources: {}},
+  status: {}}`, `resources: {}` and `mountOptions: {}` (then defaulted by the API server); and
+  controller-runtime zeroes the object before decoding the response, so the conditions set
+  before the Update are lost: the first round's conditions come in the order PVC, ConfigMap,
+  Job, JobStatus, and Config only on the next reconcile. `reconcile()` stops at that Update
+  (`Plan.update`, `Plan.resume`); the runtime sends it and calls `reconcile(response, ...,
+  resumed=True)` for the rest of the chain.
+- its Job reads come from an informer cache that lags: in the reconcile that creates a round's
+  Job, JobStatus is False with `Job.batch "<job>" not found` (the phase is PROCESSING); its own
+  status write triggers the next reconcile, which finds the Job.
+
+Running rounds are polled every `POLL_SECONDS` (Jobs are not watched). What the fake adds is the
+outcome of each loader Job (no pods run): `job_verdict()` decides success or failure after the
+round's duration, the way the `fail-rounds` annotation says; the runtime's job controller writes
+it on the Job, and the Dataset controller sees it at its next poll, as the real one does.
 """
 
 from __future__ import annotations
@@ -20,20 +32,24 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any, Literal
 
 GROUP, VERSION, PLURAL, KIND = "dataset.baizeai.io", "v1alpha1", "datasets", "Dataset"
 API_VERSION = f"{GROUP}/{VERSION}"
 #: The real controller's finalizer (it has no domain prefix upstream).
 FINALIZER = "dataset-controller"
-#: The label the real controller puts on the PVCs, PVs and Jobs it makes (lo.Assign over the
-#: Dataset's own labels), and by which it finds them.
-NAME_LABEL = "dataset.baizeai.io/name"
+#: The label the real controller puts on the PVCs, PVs, ConfigMaps and Jobs it makes
+#: (lo.Assign over the Dataset's own labels), and by which it finds them (constants.go).
+NAME_LABEL = "baize.io/dataset-name"
 #: How many round statuses the real controller keeps.
 KEEP_ROUNDS = 5
 DEFAULT_STORAGE = "100Ti"
+#: A PROCESSING Dataset is reconciled again after this many seconds (RequeueAfter).
+POLL_SECONDS = 5.0
 COND_CONFIG, COND_PVC, COND_CONFIGMAP, COND_JOB, COND_JOBSTATUS = (
     "Config",
     "PVC",
@@ -43,22 +59,39 @@ COND_CONFIG, COND_PVC, COND_CONFIGMAP, COND_JOB, COND_JOBSTATUS = (
 )
 PENDING, PROCESSING, READY, FAILED = "PENDING", "PROCESSING", "READY", "FAILED"
 #: Source types the real controller runs a loader Job for (`supportPreload`).
-PRELOAD_TYPES = frozenset(
-    {"GIT", "S3", "HTTP", "CONDA", "HUGGING_FACE", "MODEL_SCOPE", "DATABASE", "HADOOP"}
-)
+PRELOAD_TYPES = frozenset({"GIT", "S3", "HTTP", "CONDA", "HUGGING_FACE", "MODEL_SCOPE"})
 
-#: Fault and delay injection: read from the Dataset's annotations, then its Namespace's, then the
-#: fake's defaults (CLI flags). The real controller copies the Dataset's annotations onto its PVC
-#: and Jobs, so these show up there too, as they would.
+#: The loader Job, as the Helm chart's rendered config makes it (dataset_job_spec_yaml).
+LOADER_IMAGE = "ghcr.io/baizeai/dataset-data-loader:0.1.0"
+LOADER_COMMAND = "/usr/local/bin/data-loader"
+LOADER_CONTAINER = "dataset-loader"
+DEFAULT_BACKOFF_LIMIT = 4
+DATA_MOUNT = "/baize/dataset/data"
+SECRET_MOUNT = "/run/dataset/secrets"
+CONDA_MOUNT = "/run/dataset/conda"
+CONDA_FILES = {"condaEnvironmentYml": "environment.yaml", "pipRequirementsTxt": "requirements.txt"}
+#: requests, limits of the loader container by source type (Quantity's canonical text).
+_CHART_RESOURCES = ({"cpu": "100m", "memory": "100Mi"}, {"cpu": "2", "memory": "2000Mi"})
+_TYPE_RESOURCES = {
+    "HUGGING_FACE": ({"cpu": "2", "memory": "2Gi"}, {"cpu": "4", "memory": "8Gi"}),
+    "MODEL_SCOPE": ({"cpu": "2", "memory": "2Gi"}, {"cpu": "4", "memory": "8Gi"}),
+    "CONDA": ({"cpu": "2", "memory": "2Gi"}, {"cpu": "4", "memory": "4Gi"}),
+}
+_GPU_RESOURCES = {
+    "nvidia-gpu": {"nvidia.com/gpu": "1"},
+    "nvidia-vgpu": {"nvidia.com/vgpu": "1", "nvidia.com/gpumem": "500"},
+    "metax-gpu": {"metax-tech.com/gpu": "1"},
+}
+
+#: Fault and delay injection: read from the loader Job's annotations (the controller copies the
+#: Dataset's onto it), then its Namespace's, then the fake's defaults (CLI flags). The pod
+#: simulator that runs with the real controller honours the same two names.
 ANNOTATION_PREFIX = "fake.dataset.baizeai.io/"
 ANN_FAIL_ROUNDS = ANNOTATION_PREFIX + "fail-rounds"
 ANN_ROUND_DURATION = ANNOTATION_PREFIX + "round-duration"
-ANN_PENDING_DURATION = ANNOTATION_PREFIX + "pending-duration"
-ANN_TRANSIENT_FAILED = ANNOTATION_PREFIX + "transient-failed-duration"
-ANNOTATIONS = (ANN_FAIL_ROUNDS, ANN_ROUND_DURATION, ANN_PENDING_DURATION, ANN_TRANSIENT_FAILED)
+ANNOTATIONS = (ANN_FAIL_ROUNDS, ANN_ROUND_DURATION)
 #: `spec.managedBy` of the fake's Jobs: a real job controller leaves them alone (JobManagedBy).
 JOB_MANAGED_BY = "fake.dataset.baizeai.io/job-controller"
-EVENT_CONCURRENT_ROUNDS = "ConcurrentRounds"
 
 
 # --------------------------------------------------------------------------- injection
@@ -112,10 +145,8 @@ def parse_fail_rounds(text: str) -> FailRounds:
 
 @dataclass(frozen=True)
 class Timings:
-    """How the fake behaves for one Dataset. Defaults are the test defaults: near-instant."""
+    """How the fake's loader Jobs behave. Defaults are the test defaults: near-instant."""
 
-    pending: float = 0.0
-    transient_failed: float = 0.2
     round_duration: float = 0.3
     fail_rounds: FailRounds = frozenset()
 
@@ -124,13 +155,13 @@ class Timings:
 
 
 def resolve_timings(
-    dataset_annotations: Mapping[str, str] | None,
+    job_annotations: Mapping[str, str] | None,
     namespace_annotations: Mapping[str, str] | None,
     defaults: Timings,
 ) -> Timings:
-    """Each setting from the Dataset's annotation, else the Namespace's, else `defaults`.
-    Raises InjectionError naming the annotation."""
-    layers = [dataset_annotations or {}, namespace_annotations or {}]
+    """Each setting from the Job's (the Dataset's) annotation, else the Namespace's, else
+    `defaults`. Raises InjectionError naming the annotation."""
+    layers = [job_annotations or {}, namespace_annotations or {}]
 
     def pick(key: str) -> str | None:
         for layer in layers:
@@ -140,8 +171,6 @@ def resolve_timings(
 
     values: dict[str, Any] = {}
     for key, attr, parse in (
-        (ANN_PENDING_DURATION, "pending", parse_duration),
-        (ANN_TRANSIENT_FAILED, "transient_failed", parse_duration),
         (ANN_ROUND_DURATION, "round_duration", parse_duration),
         (ANN_FAIL_ROUNDS, "fail_rounds", parse_fail_rounds),
     ):
@@ -152,11 +181,204 @@ def resolve_timings(
             except InjectionError as error:
                 raise InjectionError(f"annotation {key}: {error}") from None
     return Timings(
-        pending=values.get("pending", defaults.pending),
-        transient_failed=values.get("transient_failed", defaults.transient_failed),
         round_duration=values.get("round_duration", defaults.round_duration),
         fail_rounds=values.get("fail_rounds", defaults.fail_rounds),
     )
+
+
+# --------------------------------------------------------------------------- Go round trips
+
+
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_DECIMAL_SUFFIX = {v: k for k, v in _DECIMAL.items()}
+_BINARY_SUFFIX = {v: k for k, v in _BINARY.items()}
+_QUANTITY = re.compile(
+    r"([+-]?(?:\d+\.?\d*|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?\d+))?"
+)
+
+
+def canonical_quantity(text: str) -> str:
+    """resource.Quantity's String(): what Go writes back for a quantity it has parsed (`1024Mi`
+    -> `1Gi`, `1.5Gi` -> `1536Mi`, `2000m` -> `2`, `1.5G` -> `1500M`). Text that does not parse
+    is returned as is."""
+    match = _QUANTITY.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        return text
+    number, suffix, exponent = match.groups()
+    try:
+        value = Fraction(Decimal(number))
+    except (InvalidOperation, ValueError):
+        return text
+    if suffix in _BINARY:
+        value *= Fraction(1024) ** _BINARY[suffix]
+        style = "binary"
+    elif exponent is not None:
+        value *= Fraction(10) ** int(exponent)
+        style = "exponent"
+    else:
+        value *= Fraction(10) ** _DECIMAL[suffix or ""]
+        style = "decimal"
+    nano = value * 10**9  # Quantity keeps nine decimals, rounding up
+    value = Fraction(-((-nano.numerator) // nano.denominator), 10**9)
+    if value == 0:
+        return "0"
+    if style == "binary" and (abs(value) < 1024 or value.denominator != 1):
+        style = "decimal"
+    if style == "binary":
+        amount, power = int(value), 0
+        while amount % 1024 == 0 and power < 6:
+            amount, power = amount // 1024, power + 1
+        return f"{amount}{_BINARY_SUFFIX[power]}"
+    # base 10: an integer mantissa and an exponent that is a multiple of three
+    power = 0
+    while value.denominator != 1:
+        value, power = value * 10, power - 1
+    amount = int(value)
+    while amount != 0 and amount % 10 == 0:
+        amount, power = amount // 10, power + 1
+    while power % 3:
+        amount, power = amount * 10, power - 1
+    if style == "decimal" and power in _DECIMAL_SUFFIX:
+        return f"{amount}{_DECIMAL_SUFFIX[power]}"
+    return f"{amount}e{power}" if power else str(amount)
+
+
+def _quantities(resources: Any) -> dict[str, str]:
+    return (
+        {k: canonical_quantity(str(v)) for k, v in resources.items()}
+        if isinstance(resources, Mapping)
+        else {}
+    )
+
+
+def _map(value: Any) -> dict[str, Any]:
+    """`value` when it is a map, else an empty one (Go's zero struct)."""
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _keep(source: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The keys Go's struct knows, omitempty."""
+    return {k: copy.deepcopy(source[k]) for k in keys if source.get(k) not in (None, "", [], {})}
+
+
+def _go_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
+    out = _keep(selector, ("matchLabels",))
+    expressions = [
+        {**_keep(e, ("key", "operator", "values"))}
+        for e in selector.get("matchExpressions") or []
+        if isinstance(e, Mapping)
+    ]
+    if expressions:
+        out["matchExpressions"] = expressions
+    return out
+
+
+_PVC_SPEC_KEYS = (
+    "accessModes",
+    "selector",
+    "volumeName",
+    "storageClassName",
+    "volumeMode",
+    "dataSource",
+    "dataSourceRef",
+    "volumeAttributesClassName",
+)
+_OBJECT_META_KEYS = (
+    "name",
+    "generateName",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+)
+
+
+def _go_claim_template(template: Any) -> dict[str, Any]:
+    """A corev1.PersistentVolumeClaim through encoding/json: metadata, spec.resources and status
+    are structs (never omitted); ObjectMeta's zero creationTimestamp marshals as null (the
+    CRD prunes it)."""
+    template = _map(template)
+    out = _keep(template, ("apiVersion", "kind"))
+    meta = _map(template.get("metadata"))
+    out["metadata"] = {**_keep(meta, _OBJECT_META_KEYS), "creationTimestamp": None}
+    spec = _map(template.get("spec"))
+    claim = _keep(spec, _PVC_SPEC_KEYS)
+    if "storageClassName" in spec and spec["storageClassName"] == "":
+        claim["storageClassName"] = ""  # a *string: "" is not omitted
+    resources = _map(spec.get("resources"))
+    claim["resources"] = {
+        k: _quantities(resources[k]) for k in ("limits", "requests") if resources.get(k)
+    }
+    out["spec"] = dict(sorted(claim.items()))
+    status = template.get("status")
+    out["status"] = copy.deepcopy(dict(status)) if isinstance(status, Mapping) else {}
+    return out
+
+
+def go_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The Dataset spec as the real controller's full Update sends it back: the DatasetSpec
+    struct through encoding/json. Unknown fields go, omitempty scalars go (`share: false`, an
+    empty `options`), structs stay even when empty (`mountOptions: {}`, `resources: {}`,
+    `volumeClaimTemplate: {metadata, spec: {resources: {}}, status: {}}`), quantities are
+    canonical. The API server then prunes what its CRD does not know and applies defaults
+    (mountOptions' path, mode, uid and gid)."""
+    out: dict[str, Any] = {}
+    source = _map(spec.get("source"))
+    out["source"] = {"type": source.get("type", ""), "uri": source.get("uri", "")}
+    if source.get("options"):
+        out["source"]["options"] = dict(source["options"])
+    out.update(_keep(spec, ("secretRef",)))
+    mount = _map(spec.get("mountOptions"))
+    out["mountOptions"] = _keep(mount, ("path", "mode", "uid", "gid"))
+    if spec.get("share"):
+        out["share"] = True
+    selector = spec.get("shareToNamespaceSelector")
+    if isinstance(selector, Mapping):
+        out["shareToNamespaceSelector"] = _go_selector(selector)
+    if spec.get("dataSyncRound"):
+        out["dataSyncRound"] = spec["dataSyncRound"]
+    out["volumeClaimTemplate"] = _go_claim_template(spec.get("volumeClaimTemplate"))
+    ref = spec.get("volumeClaimRef")  # main only (a pointer); pruned by v0.1.6's CRD
+    if isinstance(ref, Mapping):
+        out["volumeClaimRef"] = _keep(ref, ("name", "subPath"))
+    resources = _map(spec.get("resources"))
+    out["resources"] = {  # main only (a struct); pruned by v0.1.6's CRD
+        k: _quantities(resources[k]) for k in ("limits", "requests") if resources.get(k)
+    }
+    return out
+
+
+def go_quote(value: str) -> str:
+    """Go's %q (strconv.Quote) of a string."""
+    escapes = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f"}
+    escapes.update({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"})
+    out = []
+    for char in value:
+        if char in escapes:
+            out.append(escapes[char])
+        elif char.isprintable() or char == " ":
+            out.append(char)
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
+#: RE2's \s (what the controller's regexp.MustCompile(`\s`) matches): ASCII whitespace, no \v.
+_GO_SPACE = re.compile(r"[\t\n\f\r ]")
+
+
+def go_not_found(kind: str, name: str, group: str = "") -> str:
+    """A NotFound error from controller-runtime's cache reader: it names the Kind (not the
+    resource), e.g. `PersistentVolumeClaim "x" not found`, `Job.batch "x" not found`."""
+    return f'{kind}.{group} "{name}" not found' if group else f'{kind} "{name}" not found'
 
 
 # --------------------------------------------------------------------------- label selectors
@@ -232,19 +454,31 @@ def round_of_job(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def configmap_name(dataset_name: str) -> str:
+    return f"dataset-{dataset_name}-config"
+
+
 def _spec(ds: Mapping[str, Any]) -> dict[str, Any]:
     spec = ds.get("spec")
     return spec if isinstance(spec, dict) else {}
 
 
-def source_type(ds: Mapping[str, Any]) -> str:
+def _source(ds: Mapping[str, Any]) -> dict[str, Any]:
     source = _spec(ds).get("source")
-    return str(source.get("type", "")) if isinstance(source, dict) else ""
+    return source if isinstance(source, dict) else {}
+
+
+def source_type(ds: Mapping[str, Any]) -> str:
+    return str(_source(ds).get("type", ""))
 
 
 def source_uri(ds: Mapping[str, Any]) -> str:
-    source = _spec(ds).get("source")
-    return str(source.get("uri", "")) if isinstance(source, dict) else ""
+    return str(_source(ds).get("uri", ""))
+
+
+def source_options(ds: Mapping[str, Any]) -> dict[str, str]:
+    options = _source(ds).get("options")
+    return {str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {}
 
 
 def data_sync_round(ds: Mapping[str, Any]) -> int:
@@ -389,7 +623,7 @@ class JobView:
 @dataclass(frozen=True)
 class SourceObservation:
     """For a REFERENCE Dataset: what the controller reads of the source, in the order it reads
-    it. `error` is the first failed read (the real controller's wording)."""
+    it. Each `*_error` is the failed read's Go client text."""
 
     dataset: Mapping[str, Any] | None = None
     dataset_error: str | None = None
@@ -408,11 +642,20 @@ class Observed:
     namespace: Mapping[str, Any] | None = None  # the Dataset's Namespace object
     namespace_error: str | None = None
     pvc: Mapping[str, Any] | None = None  # the PVC named pvc_name_for(ds), if it exists
-    jobs: Mapping[str, JobView] = field(default_factory=dict)  # loader Jobs by name
+    configmap: Mapping[str, Any] | None = None  # CONDA: dataset-<name>-config, if it exists
+    #: loader Jobs by name: those of the rounds `jobs_to_read(ds)` names, when they exist
+    jobs: Mapping[str, JobView] = field(default_factory=dict)
     source: SourceObservation | None = None  # REFERENCE only
     nfs_pv: Mapping[str, Any] | None = None  # NFS only: the PV named nfs_pv_name(ds)
-    #: when this fake first showed the transient FAILED for the round now due (None: not yet)
-    transient_since: dt.datetime | None = None
+
+
+def jobs_to_read(ds: Mapping[str, Any]) -> list[str]:
+    """The loader Jobs a reconcile may read: the spec's round, the round in processing and the
+    last round that succeeded."""
+    status = _map(ds.get("status"))
+    rounds = {data_sync_round(ds), status.get("inProcessingRound"), status.get("lastSucceedRound")}
+    name = ds["metadata"]["name"]
+    return [job_name(name, r) for r in sorted(r for r in rounds if isinstance(r, int) and r > 0)]
 
 
 # --------------------------------------------------------------------------- the plan
@@ -420,19 +663,22 @@ class Observed:
 
 @dataclass
 class Plan:
-    """What to do, in this order: set finalizers, delete, create, patch, write status, emit
-    events; then reconcile again after `requeue_after` seconds if set."""
+    """What to do, in this order: delete, send `update` (the full Dataset), create, update,
+    patch labels, write the status; then reconcile again after `requeue_after` seconds if set.
+
+    With `resume` set, the plan ends at `update`: send it, then call `reconcile(response, obs,
+    resumed=True)` for the rest of the chain (the real controller carries on with the response,
+    its status zeroed to the stored one)."""
 
     status: dict[str, Any]
     status_changed: bool = False
-    finalizers: list[str] | None = None  # replace metadata.finalizers with this list
+    update: dict[str, Any] | None = None  # PUT of the Dataset (finalizers, spec write-back)
+    resume: bool = False
     creates: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # PUT (a CONDA ConfigMap)
     deletes: list[tuple[str, str, str | None, str]] = field(default_factory=list)
     label_patches: list[tuple[str, str, dict[str, str | None]]] = field(default_factory=list)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None
-    #: the round whose transient FAILED this reconcile shows (the runtime remembers when)
-    transient_round: int | None = None
     #: the Job created this time, for the fake job controller to time
     started_job: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -446,51 +692,55 @@ class _StepError(Exception):
     pass
 
 
-class _Defer(Exception):
-    """Stop the step chain without touching the step's condition."""
+class _Resume(Exception):
+    """Stop the chain here: the runtime sends the Update and resumes with its response."""
 
 
 # --------------------------------------------------------------------------- reconcile
 
 
-def reconcile(ds: Mapping[str, Any], obs: Observed, timings: Timings) -> Plan:
-    """One reconcile of the real controller, plus the fake's timing. Never raises on a
-    malformed Dataset: that is a Config condition."""
+Step = Callable[[dict[str, Any], Observed, Plan, int], None]
+
+
+def reconcile(
+    ds: Mapping[str, Any],
+    obs: Observed,
+    *,
+    backoff_limit: int = DEFAULT_BACKOFF_LIMIT,
+    resumed: bool = False,
+) -> Plan:
+    """One reconcile of the real controller. Never raises on a malformed Dataset: that is a
+    Config condition. `resumed`: carry on after the finalizer Update, with its response as
+    `ds` (the steps Config and finalizer are behind)."""
     now = obs.now
     raw_status = ds.get("status")
     old_status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
     status: dict[str, Any] = copy.deepcopy(old_status)
-    status.setdefault("conditions", [])
+    if not isinstance(status.get("conditions"), list):
+        status["conditions"] = []
     plan = Plan(status=status)
     working = copy.deepcopy(dict(ds))
     working["status"] = status
 
     if is_deleting(ds):
         _reconcile_deletion(working, obs, plan)
+        if plan.update is not None:
+            return plan  # the Update lets the Dataset go: its status is never written
     else:
-        created = parse_time(ds["metadata"].get("creationTimestamp"))
-        pending_left = (
-            timings.pending - (now - created).total_seconds() if created is not None else 0.0
-        )
-        if pending_left > 0 and not old_status.get("conditions"):
-            # not reconciled yet: the phase default (PENDING) and nothing else
-            plan.status = {"phase": PENDING}
-            plan.status_changed = old_status != plan.status
-            plan.requeue(pending_left)
-            return plan
-        steps = (
+        steps: list[tuple[str, Step]] = [
             (COND_CONFIG, _validate),
             ("", _finalizer),
             (COND_PVC, _pvc),
             (COND_CONFIGMAP, _configmap),
             (COND_JOB, _job),
             (COND_JOBSTATUS, _job_status),
-        )
-        for type_, step in steps:
+        ]
+        for type_, step in steps[2:] if resumed else steps:
             try:
-                step(working, obs, timings, plan)
-            except _Defer:
-                break
+                step(working, obs, plan, backoff_limit)
+            except _Resume:
+                plan.status = _omit_empty(copy.deepcopy(old_status))
+                return plan
             except _StepError as error:
                 if type_:
                     set_condition(status["conditions"], type_, str(error), now)
@@ -502,10 +752,20 @@ def reconcile(ds: Mapping[str, Any], obs: Observed, timings: Timings) -> Plan:
     _phase(working)
     plan.status = _omit_empty(status)
     plan.status_changed = plan.status != _omit_empty(copy.deepcopy(old_status))
-    polls = not is_deleting(ds) and plan.status.get("phase") == PROCESSING
-    if polls and plan.requeue_after is None:
-        plan.requeue(5.0)  # the real controller polls a running round every 5 s
+    if not is_deleting(ds) and plan.status.get("phase") == PROCESSING:
+        plan.requeue(POLL_SECONDS)  # a running round is polled: Jobs are not watched
     return plan
+
+
+def update_body(ds: Mapping[str, Any], finalizers: list[str] | None) -> dict[str, Any]:
+    """The real controller's r.Update(ctx, ds): the object as read (resourceVersion and all),
+    finalizers replaced, the spec through Go's structs (`go_spec`)."""
+    meta = copy.deepcopy(dict(ds["metadata"]))
+    if finalizers:
+        meta["finalizers"] = list(finalizers)
+    else:
+        meta.pop("finalizers", None)
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": go_spec(_spec(ds))}
 
 
 def _reconcile_deletion(ds: dict[str, Any], obs: Observed, plan: Plan) -> None:
@@ -517,14 +777,13 @@ def _reconcile_deletion(ds: dict[str, Any], obs: Observed, plan: Plan) -> None:
         plan.notes.append(f"PVC: {error}")
         return
     set_condition(status["conditions"], COND_PVC, None, obs.now)
-    if ds["metadata"].get("finalizers"):
-        plan.finalizers = []  # ds.Finalizers = nil: every finalizer, not only its own
+    plan.update = update_body(ds, None)  # ds.Finalizers = nil: every finalizer, not only its own
 
 
 def _pvc_deletion(ds: dict[str, Any], obs: Observed, plan: Plan) -> None:
     namespace = ds["metadata"]["namespace"]
     if isinstance(_spec(ds).get("volumeClaimRef"), dict):
-        _claim_ref(ds, obs)  # upstream reads (never deletes) a referenced claim, even now
+        _claim_ref(ds, obs)  # main reads (never deletes) a referenced claim, even now
         return
     kind = source_type(ds)
     name = pvc_name_for(ds)
@@ -543,7 +802,7 @@ def _pvc_deletion(ds: dict[str, Any], obs: Observed, plan: Plan) -> None:
     plan.deletes.append(("v1", "PersistentVolumeClaim", namespace, name))
 
 
-def _validate(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> None:
+def _validate(ds: dict[str, Any], obs: Observed, plan: Plan, backoff_limit: int) -> None:
     spec = ds.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("source"), dict):
         raise _StepError("spec.source is missing")
@@ -562,10 +821,11 @@ def _validate(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -
             raise _StepError(f"source dataset {source_uri(ds)} is not shared")
         selector = src_spec.get("shareToNamespaceSelector")
         if selector is not None:
+            namespace = ds["metadata"]["namespace"]
             if obs.namespace is None:
                 raise _StepError(
-                    f"fetch current namespace {ds['metadata']['namespace']} error: "
-                    f"{obs.namespace_error or 'not found'}"
+                    f"fetch current namespace {namespace} error: "
+                    f"{obs.namespace_error or go_not_found('Namespace', namespace)}"
                 )
             labels = obs.namespace.get("metadata", {}).get("labels") or {}
             try:
@@ -576,6 +836,7 @@ def _validate(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -
                 raise _StepError(
                     f"source dataset {source_uri(ds)} is not shared to current namespace"
                 )
+    # main only (v0.1.6 has no volumeClaimRef; its CRD prunes one)
     ref = spec.get("volumeClaimRef")
     if ref is not None and spec.get("volumeClaimTemplate"):
         raise _StepError("volumeClaimRef and volumeClaimTemplate cannot be both set")
@@ -587,9 +848,11 @@ def _validate(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -
             raise _StepError(f"subPath should not contain '..', got: {sub_path}")
 
 
-def _finalizer(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> None:
+def _finalizer(ds: dict[str, Any], obs: Observed, plan: Plan, backoff_limit: int) -> None:
     if FINALIZER not in (ds["metadata"].get("finalizers") or []):
-        plan.finalizers = [FINALIZER]  # replaces whatever was there
+        plan.update = update_body(ds, [FINALIZER])  # replaces whatever was there
+        plan.resume = True
+        raise _Resume
 
 
 def _claim_ref(ds: dict[str, Any], obs: Observed) -> None:
@@ -599,14 +862,14 @@ def _claim_ref(ds: dict[str, Any], obs: Observed) -> None:
     if obs.pvc is None:
         raise _StepError(
             f"get pvc {where} for dataset {namespace}/{ds['metadata']['name']} error: "
-            f'persistentvolumeclaims "{ref.get("name")}" not found'
+            + go_not_found("PersistentVolumeClaim", str(ref.get("name")))
         )
     phase = (obs.pvc.get("status") or {}).get("phase", "")
     if phase != "Bound":
         raise _StepError(f"pvc {where} is not bound yet, current phase: {phase}")
 
 
-def _pvc(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> None:
+def _pvc(ds: dict[str, Any], obs: Observed, plan: Plan, backoff_limit: int) -> None:
     status, meta, spec = ds["status"], ds["metadata"], _spec(ds)
     namespace, name = meta["namespace"], meta["name"]
     if isinstance(spec.get("volumeClaimRef"), dict):
@@ -632,7 +895,8 @@ def _pvc(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> Non
         if src.pvc is None:
             raise _StepError(
                 f"get pvc {src_meta['namespace']}/{src_pvc_name} for source dataset "
-                f"{src_meta['namespace']}/{src_meta['name']} error: {src.pvc_error or 'not found'}"
+                f"{src_meta['namespace']}/{src_meta['name']} error: "
+                + (src.pvc_error or go_not_found("PersistentVolumeClaim", src_pvc_name))
             )
         volume = (src.pvc.get("spec") or {}).get("volumeName")
         if not volume:
@@ -640,7 +904,7 @@ def _pvc(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> Non
         if src.pv is None:
             raise _StepError(
                 f"get pv {volume} for source dataset {src_meta['namespace']}/{src_meta['name']}"
-                f" error: {src.pv_error or 'not found'}"
+                f" error: {src.pv_error or go_not_found('PersistentVolume', volume)}"
             )
         if not src.clone_exists:
             plan.creates.append(_clone_pv(ds, src.pv))
@@ -650,14 +914,14 @@ def _pvc(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> Non
         status["readOnly"] = True
     elif kind == "PVC":
         if obs.pvc is None:
-            raise _StepError(f'persistentvolumeclaims "{pvc_name}" not found')
+            raise _StepError(go_not_found("PersistentVolumeClaim", pvc_name))
         owner = (obs.pvc["metadata"].get("labels") or {}).get(NAME_LABEL)
         if owner is not None and owner != name:
             raise _StepError(f"pvc {pvc_name} is not belong to dataset {namespace}/{name}")
         if owner is None:
             plan.label_patches.append((namespace, pvc_name, {NAME_LABEL: name}))
         status["pvcName"] = pvc_name
-        return
+        return  # never sets lastSucceedRound; the phase of a PVC Dataset is always READY
     elif kind == "NFS":
         pv_name = nfs_pv_name(ds)
         if obs.nfs_pv is not None:
@@ -665,20 +929,17 @@ def _pvc(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> Non
                 raise _StepError(f"pv {pv_name} is not belong to dataset {namespace}/{name}")
         else:
             plan.creates.append(_nfs_pv(ds))
-        status["lastSucceedRound"] = data_sync_round(ds)
+        status["lastSucceedRound"] = data_sync_round(ds)  # every reconcile: a raised round too
         force_class, volume_override = "nfs-csi", pv_name
 
     status["pvcName"] = pvc_name
     if pvc_spec is None:
-        template = spec.get("volumeClaimTemplate")
-        template_spec = template.get("spec") if isinstance(template, dict) else None
-        pvc_spec = copy.deepcopy(template_spec) if isinstance(template_spec, dict) else {}
+        pvc_spec = _go_claim_template(spec.get("volumeClaimTemplate"))["spec"]
         if not pvc_spec.get("accessModes"):
             pvc_spec["accessModes"] = ["ReadWriteMany"]
         pvc_spec.setdefault("volumeMode", "Filesystem")
-        resources = pvc_spec.setdefault("resources", {})
-        requests = resources.setdefault("requests", {}) if isinstance(resources, dict) else {}
-        if not requests.get("storage") or str(requests.get("storage")).strip("0") == "":
+        requests = pvc_spec["resources"].setdefault("requests", {})
+        if canonical_quantity(str(requests.get("storage") or "0")) == "0":
             requests["storage"] = DEFAULT_STORAGE
         if force_class:
             pvc_spec["storageClassName"] = force_class
@@ -732,7 +993,7 @@ def _clone_pv(ds: Mapping[str, Any], source_pv: Mapping[str, Any]) -> dict[str, 
 def _nfs_pv(ds: Mapping[str, Any]) -> dict[str, Any]:
     host, path = _uri_host_path(source_uri(ds))
     name, pvc_name, namespace = nfs_pv_name(ds), pvc_name_for(ds), ds["metadata"]["namespace"]
-    mode = str((_spec(ds).get("mountOptions") or {}).get("mode") or "0774")
+    mode = str((_spec(ds).get("mountOptions") or {}).get("mode") or "")
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -766,58 +1027,112 @@ def _nfs_pv(ds: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _configmap(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> None:
-    """CONDA keeps its environment files in a ConfigMap upstream; the fake makes none (no
-    loader reads it), so the condition is simply True."""
+def _conda_files(ds: Mapping[str, Any]) -> dict[str, str]:
+    """The CONDA options the controller moves into its ConfigMap: option -> file name."""
+    options = source_options(ds)
+    return {k: f for k, f in CONDA_FILES.items() if options.get(k, "").strip()}
 
 
-def _job(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> None:
+def _configmap(ds: dict[str, Any], obs: Observed, plan: Plan, backoff_limit: int) -> None:
+    """CONDA only: the ConfigMap `dataset-<name>-config` holds the environment files the loader
+    reads (created, then updated on every reconcile with the files the options give)."""
+    if source_type(ds) != "CONDA":
+        return
+    options = source_options(ds)
+    data = {file: options[option] for option, file in _conda_files(ds).items()}
+    meta = ds["metadata"]
+    if obs.configmap is None:
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": configmap_name(meta["name"]),
+                "namespace": meta["namespace"],
+                "labels": copied_labels(ds),
+                "ownerReferences": [owner_reference(ds)],
+            },
+        }
+        if data:
+            body["data"] = data
+        plan.creates.append(body)
+        return
+    merged = {**(obs.configmap.get("data") or {}), **data}
+    if merged != (obs.configmap.get("data") or {}):
+        updated = copy.deepcopy(dict(obs.configmap))
+        updated["data"] = merged
+        plan.updates.append(updated)
+
+
+def _job(ds: dict[str, Any], obs: Observed, plan: Plan, backoff_limit: int) -> None:
     if source_type(ds) not in PRELOAD_TYPES:
         return
     status, meta = ds["status"], ds["metadata"]
     round_ = data_sync_round(ds)
     if round_ <= (status.get("lastSucceedRound") or 0):
         return
-    name = job_name(meta["name"], round_)
-    if name not in obs.jobs:
-        running_before = [
-            view.name
-            for view in obs.jobs.values()
-            if view.running and (round_of_job(view.name) or 0) < round_
-        ]
-        if not status.get("inProcessing") and not running_before and timings.transient_failed > 0:
-            # FACTS.md: FAILED shows briefly before the first Job of a round exists
-            since = obs.transient_since
-            waited = (obs.now - since).total_seconds() if since is not None else 0.0
-            if since is None or waited < timings.transient_failed:
-                plan.transient_round = round_
-                plan.requeue(timings.transient_failed - waited)
-                raise _Defer
-        plan.creates.append(_loader_job(ds, round_))
-        plan.started_job = name
-        plan.requeue(timings.round_duration)
-        if running_before:
-            plan.events.append(
-                (
-                    "Warning",
-                    EVENT_CONCURRENT_ROUNDS,
-                    f"round {round_} started while {', '.join(sorted(running_before))} "
-                    "still runs (the Dataset operator runs both Jobs concurrently)",
-                )
-            )
     status["inProcessing"] = True
     status["inProcessingRound"] = round_
+    name = job_name(meta["name"], round_)
+    if name not in obs.jobs:  # upstream creates every time and ignores AlreadyExists
+        plan.creates.append(loader_job(ds, round_, backoff_limit))
+        plan.started_job = name
 
 
-def _loader_job(ds: Mapping[str, Any], round_: int) -> dict[str, Any]:
-    """A batch/v1 Job shaped like the loader's. `spec.managedBy` keeps a real job controller
-    off it: the fake decides its outcome (`job_verdict`)."""
+def loader_job(ds: Mapping[str, Any], round_: int, backoff_limit: int) -> dict[str, Any]:
+    """A batch/v1 Job shaped like the real controller's (with the Helm chart's job spec).
+    `spec.managedBy` keeps a real job controller off it: the fake decides its outcome
+    (`job_verdict`)."""
     meta, spec = ds["metadata"], _spec(ds)
-    args = [source_type(ds), source_uri(ds)]
-    for key, value in sorted((spec["source"].get("options") or {}).items()):
-        args.append(
-            f"--options={key}={value!r}" if re.search(r"\s", value) else f"--options={key}={value}"
-        )
+    kind = source_type(ds)
+    options = source_options(ds)
+    requests, limits = _TYPE_RESOURCES.get(kind, ({}, {}))
+    requests, limits = dict(requests), dict(limits)
+    gpu = _GPU_RESOURCES.get(options.get("gpuType", ""), {})
+    requests.update(gpu)
+    limits.update(gpu)
+    resources = {"requests": dict(_CHART_RESOURCES[0]), "limits": dict(_CHART_RESOURCES[1])}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if kind == "CONDA":
+        files = _conda_files(ds)
+        for option in files:
+            del options[option]
+        options.pop("gpuType", None)
+        if files:
+            items = [{"key": f, "path": f} for f in files.values()]
+            volumes.append(
+                {
+                    "name": "dataset-config-conda",
+                    "configMap": {"name": configmap_name(meta["name"]), "items": items},
+                }
+            )
+            mounts.append(
+                {"name": "dataset-config-conda", "mountPath": CONDA_MOUNT, "readOnly": True}
+            )
+    if spec.get("secretRef"):
+        volumes.append({"name": "dataset-secret", "secret": {"secretName": spec["secretRef"]}})
+        mounts.append({"name": "dataset-secret", "mountPath": SECRET_MOUNT, "readOnly": True})
+    claim = _map(ds.get("status")).get("pvcName") or ""
+    volumes.append({"name": "dataset-pvc", "persistentVolumeClaim": {"claimName": claim}})
+    mounts.append({"name": "dataset-pvc", "mountPath": DATA_MOUNT})
+
+    args = [kind, source_uri(ds)]
+    for key, value in sorted(options.items()):  # Go map order: any order
+        args.append(f"--options={key}={go_quote(value) if _GO_SPACE.search(value) else value}")
+    mount = _map(spec.get("mountOptions"))
+    if mount.get("path"):
+        args.append(f"--mount-path={mount['path']}")
+    if mount.get("mode"):
+        args.append(f"--mount-mode={mount['mode']}")
+    args.append(f"--mount-uid={mount.get('uid') or 0}")
+    args.append(f"--mount-gid={mount.get('gid') or 0}")
+    args.append(f"--mount-root={DATA_MOUNT}")
+
     metadata: dict[str, Any] = {
         "name": job_name(meta["name"], round_),
         "namespace": meta["namespace"],
@@ -826,33 +1141,29 @@ def _loader_job(ds: Mapping[str, Any], round_: int) -> dict[str, Any]:
     }
     if copied_annotations(ds):
         metadata["annotations"] = copied_annotations(ds)
-    volumes: list[dict[str, Any]] = [
-        {"name": "dataset-pvc", "persistentVolumeClaim": {"claimName": ds["status"].get("pvcName")}}
-    ]
-    mounts: list[dict[str, Any]] = [{"name": "dataset-pvc", "mountPath": "/baize/dataset/data"}]
-    if spec.get("secretRef"):
-        volumes.append({"name": "dataset-secret", "secret": {"secretName": spec["secretRef"]}})
-        mounts.append(
-            {"name": "dataset-secret", "mountPath": "/baize/dataset/secrets", "readOnly": True}
-        )
+    container = {
+        "name": LOADER_CONTAINER,
+        "image": LOADER_IMAGE,
+        "command": [LOADER_COMMAND],
+        "args": args,
+        "resources": resources,
+        "volumeMounts": mounts,
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata,
         "spec": {
             "managedBy": JOB_MANAGED_BY,
-            "backoffLimit": 0,
+            "backoffLimit": backoff_limit,
+            "completionMode": "NonIndexed",
+            "completions": 1,
+            "parallelism": 1,
             "template": {
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "dataset-loader",
-                            "image": "fake.dataset.baizeai.io/data-loader:fake",
-                            "args": args,
-                            "volumeMounts": mounts,
-                        }
-                    ],
+                    "securityContext": {"runAsUser": 0},
+                    "containers": [container],
                     "volumes": volumes,
                 }
             },
@@ -860,7 +1171,7 @@ def _loader_job(ds: Mapping[str, Any], round_: int) -> dict[str, Any]:
     }
 
 
-def _job_status(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan) -> None:
+def _job_status(ds: dict[str, Any], obs: Observed, plan: Plan, backoff_limit: int) -> None:
     status, meta = ds["status"], ds["metadata"]
     created = meta.get("creationTimestamp")
     if source_type(ds) not in PRELOAD_TYPES:
@@ -872,7 +1183,7 @@ def _job_status(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan)
             name = job_name(meta["name"], last)
             view = obs.jobs.get(name)
             if view is None:
-                raise _StepError(f'jobs.batch "{name}" not found')
+                raise _StepError(go_not_found("Job", name, "batch"))
             status["lastSyncTime"] = view.completion_time or created
         else:
             status["lastSyncTime"] = created
@@ -880,10 +1191,9 @@ def _job_status(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan)
     round_ = status.get("inProcessingRound") or 0
     name = job_name(meta["name"], round_)
     view = obs.jobs.get(name)
-    if view is None:
-        if plan.started_job == name:  # created just now: the next reconcile reads it
-            return
-        raise _StepError(f'jobs.batch "{name}" not found')
+    if view is None or plan.started_job == name:
+        # created just now: the informer cache has not seen it yet (FACTS.md "Measured" 6)
+        raise _StepError(go_not_found("Job", name, "batch"))
     rounds: list[dict[str, Any]] = status.setdefault("syncRoundStatuses", [])
     entry = next((r for r in rounds if r.get("round") == round_), None)
     if entry is None:
@@ -898,7 +1208,7 @@ def _job_status(ds: dict[str, Any], obs: Observed, timings: Timings, plan: Plan)
         status["inProcessing"] = False
         status["lastSucceedRound"] = round_
         status["inProcessingRound"] = 0
-    elif view.failed:
+    elif view.failed:  # no endTime, no message: the Job's reason is copied nowhere
         status["inProcessing"] = False
         status["inProcessingRound"] = 0
         entry["succeed"] = False
@@ -939,6 +1249,7 @@ class JobVerdict:
     done: bool
     succeeded: bool = False
     remaining: float = 0.0
+    message: str = ""
 
 
 def job_verdict(
@@ -953,7 +1264,11 @@ def job_verdict(
     if remaining > 0:
         return JobVerdict(done=False, remaining=remaining)
     round_ = round_of_job(view.name) or 0
-    return JobVerdict(done=True, succeeded=not timings.fails(round_))
+    if timings.fails(round_):
+        return JobVerdict(
+            done=True, message=f"round {round_} fails ({ANN_FAIL_ROUNDS}: fake loader failure)"
+        )
+    return JobVerdict(done=True, succeeded=True)
 
 
 def job_status_patch(verdict: JobVerdict, started: dt.datetime, now: dt.datetime) -> dict[str, Any]:
@@ -982,7 +1297,7 @@ def job_status_patch(verdict: JobVerdict, started: dt.datetime, now: dt.datetime
             "uncountedTerminatedPods": {},
             "conditions": conditions,
         }
-    message = "Job has reached the specified backoff limit (fake.dataset.baizeai.io/fail-rounds)"
+    message = f"Job has reached the specified backoff limit: {verdict.message or 'fake failure'}"
     return {
         "startTime": start,
         "failed": 1,
@@ -1010,7 +1325,7 @@ def _job_condition(type_: str, reason: str, message: str, when: str) -> dict[str
 
 def malformed_status(ds: Mapping[str, Any], error: str, now: dt.datetime) -> dict[str, Any]:
     """The status for a Dataset the fake cannot even read: FAILED, with the reason in Config."""
-    old = ds.get("status") if isinstance(ds.get("status"), dict) else {}
+    old = _map(ds.get("status"))
     status = copy.deepcopy(old) if old else {}
     conditions = status.get("conditions")
     if not isinstance(conditions, list):

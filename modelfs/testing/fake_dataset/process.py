@@ -66,8 +66,8 @@ class FakeDatasetController:
         namespaces: Sequence[str] = (),
         timings: logic.Timings | None = None,
         sandbox: bool = False,
+        backoff_limit: int = logic.DEFAULT_BACKOFF_LIMIT,
         storage: bool = True,
-        events: bool = True,
         resync: float | None = None,
         context: str | None = None,
         log_path: Path | str | None = None,
@@ -80,8 +80,8 @@ class FakeDatasetController:
         self.namespaces = tuple(namespaces)
         self.timings = timings
         self.sandbox = sandbox
+        self.backoff_limit = backoff_limit
         self.storage = storage
-        self.events = events
         self.resync = resync
         self.context = context
         self.log_level = log_level
@@ -112,19 +112,15 @@ class FakeDatasetController:
         if self.timings is not None:
             fail = self.timings.fail_rounds
             argv += [
-                "--pending-duration",
-                _duration_arg(self.timings.pending),
-                "--transient-failed-duration",
-                _duration_arg(self.timings.transient_failed),
                 "--round-duration",
                 _duration_arg(self.timings.round_duration),
                 "--fail-rounds",
                 "all" if fail == "all" else ",".join(map(str, sorted(fail))),
             ]
+        if self.backoff_limit != logic.DEFAULT_BACKOFF_LIMIT:
+            argv += ["--backoff-limit", str(self.backoff_limit)]
         if not self.storage:
             argv.append("--no-storage")
-        if not self.events:
-            argv.append("--no-events")
         if self.resync:
             argv += ["--resync", _duration_arg(self.resync)]
         return argv
