@@ -905,6 +905,19 @@ def test_job_annotations_win_over_namespace_over_defaults() -> None:
         logic.resolve_timings({logic.ANN_ROUND_DURATION: "soon"}, None, defaults)
 
 
+def test_a_malformed_annotation_is_skipped_with_a_warning_as_the_pod_simulator_does() -> None:
+    defaults = Timings(round_duration=0.3)
+    warnings: list[str] = []
+    timings = logic.resolve_timings(
+        {logic.ANN_ROUND_DURATION: "soon", logic.ANN_FAIL_ROUNDS: "x"},
+        {logic.ANN_ROUND_DURATION: "2s"},
+        defaults,
+        warnings,
+    )
+    assert timings == Timings(round_duration=2)  # the Namespace's, then the default
+    assert len(warnings) == 2 and "round-duration" in warnings[0]
+
+
 def test_only_the_two_shared_annotations_exist() -> None:
     assert logic.ANNOTATIONS == (
         "fake.dataset.baizeai.io/fail-rounds",

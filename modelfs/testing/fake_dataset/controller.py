@@ -477,14 +477,13 @@ class FakeDataset:
         )
         ns_obj = await self.kube.get(f"/api/v1/namespaces/{namespace}")
         ns_annotations = (ns_obj or {}).get("metadata", {}).get("annotations") or {}
-        try:
-            timings = logic.resolve_timings(
-                job["metadata"].get("annotations"), ns_annotations, self.settings.defaults
-            )
-            verdict = logic.job_verdict(job, started, timings, now)
-        except logic.InjectionError as error:
-            log.warning("%s/%s: %s: the Job fails", namespace, name, error)
-            verdict = logic.JobVerdict(done=True, message=f"fake: {error}")
+        warnings: list[str] = []
+        timings = logic.resolve_timings(
+            job["metadata"].get("annotations"), ns_annotations, self.settings.defaults, warnings
+        )
+        for warning in warnings:
+            log.warning("%s/%s: %s", namespace, name, warning)
+        verdict = logic.job_verdict(job, started, timings, now)
         if not verdict.done:
             self.queue.add_after(("job", namespace, name), verdict.remaining)
             return

@@ -158,28 +158,26 @@ def resolve_timings(
     job_annotations: Mapping[str, str] | None,
     namespace_annotations: Mapping[str, str] | None,
     defaults: Timings,
+    warnings: list[str] | None = None,
 ) -> Timings:
     """Each setting from the Job's (the Dataset's) annotation, else the Namespace's, else
-    `defaults`. Raises InjectionError naming the annotation."""
-    layers = [job_annotations or {}, namespace_annotations or {}]
-
-    def pick(key: str) -> str | None:
-        for layer in layers:
-            if key in layer:
-                return layer[key]
-        return None
-
+    `defaults`. A malformed value raises InjectionError naming the annotation; with a
+    `warnings` list it is skipped instead (the next source applies) and described there, as
+    the pod simulator of the real engine does."""
     values: dict[str, Any] = {}
-    for key, attr, parse in (
-        (ANN_ROUND_DURATION, "round_duration", parse_duration),
-        (ANN_FAIL_ROUNDS, "fail_rounds", parse_fail_rounds),
-    ):
-        raw = pick(key)
-        if raw is not None:
+    for where, layer in (("Job", job_annotations), ("Namespace", namespace_annotations)):
+        for key, attr, parse in (
+            (ANN_ROUND_DURATION, "round_duration", parse_duration),
+            (ANN_FAIL_ROUNDS, "fail_rounds", parse_fail_rounds),
+        ):
+            if attr in values or key not in (layer or {}):
+                continue
             try:
-                values[attr] = parse(raw)
+                values[attr] = parse(str((layer or {})[key]))
             except InjectionError as error:
-                raise InjectionError(f"annotation {key}: {error}") from None
+                if warnings is None:
+                    raise InjectionError(f"annotation {key}: {error}") from None
+                warnings.append(f"{where} annotation {key}: {error}; ignored")
     return Timings(
         round_duration=values.get("round_duration", defaults.round_duration),
         fail_rounds=values.get("fail_rounds", defaults.fail_rounds),
