@@ -45,7 +45,7 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -505,12 +505,16 @@ class PodSimulator:
         await self.register_node()
         watches: list[tuple[str, Any, str | None]] = []
         for path in self._paths("pods"):
-            watches.append((path, self.on_pod, None))
+            watches.append((path, _guarded(self.on_pod), None))
         if self.settings.storage:
             for path in self._paths("persistentvolumeclaims"):
-                watches.append((path, self.on_claim, None))
+                watches.append((path, _guarded(self.on_claim), None))
             watches.append(
-                ("/api/v1/persistentvolumes", self.on_volume, f"{PV_LABEL}={self.settings.node}")
+                (
+                    "/api/v1/persistentvolumes",
+                    _guarded(self.on_volume),
+                    f"{PV_LABEL}={self.settings.node}",
+                )
             )
         synced = [asyncio.Event() for _ in watches]
         loops = [
@@ -558,7 +562,12 @@ class PodSimulator:
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("unexpected error", exc_info=task.exception())
 
     # -- node
 
@@ -718,6 +727,8 @@ class PodSimulator:
         except (OSError, TimeoutError, ValueError) as error:
             log.warning("pod %s: %r; retrying", _key(pod), error)
             self._spawn(self.retry(path, metadata["uid"]))
+        except Exception:
+            log.exception("pod %s: unexpected error; left alone", _key(pod))
 
     async def retry(self, path: str, uid: str, delay: float = 1.0) -> None:
         """Look at a Pod again after a failed step: its events may have passed meanwhile."""
@@ -781,6 +792,23 @@ class PodSimulator:
             if error.status != 404:
                 self._released.discard(name)
                 log.warning("pv %s: delete failed: %s %s", name, error.status, error.reason)
+
+
+def _guarded(
+    handler: Callable[[str, dict[str, Any]], Awaitable[None]],
+) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """`handler`, logging (not raising) what it did not expect: an exception would end the
+    watch loop that calls it, and with it the simulation of every later object."""
+
+    async def guarded(kind: str, obj: dict[str, Any]) -> None:
+        try:
+            await handler(kind, obj)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s %s: unexpected error; skipped", kind, _key(obj))
+
+    return guarded
 
 
 def _annotations(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
