@@ -247,9 +247,8 @@ def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> boo
     if any(ref["uid"] not in owners for ref in want_meta.get("ownerReferences", [])):
         return True
     spec, want = existing.get("spec") or {}, desired["spec"]
-    return pruned({k: spec.get(k) for k in MANAGED_SPEC_KEYS}) != pruned(
-        {k: want.get(k) for k in MANAGED_SPEC_KEYS}
-    )
+    have = pruned({k: spec.get(k) for k in MANAGED_SPEC_KEYS})
+    return bool(have != pruned({k: want.get(k) for k in MANAGED_SPEC_KEYS}))
 
 
 def drift_patch(stored: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
