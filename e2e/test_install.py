@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +182,80 @@ def not_ready(items: list[dict[str, Any]]) -> list[str]:
         if kind in ("ModelSource", "Model"):
             if condition(item, "Ready").get("status") != "True":
                 waiting.append(f"{kind} {name}: {condition(item, 'Ready')}")
-        elif kind == "ModelSync" and (item.get("status") or {}).get("phase") != "READY":
+        elif (
+            kind in ("ModelSync", "ModelReference")
+            and (item.get("status") or {}).get("phase") != "READY"
+        ):
             waiting.append(f"{kind} {name}: {(item.get('status') or {}).get('phase')}")
     return waiting
+
+
+IDLE_SECONDS = 60
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def source_type_of(items: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(namespace, name) of each sample object, and of each Dataset modelfs made for one, to the
+    source type it belongs to (ModelReferences and their Datasets: "ModelReference")."""
+
+    def key(item: dict[str, Any]) -> tuple[str, str]:
+        return (item["metadata"].get("namespace", ""), item["metadata"]["name"])
+
+    source_type = {key(i): i["spec"]["type"] for i in items if i["kind"] == "ModelSource"}
+    types: dict[tuple[str, str], str] = dict(source_type)
+    model_type = {}
+    for item in (i for i in items if i["kind"] == "Model"):
+        model_type[key(item)] = types[key(item)] = source_type[
+            (key(item)[0], item["spec"]["sourceRef"])
+        ]
+    for item in items:
+        status = item.get("status") or {}
+        if item["kind"] == "ModelSync":
+            found = model_type[(key(item)[0], item["spec"]["modelRef"])]
+        elif item["kind"] == "ModelReference":
+            found = "ModelReference"
+        else:
+            continue
+        types[key(item)] = found
+        if status.get("datasetName"):
+            types[(key(item)[0], status["datasetName"])] = found
+    return types
+
+
+def operator_writes(
+    control_plane: ControlPlane, since: float, until: float
+) -> list[dict[str, Any]]:
+    """The operator's write requests received between two `time.time()` stamps (audit log)."""
+    found = []
+    for event in control_plane.audit_events():
+        received = event.get("requestReceivedTimestamp", "").replace("Z", "+00:00")
+        if (
+            event.get("stage") == "ResponseComplete"
+            and event.get("user", {}).get("username") == OPERATOR_USER
+            and event.get("verb") in WRITE_VERBS
+            and since <= datetime.fromisoformat(received).timestamp() <= until
+        ):
+            found.append(event)
+    return found
+
+
+def check_idle(target: Target) -> None:
+    """Once every sample is READY, the operator writes nothing for IDLE_SECONDS (longer than its
+    30 s resync, two Secret re-checks' worth, and many 5 s polls of the Dataset controller, whose
+    status writes it watches). Prints the writes per source type."""
+    assert target.control_plane is not None
+    types = source_type_of(sample_objects(target))
+    since = time.time()
+    time.sleep(IDLE_SECONDS)
+    writes = operator_writes(target.control_plane, since, time.time())
+    per_type = dict.fromkeys(sorted(set(types.values())), 0)
+    for event in writes:
+        ref = event.get("objectRef") or {}
+        what = types.get((ref.get("namespace", ""), ref.get("name", "")), "other")
+        per_type[what] = per_type.get(what, 0) + 1
+    print(f"\noperator writes in the {IDLE_SECONDS} s after every sample was READY: {per_type}")
+    target.notes["idle_writes"] = len(writes)
+    assert writes == [], [f"{e['verb']} {e['requestURI']}" for e in writes]
 
 
 async def installed_identity(kubeconfig: Path, path: Path) -> Path:
@@ -239,6 +311,8 @@ def test_samples_reach_ready_under_the_installed_identity(
         target.notes["samples_ready_seconds"] = time.monotonic() - started
         kinds = {i["kind"] for i in sample_objects(target)}
         assert {"ModelSource", "Model", "ModelSync", "ModelReference", "Secret"} <= kinds
+        if target.control_plane is not None:  # the audit log says what the operator wrote
+            check_idle(target)
 
         table = target.run("get", "modelfs", "-A", f"--cache-dir={tmp_path}/cache").stdout
         for column in ("TYPE", "READY", "REASON", "MODELS", "SOURCE", "PHASE", "DATASET"):
