@@ -6,9 +6,11 @@ and what it does when idle.
 
 It starts its own ControlPlane (etcd, kube-apiserver with a Metadata audit log,
 kube-controller-manager), installs the CRDs, starts the fake Dataset controller with instant
-timings, and runs `modelfs run` as its own ServiceAccount (the generated ClusterRole of
-config/rbac/role.yaml when it exists, else cluster-admin). Then, each phase in its own
-namespace:
+timings (the fake, not the real controller: a thousand loader Jobs and their Pods would measure
+the Job controller and the pod simulator, not the operator; e2e/test_conformance.py shows the
+fake behaves as the real one does), and runs `modelfs run` as its own ServiceAccount (the
+generated ClusterRole of config/rbac/role.yaml when it exists, else cluster-admin). Then,
+each phase in its own namespace:
 
 1. steady: `--syncs` ModelSyncs created at `--rate` per second; for each, the time from the
    client sending its create to the client seeing (by watch) its Dataset ADDED and its
@@ -64,8 +66,8 @@ READ_VERBS = frozenset({"get", "list"})
 MAX_VERSIONS = 64  # Model.spec.versionConfigs maxProperties
 
 FAKE_TIMINGS = {
-    "instant": Timings(pending=0.0, transient_failed=0.0, round_duration=0.0),
-    "test": Timings(),  # the fake's defaults: transient FAILED 0.2 s, rounds of 0.3 s
+    "instant": Timings(round_duration=0.0),
+    "test": Timings(),  # the fake's defaults: rounds of 0.3 s
 }
 
 
@@ -839,7 +841,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fake-timings",
         choices=sorted(FAKE_TIMINGS),
         default="instant",
-        help="instant: no pending, no transient FAILED, 0 s rounds; test: the fake's defaults",
+        help="instant: 0 s rounds; test: the fake's defaults (0.3 s rounds); either way READY "
+        "comes at the fake's next 5 s poll of a running round, as with the real controller",
     )
     parser.add_argument(
         "--rbac",

@@ -68,7 +68,8 @@ class SourceRules:
     """Keys that look plausible but break the loader, with why and what to do instead."""
     loader_job: bool = True
     """Whether the Dataset operator runs a loader Job per round. PVC, NFS and REFERENCE mount
-    the data where it is: a raised dataSyncRound never succeeds on them (FACTS.md, Measured 11)."""
+    the data where it is: a raised dataSyncRound downloads nothing on them, and turns a
+    REFERENCE Dataset FAILED for good (FACTS.md, Measured 11)."""
 
     @property
     def allowed(self) -> frozenset[str]:
