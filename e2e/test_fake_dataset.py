@@ -2,7 +2,16 @@
 as FACTS.md "Measured" saw the real controller do it. It runs on the session's Dataset CRD
 (`--dataset-controller`: the real controller's own CRD by default, the bundled test CRD with
 `fake`): the fake must behave the same on both. `e2e/test_conformance.py` runs one scenario on
-the fake and on the real controller and compares them."""
+the fake and on the real controller and compares them.
+
+Where the fake still runs, and why (everything else in `make test` runs on the real controller):
+- this module and `e2e/test_conformance.py`: the fake is what they test;
+- `make test-kind` (`--dataset-controller=fake`): on kind, the real controller's loader pods would
+  really try to download the scenarios' made-up repositories, and fail;
+- `benchmarks/operator_bench.py` (not a test): a thousand loader Jobs and their pods would measure
+  the Job controller and the pod simulator rather than the operator;
+- `modelfs sandbox --dataset-controller=fake` and `pytest --dataset-controller=fake`, on request.
+"""
 
 from __future__ import annotations
 
