@@ -21,10 +21,24 @@ DATASET_APPLIES = Counter(
 STATUS_WRITES = Counter("modelfs_status_writes_total", "Status patches, by kind.", ["kind"])
 
 
-def set_phase_counts(phases: dict[str, str]) -> None:
-    """Set the per-phase gauge from {ModelSync uid: phase}."""
+_PHASES: dict[tuple[str, str], str] = {}
+
+
+def set_phase(key: tuple[str, str], phase: str) -> None:
+    """Record the phase of one ModelSync and set the per-phase gauge."""
+    if _PHASES.get(key) != phase:
+        _PHASES[key] = phase
+        _publish()
+
+
+def forget_phase(key: tuple[str, str]) -> None:
+    if _PHASES.pop(key, None) is not None:
+        _publish()
+
+
+def _publish() -> None:
     counts: dict[str, int] = {}
-    for phase in phases.values():
+    for phase in _PHASES.values():
         counts[phase] = counts.get(phase, 0) + 1
     for phase in ("PENDING", "PROCESSING", "READY", "FAILED"):
         MODELSYNCS.labels(phase=phase).set(counts.get(phase, 0))

@@ -1,37 +1,54 @@
-"""Model controller: checks every version against the source, aggregates their sync state."""
+"""Model reconciler: checks every version against the source, and lists per version the ModelSync
+that syncs it and the ModelReferences that read it."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
-
-import kopf
 
 from api.v1 import Model, ModelSource
 from controllers import metrics
-from controllers.modelsource import source_verdict
-from controllers.runtime import Context, Key, body_key, condition
-from controllers.status import forget, now_string, with_conditions, write_status
+from controllers.runtime import Context, Key, condition
+from controllers.shared import Verdict, first_syncer, source_verdict
+from controllers.status import now_string, status_changes, with_conditions, write_status
 from pkg.dataset import ResolutionError, parse, version_errors
 
 PLURAL = "models"
 SOURCE_NOT_FOUND = "SourceNotFound"
 SOURCE_NOT_READY = "SourceNotReady"
 INVALID_VERSION = "InvalidVersion"
+MIN_WRITE_INTERVAL = 1.0
+"""A Model's status is written at most once a second, however many ModelSyncs change at once."""
 
 logger = logging.getLogger("modelfs.model")
 
 
-# ----------------------------------------------------------------------------- pure builders
+@dataclass(frozen=True)
+class Observed:
+    key: Key
+    body: dict[str, Any]
+    model: Model
+    source: ModelSource | None
+    source_verdict: Verdict | None
+    syncs: list[dict[str, Any]]
+    readers: list[tuple[str, str]]
+    """(version, "namespace/name") of every ModelReference that names the Model."""
 
 
-def readiness(
-    model: Model, source: ModelSource | None, source_ready: tuple[bool, str] | None
-) -> tuple[bool, str, str]:
-    """(ready, reason, message) of a Model: source resolved and every version valid."""
+@dataclass(frozen=True)
+class Plan:
+    status: dict[str, Any]
+    ready: Verdict
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None) -> Verdict:
+    """A Model is Ready when its source exists and is ready and every version is valid."""
     if source is None:
-        return (
+        return Verdict(
             False,
             SOURCE_NOT_FOUND,
             f"ModelSource {model.spec.source_ref!r} does not exist in this namespace",
@@ -45,27 +62,22 @@ def readiness(
         first = errors[0]
         message = "; ".join(f"{e.kind} {e.field}: {e.message}" for e in errors)
         reason = INVALID_VERSION if first.kind == "Model" else str(first.reason)
-        return False, reason, message
-    if source_ready is not None and not source_ready[0]:
-        return (
-            False,
-            SOURCE_NOT_READY,
-            f"ModelSource {model.spec.source_ref!r}: {source_ready[1]}",
+        return Verdict(False, reason, message)
+    if verdict is not None and not verdict.ready:
+        return Verdict(
+            False, SOURCE_NOT_READY, f"ModelSource {model.spec.source_ref!r}: {verdict.message}"
         )
     count = len(model.spec.version_configs)
-    return True, "Ready", f"{count} version(s) valid for ModelSource {model.spec.source_ref!r}"
+    return Verdict(
+        True, "Ready", f"{count} version(s) valid for ModelSource {model.spec.source_ref!r}"
+    )
 
 
 def version_statuses(
     model: Model, syncs: Iterable[dict[str, Any]], references: Iterable[tuple[str, str]] = ()
 ) -> list[dict[str, Any]]:
     """Per version: the (oldest) ModelSync that syncs it, its phase and last sync time, and the
-    ModelReferences (namespace/name) that read it, given as (version, "namespace/name").
-
-    `syncs` are raw bodies (with their newest status): this runs whenever a ModelSync's phase
-    changes, over every ModelSync of the Model."""
-    from controllers.modelsync import first_syncer
-
+    ModelReferences (namespace/name) that read it, given as (version, "namespace/name")."""
     readers: dict[str, list[str]] = {}
     for version, reader in references:
         readers.setdefault(version, []).append(reader)
@@ -87,117 +99,77 @@ def version_statuses(
     return rows
 
 
-def desired_status(
-    model: Model,
-    current: dict[str, Any],
-    ready: tuple[bool, str, str],
-    versions: list[dict[str, Any]],
-    now: str,
-) -> dict[str, Any]:
-    generation = model.metadata.generation
-    return {
+def decide(observed: Observed, now: str) -> Plan:
+    model = observed.model
+    ready = readiness(model, observed.source, observed.source_verdict)
+    current = observed.body.get("status") or {}
+    status = {
         "conditions": with_conditions(
-            current.get("conditions") or [], [("Ready", *ready)], generation, now
+            current.get("conditions") or [],
+            [("Ready", ready.ready, ready.reason, ready.message)],
+            model.metadata.generation,
+            now,
         ),
-        "observedGeneration": generation,
-        "versions": versions,
+        "observedGeneration": model.metadata.generation,
+        "versions": version_statuses(model, observed.syncs, observed.readers),
     }
+    old = condition(current, "Ready")
+    events = []
+    if (old.get("reason"), old.get("message")) != (ready.reason, ready.message):
+        events.append(("Normal" if ready.ready else "Warning", ready.reason, ready.message))
+    return Plan(status, ready, events)
 
 
-# ----------------------------------------------------------------------------- reconcile
-
-
-def newest_syncs(ctx: Context, key: Key) -> list[dict[str, Any]]:
-    """The Model's ModelSyncs, each with the newest status known: the one modelfs just wrote
-    may not have come back through the watch yet."""
-    syncs = []
-    for body in ctx.indexes.syncs_of_model(key):
-        uid = body.get("metadata", {}).get("uid", "")
-        status = ctx.runtime.written_status.get(("modelsyncs", uid), body.get("status") or {})
-        syncs.append({**body, "status": status})
-    return syncs
-
-
-def readers_of(ctx: Context, key: Key) -> list[tuple[str, str]]:
-    """(version, "namespace/name") of every ModelReference that names the Model."""
+async def observe(ctx: Context, key: Key) -> Observed | None:
+    body = ctx.indexes.model(key)
+    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        return None
+    try:
+        model = parse(Model, body)
+    except ResolutionError as error:
+        logger.warning("Refused Model", extra={"object": key, "error": str(error)})
+        return None
+    source_body = ctx.indexes.source((key[0], model.spec.source_ref))
+    source = verdict = None
+    if source_body is not None:
+        source = parse(ModelSource, source_body)
+        keys = None
+        if source.spec.secret_ref:
+            keys = await ctx.runtime.secret_keys(key[0], source.spec.secret_ref)
+        verdict = source_verdict(source, keys)
     readers = []
     for ref_key in ctx.indexes.references_of_model(key):
-        body = ctx.indexes.reference(ref_key)
-        if body is not None:
-            readers.append((str(body.get("spec", {}).get("version", "")), "/".join(ref_key)))
-    return readers
+        ref = ctx.indexes.reference(ref_key)
+        if ref is not None:
+            readers.append((str(ref.get("spec", {}).get("version", "")), "/".join(ref_key)))
+    syncs = list(ctx.indexes.syncs_of_model(key))
+    return Observed(key, body, model, source, verdict, syncs, readers)
 
 
-async def reconcile_model(ctx: Context, key: Key) -> None:
-    """Check one Model and write its status when it changed."""
-    async with ctx.runtime.lock(PLURAL, key):
-        body = ctx.indexes.model(key)
-        if (
-            body is None
-            or body.get("metadata", {}).get("deletionTimestamp")
-            or ctx.indexes.terminating(key[0])
-        ):
-            return
-        metrics.RECONCILES.labels(kind="Model").inc()
-        try:
-            model = parse(Model, body)
-        except ResolutionError as error:
-            logger.warning("Refused Model", extra={"object": key, "error": str(error)})
-            return
-        source_key = (key[0], model.spec.source_ref)
-        source_body = ctx.indexes.source(source_key)
-        source = parse(ModelSource, source_body) if source_body is not None else None
-        result = await source_verdict(ctx, source_key) if source is not None else None
-        ready = readiness(model, source, (result.ready, result.message) if result else None)
-        current = body.get("status") or {}
-        versions = version_statuses(model, newest_syncs(ctx, key), readers_of(ctx, key))
-        desired = desired_status(model, current, ready, versions, now_string())
-        old = condition(current, "Ready")
-        written = await write_status(ctx, PLURAL, key, model.metadata.uid or "", current, desired)
-        if written and (old.get("reason"), old.get("message")) != (ready[1], ready[2]):
-            ctx.runtime.post_event(body, "Normal" if ready[0] else "Warning", ready[1], ready[2])
+async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
+    stored = observed.body.get("status") or {}
+    if not status_changes(stored, plan.status):
+        return None
+    last = ctx.runtime.last_status_write.get((PLURAL, observed.key), 0.0)
+    wait = last + MIN_WRITE_INTERVAL - time.monotonic()
+    if wait > 0:  # fan-in: many ModelSyncs changed; write once, a moment later
+        return wait
+    if await write_status(ctx, PLURAL, observed.key, stored, plan.status):
+        ctx.runtime.last_status_write[(PLURAL, observed.key)] = time.monotonic()
+        for type_, reason, message in plan.events:
+            ctx.runtime.post_event(observed.body, type_, reason, message)
+    return None
 
 
-async def reconcile_models_of_source(ctx: Context, source_key: Key) -> None:
-    """After a ModelSource changed: its Models, then their ModelSyncs."""
-    from controllers.modelsync import reconcile_syncs_of_model
-
-    for name in ctx.indexes.model_names_of_source(source_key):
-        model_key = (source_key[0], name)
-        await reconcile_model(ctx, model_key)
-        await reconcile_syncs_of_model(ctx, model_key)
-
-
-# ----------------------------------------------------------------------------- handlers
-
-
-async def model_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """create / update / resume: check the Model, its ModelSyncs, and recount the source."""
-    from controllers.modelreference import reconcile_references_of_model
-    from controllers.modelsource import reconcile_source
-    from controllers.modelsync import reconcile_syncs_of_model
-
-    ctx = Context.from_kwargs(memo, kwargs)
-    key = body_key(body)
-    await reconcile_model(ctx, key)
-    await reconcile_syncs_of_model(ctx, key)
-    await reconcile_references_of_model(ctx, key)
-    source_ref = body.get("spec", {}).get("sourceRef")
-    if source_ref:
-        await reconcile_source(ctx, (key[0], source_ref), recheck_secret=False)
-
-
-async def model_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A deleted Model leaves its ModelSyncs with a clear condition, and is uncounted."""
-    from controllers.modelreference import reconcile_references_of_model
-    from controllers.modelsource import reconcile_source
-    from controllers.modelsync import reconcile_syncs_of_model
-
-    ctx = Context.from_kwargs(memo, kwargs)
-    key = body_key(body)
-    forget(ctx, PLURAL, body.get("metadata", {}).get("uid", ""))
-    await reconcile_syncs_of_model(ctx, key)
-    await reconcile_references_of_model(ctx, key)
-    source_ref = body.get("spec", {}).get("sourceRef")
-    if source_ref:
-        await reconcile_source(ctx, (key[0], source_ref), recheck_secret=False)
+async def reconcile(ctx: Context, key: Key) -> float | None:
+    if ctx.indexes.terminating(key[0]):
+        return None
+    waiting = ctx.runtime.awaiting(PLURAL, key)
+    if waiting is not None:
+        return waiting
+    observed = await observe(ctx, key)
+    if observed is None:
+        ctx.runtime.last_status_write.pop((PLURAL, key), None)
+        return None
+    metrics.RECONCILES.labels(kind="Model").inc()
+    return await act(ctx, observed, decide(observed, now_string()))

@@ -10,18 +10,15 @@ creates a REFERENCE Dataset in B. When sharing ends or the source goes, that Dat
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
-
 from api.v1 import Model, ModelReference, ModelSync, Phase
 from controllers import metrics
-from controllers.model import newest_syncs
-from controllers.modelsync import first_syncer
-from controllers.runtime import Context, Key, body_key, condition, retry_later
-from controllers.status import forget, format_time, with_conditions, write_status
+from controllers.runtime import Context, Key, condition
+from controllers.shared import first_syncer
+from controllers.status import format_time, status_changes, with_conditions, write_status
 from pkg.dataset import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -34,7 +31,7 @@ from pkg.dataset import (
     parse,
     reference_dataset_name,
 )
-from pkg.kube import ApiError, InvalidError
+from pkg.kube import InvalidError
 from pkg.labels import SelectorError, selector_matches, validate_selector
 
 PLURAL = "modelreferences"
@@ -157,6 +154,7 @@ class Outcome:
     source: tuple[str, str] | None = None
     dataset: dict[str, Any] | None = None
     events: list[tuple[str, str, str]] | None = None
+    create: dict[str, Any] | None = None
 
 
 def desired_status(
@@ -188,80 +186,128 @@ def desired_status(
     return status
 
 
-# ----------------------------------------------------------------------------- reconcile
+# ----------------------------------------------------------------------------- observe
 
 
-def syncing(ctx: Context, model_key: Key, version: str) -> ModelSync | None:
-    """The ModelSync that syncs `version` of the Model (the oldest, as the ModelSync controller
-    decides), with the newest status modelfs knows."""
-    first = first_syncer(newest_syncs(ctx, model_key), version)
-    if first is None:
+@dataclass(frozen=True)
+class Observed:
+    key: Key
+    body: dict[str, Any]
+    ref: ModelReference
+    model: Model | None
+    namespace_labels: dict[str, str] | None
+    sync: ModelSync | None
+    """The ModelSync that syncs the version (the oldest, as the ModelSync reconciler decides)."""
+    source: dict[str, Any] | None
+    """The source Dataset, in the Model's namespace."""
+    dataset: dict[str, Any] | None
+    """The REFERENCE Dataset, in the reference's namespace."""
+
+
+async def observe(ctx: Context, key: Key) -> Observed | None:
+    body = ctx.indexes.reference(key)
+    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
         return None
     try:
-        sync: ModelSync = parse(ModelSync, first)
-    except ResolutionError:
+        ref = parse(ModelReference, body)
+    except ResolutionError as error:
+        logger.warning("Refused ModelReference", extra={"object": key, "error": str(error)})
         return None
-    return sync
-
-
-async def converge(ctx: Context, ref: ModelReference, current: dict[str, Any]) -> Outcome:
-    namespace = ref.metadata.namespace or ""
     model_key = (ref.spec.model_ref.namespace, ref.spec.model_ref.name)
     model_body = ctx.indexes.model(model_key)
-    model = parse(Model, model_body) if model_body is not None else None
-    consumer = ctx.indexes.namespace(namespace)
-    permission = allowed(ref, model, (consumer or {}).get("labels"))
+    try:
+        model = parse(Model, model_body) if model_body is not None else None
+    except ResolutionError:
+        model = None
+    first = first_syncer(ctx.indexes.syncs_of_model(model_key), ref.spec.version)
+    sync = None
+    if first is not None:
+        try:
+            sync = parse(ModelSync, first)
+        except ResolutionError:
+            sync = None
+    source_name = sync.status.dataset_name if sync is not None else None
+    source = ctx.indexes.dataset((model_key[0], source_name)) if source_name else None
+    consumer = ctx.indexes.namespace(key[0])
+    labels = (consumer or {}).get("labels")
+    dataset = ctx.indexes.dataset((key[0], reference_dataset_name(ref.metadata.name)))
+    return Observed(key, body, ref, model, labels, sync, source, dataset)
+
+
+# ----------------------------------------------------------------------------- decide
+
+
+@dataclass(frozen=True)
+class Plan:
+    status: dict[str, Any]
+    create: dict[str, Any] | None = None
+    """A REFERENCE Dataset manifest to create (server-side apply)."""
+    delete: str | None = None
+    """The REFERENCE Dataset to delete, when the reference lost its right or its source."""
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    status_events: list[tuple[str, str, str]] = field(default_factory=list)
+    outcome: Outcome | None = None
+
+
+def converge(observed: Observed) -> Outcome:
+    ref, existing = observed.ref, observed.dataset
+    current = observed.body.get("status") or {}
+    permission = allowed(ref, observed.model, observed.namespace_labels)
     before = condition(current, "SourceReady")
     # Lost stays lost (not "never had one") until a source is back.
     was_ready = before.get("status") == "True" or before.get("reason") == SOURCE_LOST
     name = reference_dataset_name(ref.metadata.name)
-    dataset_key = (namespace, name)
-    existing = ctx.indexes.dataset(dataset_key)
     if existing is not None:
         conflict = ownership_conflict(existing, ref.metadata.uid or "")
         if conflict is not None:
             verdict = (False, CONFLICT, f"{conflict}; modelfs does not take it over")
             return Outcome(Phase.FAILED, permission, verdict, verdict)
     if not permission[0]:
-        events = await remove(ctx, dataset_key, existing, permission[2])
         waiting = (False, "NotAllowed", "the reference is not allowed")
         return Outcome(
-            Phase.FAILED, permission, waiting, (False, permission[1], permission[2]), events=events
+            Phase.FAILED,
+            permission,
+            waiting,
+            (False, permission[1], permission[2]),
+            events=removal(existing, permission[2]),
         )
-
-    sync = syncing(ctx, model_key, ref.spec.version)
-    dataset_name = sync.status.dataset_name if sync is not None else None
-    source_key = (model_key[0], dataset_name) if dataset_name else None
-    source = ctx.indexes.dataset(source_key) if source_key else None
-    readiness = source_readiness(ref, sync, source, was_ready)
-    if readiness[1] in (NO_MODELSYNC, SOURCE_LOST) or (source is None and existing is not None):
-        events = await remove(ctx, dataset_key, existing, readiness[2])
+    sync = observed.sync
+    model_namespace = ref.spec.model_ref.namespace
+    source_key = (
+        (model_namespace, sync.status.dataset_name) if sync and sync.status.dataset_name else None
+    )
+    readiness = source_readiness(ref, sync, observed.source, was_ready)
+    if readiness[1] in (NO_MODELSYNC, SOURCE_LOST) or (
+        observed.source is None and existing is not None
+    ):
         return Outcome(
-            Phase.PENDING, permission, readiness, (False, readiness[1], readiness[2]), events=events
+            Phase.PENDING,
+            permission,
+            readiness,
+            (False, readiness[1], readiness[2]),
+            events=removal(existing, readiness[2]),
         )
     if not readiness[0] and existing is None:
         return Outcome(
             Phase.PENDING, permission, readiness, (False, readiness[1], readiness[2]), source_key
         )
     assert source_key is not None
-    created: list[tuple[str, str, str]] = []
-    desired = reference_dataset(ref, source_key)
     if existing is None:
-        try:
-            existing = await ctx.runtime.datasets.apply(desired)
-        except InvalidError as error:
-            verdict = (False, "DatasetRejected", f"the API server refused Dataset {name}: {error}")
-            return Outcome(Phase.FAILED, permission, readiness, verdict, source_key)
-        created.append(
-            (
-                "Normal",
-                "DatasetCreated",
-                f"Created Dataset {name} reading {source_key[0]}/{source_key[1]}",
-            )
+        created = (
+            "Normal",
+            "DatasetCreated",
+            f"Created Dataset {name} reading {source_key[0]}/{source_key[1]}",
         )
-        logger.info(
-            "Created reference Dataset",
-            extra={"object": f"{namespace}/{ref.metadata.name}", "dataset": name},
+        manifest = reference_dataset(ref, source_key).to_manifest()
+        return Outcome(
+            Phase.PENDING,
+            permission,
+            readiness,
+            (False, "Pending", f"Dataset {name} is PENDING"),
+            source_key,
+            manifest,
+            [created],
+            create=manifest,
         )
     phase = Phase((existing.get("status") or {}).get("phase") or Phase.PENDING)
     ready: Verdict = (
@@ -269,98 +315,89 @@ async def converge(ctx: Context, ref: ModelReference, current: dict[str, Any]) -
         if phase == Phase.READY
         else (False, phase.value.capitalize(), f"Dataset {name} is {phase.value}")
     )
-    return Outcome(phase, permission, readiness, ready, source_key, existing, created)
+    return Outcome(phase, permission, readiness, ready, source_key, existing)
 
 
-async def remove(
-    ctx: Context, key: Key, existing: dict[str, Any] | None, why: str
-) -> list[tuple[str, str, str]]:
-    """Delete the reference Dataset (ours only: ownership was checked), saying why."""
+def removal(existing: dict[str, Any] | None, why: str) -> list[tuple[str, str, str]]:
     if existing is None:
         return []
-    await ctx.runtime.datasets.delete(*key)
-    logger.info("Deleted reference Dataset", extra={"object": key, "why": why})
-    return [("Warning", "DatasetDeleted", f"Deleted Dataset {key[1]}: {why}")]
+    name = existing["metadata"]["name"]
+    return [("Warning", "DatasetDeleted", f"Deleted Dataset {name}: {why}")]
 
 
-async def reconcile_reference(ctx: Context, key: Key) -> None:
-    async with ctx.runtime.lock(PLURAL, key):
-        body = ctx.indexes.reference(key)
-        if (
-            body is None
-            or body.get("metadata", {}).get("deletionTimestamp")
-            or ctx.indexes.terminating(key[0])
-        ):
-            return
-        metrics.RECONCILES.labels(kind="ModelReference").inc()
+def decide(observed: Observed, now: str) -> Plan:
+    outcome = converge(observed)
+    current = observed.body.get("status") or {}
+    status = desired_status(observed.ref, current, outcome, now)
+    status_events = []
+    old = condition(current, "Ready")
+    if (
+        status_changes(current, status)
+        and (old.get("reason"), old.get("message")) != outcome.ready[1:]
+    ):
+        if outcome.ready[0]:
+            status_events.append(("Normal", "Ready", outcome.ready[2]))
+        elif not outcome.allowed[0]:
+            status_events.append(("Warning", outcome.allowed[1], outcome.allowed[2]))
+    deleting = any(reason == "DatasetDeleted" for _, reason, _ in outcome.events or [])
+    return Plan(
+        status=status,
+        create=outcome.create,
+        delete=observed.dataset["metadata"]["name"] if deleting and observed.dataset else None,
+        events=list(outcome.events or []),
+        status_events=status_events,
+        outcome=outcome,
+    )
+
+
+# ----------------------------------------------------------------------------- act
+
+
+async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
+    key, writer = observed.key, ctx.runtime.writer
+    status, events = plan.status, plan.events
+    if plan.delete is not None:
+        await writer.delete_dataset(key[0], plan.delete)
+        logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
+    if plan.create is not None:
+        name = plan.create["metadata"]["name"]
         try:
-            ref = parse(ModelReference, body)
-        except ResolutionError as error:
-            logger.warning("Refused ModelReference", extra={"object": key, "error": str(error)})
-            return
-        current = ctx.runtime.written_status.get((PLURAL, ref.metadata.uid or "")) or (
-            body.get("status") or {}
-        )
-        try:
-            outcome = await converge(ctx, ref, current)
-            desired = desired_status(ref, current, outcome, format_time(datetime.now(UTC)))
-            written = await write_status(ctx, PLURAL, key, ref.metadata.uid or "", current, desired)
-        except ApiError:
-            metrics.RECONCILE_ERRORS.labels(kind="ModelReference").inc()
-            raise
-        events = list(outcome.events or [])
-        old = condition(current, "Ready")
-        if written and (old.get("reason"), old.get("message")) != outcome.ready[1:]:
-            if outcome.ready[0]:
-                events.append(("Normal", "Ready", outcome.ready[2]))
-            elif not outcome.allowed[0]:
-                events.append(("Warning", outcome.allowed[1], outcome.allowed[2]))
-        for type_, reason, message in events:
-            ctx.runtime.post_event(body, type_, reason, message)
-    if written:
-        from controllers.model import reconcile_model
-
-        await reconcile_model(ctx, (ref.spec.model_ref.namespace, ref.spec.model_ref.name))
+            created = await writer.apply_dataset(plan.create)
+        except InvalidError as error:
+            verdict = (False, "DatasetRejected", f"the API server refused Dataset {name}: {error}")
+            assert plan.outcome is not None
+            outcome = Outcome(
+                Phase.FAILED,
+                plan.outcome.allowed,
+                plan.outcome.source_ready,
+                verdict,
+                plan.outcome.source,
+            )
+            status = desired_status(
+                observed.ref,
+                observed.body.get("status") or {},
+                outcome,
+                format_time(datetime.now(UTC)),
+            )
+            events = []
+        else:
+            ctx.runtime.expect("datasets", (key[0], name), created)
+            logger.info("Created reference Dataset", extra={"object": key, "dataset": name})
+    written = await write_status(ctx, PLURAL, key, observed.body.get("status") or {}, status)
+    for type_, reason, message in events + (plan.status_events if written else []):
+        ctx.runtime.post_event(observed.body, type_, reason, message)
 
 
-async def reconcile_references_of_model(ctx: Context, model_key: Key) -> None:
-    for ref_key in ctx.indexes.references_of_model(model_key):
-        await reconcile_reference(ctx, ref_key)
-
-
-async def reconcile_references_in_namespace(ctx: Context, namespace: str) -> None:
-    for ref_key in [k for k in ctx.indexes.references if k[0] == namespace]:
-        await reconcile_reference(ctx, ref_key)
-
-
-# ----------------------------------------------------------------------------- handlers
-
-
-async def modelreference_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """create / update / resume."""
-    try:
-        await reconcile_reference(Context.from_kwargs(memo, kwargs), body_key(body))
-    except ApiError as error:
-        raise retry_later(error) from None
-
-
-async def modelreference_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Gone: its Dataset goes by garbage collection; the Model stops listing it."""
-    from controllers.model import reconcile_model
-
-    ctx = Context.from_kwargs(memo, kwargs)
-    forget(ctx, PLURAL, body.get("metadata", {}).get("uid", ""))
-    target = body.get("spec", {}).get("modelRef") or {}
-    if target.get("namespace") and target.get("name"):
-        await reconcile_model(ctx, (target["namespace"], target["name"]))
-
-
-async def namespace_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A namespace's labels decide what it may reference: re-check its ModelReferences."""
-    ctx = Context.from_kwargs(memo, kwargs)
-    try:
-        await reconcile_references_in_namespace(ctx, body.metadata.name or "")
-    except ApiError as error:
-        logger.warning(
-            "Reconcile failed", extra={"object": body.metadata.name, "error": str(error)}
-        )
+async def reconcile(ctx: Context, key: Key) -> float | None:
+    if ctx.indexes.terminating(key[0]):
+        return None
+    observed = await observe(ctx, key)
+    if observed is None:
+        return None
+    dataset_key = (key[0], reference_dataset_name(key[1]))
+    waiting = ctx.runtime.awaiting(PLURAL, key) or ctx.runtime.awaiting("datasets", dataset_key)
+    if waiting is not None:
+        return waiting
+    metrics.RECONCILES.labels(kind="ModelReference").inc()
+    await act(ctx, observed, decide(observed, format_time(datetime.now(UTC))))
+    return None

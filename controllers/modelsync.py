@@ -8,23 +8,19 @@ the Dataset operator would start a second, concurrent Job otherwise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import kopf
-
 from api.v1 import Model, ModelSource, ModelSync, Phase
 from controllers import metrics
-from controllers.model import reconcile_model
-from controllers.modelsource import source_verdict
-from controllers.runtime import Context, Key, body_key, condition, retry_later
+from controllers.runtime import Context, Key, condition
+from controllers.shared import Verdict, first_syncer, source_verdict
 from controllers.status import (
-    forget,
     format_time,
     parse_duration,
     parse_time,
+    status_changes,
     with_conditions,
     write_status,
 )
@@ -32,14 +28,18 @@ from pkg.dataset import (
     RULES,
     Resolution,
     ResolutionError,
-    controller_owner,
+    dataset_name,
     ownership_conflict,
     parse,
     resolve,
 )
-from pkg.kube import ApiError, InvalidError
+from pkg.kube import InvalidError
 
 PLURAL = "modelsyncs"
+DATASETS = "datasets"
+RETAIN_FINALIZER = "model.samzong.dev/finalizer"
+"""Only a ModelSync with deletionPolicy Retain carries it: its owner reference comes off the
+Dataset before the ModelSync goes, so garbage collection keeps the Dataset (and the weights)."""
 DATASET_CONDITION_PREFIX = "Dataset"
 MANAGED_SPEC_KEYS = (
     "source",
@@ -302,6 +302,9 @@ class Outcome:
     """(type Normal|Warning, reason, message) to post."""
     rounds: tuple[bool, str, str] | None = None
     """The Rounds condition: set when a round trigger meets a type that runs no loader Job."""
+    apply: dict[str, Any] | None = None
+    repair: dict[str, Any] | None = None
+    apply_cause: str | None = None
 
 
 def refused(reason: str, message: str) -> Outcome:
@@ -400,158 +403,212 @@ def transition_events(current: dict[str, Any], outcome: Outcome) -> list[tuple[s
     return []
 
 
-def latest(*bodies: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The newest of several copies of one object, by resourceVersion."""
-
-    def version(body: dict[str, Any]) -> int:
-        try:
-            return int(body.get("metadata", {}).get("resourceVersion") or 0)
-        except ValueError:
-            return 0
-
-    present = [b for b in bodies if b is not None]
-    return max(present, key=version) if present else None
+# ----------------------------------------------------------------------------- observe
 
 
-# ----------------------------------------------------------------------------- reconcile
+@dataclass(frozen=True)
+class Observed:
+    """A ModelSync and everything its reconcile reads, from the indexes (and the Secret key-name
+    cache)."""
+
+    key: Key
+    body: dict[str, Any]
+    sync: ModelSync
+    rival: str | None = None
+    """The older ModelSync that already syncs this model and version."""
+    model: Model | None = None
+    source: ModelSource | None = None
+    source_verdict: Verdict | None = None
+    error: ResolutionError | None = None
+    """The Model or ModelSource could not be read."""
+    dataset: dict[str, Any] | None = None
 
 
-def first_syncer(bodies: Iterable[dict[str, Any]], version: str) -> dict[str, Any] | None:
-    """Of the ModelSyncs (raw bodies) for one Model, the oldest live one that syncs `version`.
-
-    Raw bodies, not parsed models: this runs on every reconcile, over every ModelSync of the
-    Model."""
-    rivals = [
-        body
-        for body in bodies
-        if (body.get("spec") or {}).get("version") == version
-        and not body.get("metadata", {}).get("deletionTimestamp")
-    ]
-
-    def age(body: dict[str, Any]) -> tuple[str, str]:
-        meta = body.get("metadata", {})
-        return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
-
-    return min(rivals, key=age, default=None)
-
-
-def duplicate_of(ctx: Context, sync: ModelSync) -> str | None:
-    """The name of the older ModelSync that already syncs the same model and version, if any."""
-    key = (sync.metadata.namespace or "", sync.spec.model_ref)
-    first = first_syncer(ctx.indexes.syncs_of_model(key), sync.spec.version)
-    if first is None or first.get("metadata", {}).get("uid") == sync.metadata.uid:
+async def observe(ctx: Context, key: Key) -> Observed | None:
+    body = ctx.indexes.sync(key)
+    if body is None:
         return None
-    return str(first["metadata"].get("name"))
+    try:
+        sync = parse(ModelSync, body)
+    except ResolutionError as error:
+        logger.warning("Refused ModelSync", extra={"object": key, "error": str(error)})
+        return None
+    namespace = key[0]
+    if sync.metadata.deletion_timestamp:
+        return Observed(key, body, sync)
+    model_key = (namespace, sync.spec.model_ref)
+    first = first_syncer(ctx.indexes.syncs_of_model(model_key), sync.spec.version)
+    if first is not None and first.get("metadata", {}).get("uid") != sync.metadata.uid:
+        return Observed(key, body, sync, rival=str(first["metadata"].get("name")))
+    model_body = ctx.indexes.model(model_key)
+    if model_body is None:
+        return Observed(key, body, sync)
+    try:
+        model = parse(Model, model_body)
+        source_body = ctx.indexes.source((namespace, model.spec.source_ref))
+        if source_body is None:
+            return Observed(key, body, sync, model=model)
+        source = parse(ModelSource, source_body)
+    except ResolutionError as error:
+        return Observed(key, body, sync, error=error)
+    keys = None
+    if source.spec.secret_ref:
+        keys = await ctx.runtime.secret_keys(namespace, source.spec.secret_ref)
+    dataset = ctx.indexes.dataset((namespace, dataset_name(model.metadata.name, sync.spec.version)))
+    return Observed(
+        key, body, sync, None, model, source, source_verdict(source, keys), None, dataset
+    )
 
 
-async def converge(ctx: Context, sync: ModelSync) -> Outcome:
-    """Bring the Dataset where the ModelSync wants it; report what was found and done."""
-    namespace = sync.metadata.namespace or ""
-    rival = duplicate_of(ctx, sync)
-    if rival is not None:
+# ----------------------------------------------------------------------------- decide
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reconcile of one ModelSync does. Built by `decide`, carried out by `act`."""
+
+    status: dict[str, Any] | None = None
+    """The whole status it should have (written only where it differs from the stored one)."""
+    apply: dict[str, Any] | None = None
+    """A Dataset manifest to apply (server-side, modelfs's field manager)."""
+    repair: dict[str, Any] | None = None
+    """A merge patch after the apply: what a hand edit added to modelfs's fields."""
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type, reason, message) of what the plan does: posted when it is done."""
+    status_events: list[tuple[str, str, str]] = field(default_factory=list)
+    """Posted when the status is written (a new phase, a new refusal)."""
+    finalizers: list[str] | None = None
+    """The ModelSync's finalizers, when they change (Retain)."""
+    orphan: str | None = None
+    """A Dataset to leave without its owner reference (Retain, on deletion)."""
+    requeue_after: float | None = None
+    outcome: Outcome | None = None
+    apply_cause: str | None = None
+
+
+def finalizers_for(sync: ModelSync) -> list[str] | None:
+    """The finalizers the ModelSync should carry when they differ from what it has."""
+    have = list(sync.metadata.finalizers or [])
+    retain = sync.spec.deletion_policy == "Retain" and not sync.metadata.deletion_timestamp
+    if retain and RETAIN_FINALIZER not in have:
+        return [*have, RETAIN_FINALIZER]
+    if not retain and RETAIN_FINALIZER in have:
+        return [f for f in have if f != RETAIN_FINALIZER]
+    return None
+
+
+def decide(observed: Observed, now: datetime) -> Plan:
+    sync = observed.sync
+    finalizers = finalizers_for(sync)
+    if sync.metadata.deletion_timestamp:
+        retained = sync.status.dataset_name if sync.spec.deletion_policy == "Retain" else None
+        if finalizers is None:
+            return Plan()
+        return Plan(finalizers=finalizers, orphan=retained)
+    outcome = converge(observed, now)
+    current = observed.body.get("status") or {}
+    status = desired_status(sync, current, outcome, format_time(now))
+    changed = bool(status_changes(current, status))
+    due_in = outcome.plan.due_in if outcome.plan is not None else None
+    return Plan(
+        status=status,
+        apply=outcome.apply,
+        repair=outcome.repair,
+        events=outcome.events,
+        status_events=transition_events(current, outcome) if changed else [],
+        finalizers=finalizers,
+        requeue_after=due_in + 0.5 if due_in is not None else None,
+        outcome=outcome,
+        apply_cause=outcome.apply_cause,
+    )
+
+
+def converge(observed: Observed, now: datetime) -> Outcome:
+    """Where the Dataset should be, and what the ModelSync should say about it."""
+    sync = observed.sync
+    if observed.rival is not None:
         return refused(
             DUPLICATE,
-            f"ModelSync {rival!r} already syncs Model {sync.spec.model_ref!r} "
+            f"ModelSync {observed.rival!r} already syncs Model {sync.spec.model_ref!r} "
             f"version {sync.spec.version!r}; delete this one or that one",
         )
-    model_body = ctx.indexes.model((namespace, sync.spec.model_ref))
-    if model_body is None:
+    if observed.error is not None:
+        return refused(str(observed.error.reason), str(observed.error))
+    model, source = observed.model, observed.source
+    if model is None:
         return refused(
             MODEL_NOT_FOUND, f"Model {sync.spec.model_ref!r} does not exist in this namespace"
         )
-    try:
-        model = parse(Model, model_body)
-        source_key = (namespace, model.spec.source_ref)
-        source_body = ctx.indexes.source(source_key)
-        if source_body is None:
-            return refused(
-                SOURCE_NOT_FOUND,
-                f"ModelSource {model.spec.source_ref!r} of Model {model.metadata.name!r} does "
-                "not exist in this namespace",
-            )
-        source = parse(ModelSource, source_body)
-        verdict = await source_verdict(ctx, source_key)
-        if verdict is not None and not verdict.ready:
-            return refused(
-                verdict.reason, f"ModelSource {source.metadata.name!r}: {verdict.message}"
-            )
-        resolution = resolve(source, model, sync)
-    except ResolutionError as error:
-        return refused(str(error.reason), str(error))
-
-    dataset_key = (namespace, resolution.name)
-    existing = latest(ctx.indexes.dataset(dataset_key), ctx.runtime.applied.get(dataset_key))
+    if source is None:
+        return refused(
+            SOURCE_NOT_FOUND,
+            f"ModelSource {model.spec.source_ref!r} of Model {model.metadata.name!r} does "
+            "not exist in this namespace",
+        )
+    verdict = observed.source_verdict
+    if verdict is not None and not verdict.ready:
+        return refused(verdict.reason, f"ModelSource {source.metadata.name!r}: {verdict.message}")
+    existing = observed.dataset
+    name = dataset_name(model.metadata.name, sync.spec.version)
     if existing is not None:
         conflict = ownership_conflict(existing, sync.metadata.uid or "")
         if conflict is not None:
             return refused(CONFLICT, f"{conflict}; modelfs does not take it over")
+    recorded_failure = sync.status.last_failure_time
+    view = None
+    if existing is not None:
+        view = with_failure_time(view_dataset(existing), recorded_failure, now)
+    plan = plan_round(sync, view, now)
+    next_round = (view.round + 1 if plan.reason else view.round) if view else 1
+    try:
+        resolution = resolve(source, model, sync, data_sync_round=next_round)
+    except ResolutionError as error:
+        return refused(str(error.reason), str(error))
+    resolved_message = f"Dataset {name} from {resolution.uri}"
     if existing is not None and existing.get("metadata", {}).get("deletionTimestamp"):
         return Outcome(
             Phase.PENDING,
-            (True, "Resolved", f"Dataset {resolution.name} from {resolution.uri}"),
-            (False, "DatasetDeleting", f"waiting for Dataset {resolution.name} to be deleted"),
+            (True, "Resolved", resolved_message),
+            (False, "DatasetDeleting", f"waiting for Dataset {name} to be deleted"),
             resolution=resolution,
         )
-    now = datetime.now(UTC)
-    recorded_failure = sync.status.last_failure_time
-    view = view_dataset(existing) if existing is not None else None
-    if view is not None:
-        view = with_failure_time(view, recorded_failure, now)
-    plan = plan_round(sync, view, now)
-    next_round = (view.round + 1 if plan.reason else view.round) if view else 1
-    resolution = resolve(source, model, sync, data_sync_round=next_round)
     desired = resolution.dataset.to_manifest()
     events: list[tuple[str, str, str]] = []
+    apply = repair = cause = None
+    after = view
     if needs_apply(existing, desired):
-        try:
-            applied = await ctx.runtime.datasets.apply(resolution.dataset)
-        except InvalidError as error:
-            return refused(REJECTED, f"the API server refused Dataset {resolution.name}: {error}")
-        repair = drift_patch(applied, desired)
+        apply = desired
+        repair = drift_patch(existing, desired) if existing is not None else None
         if repair is not None:
-            applied = await ctx.runtime.datasets.patch(namespace, resolution.name, repair)
-            events.append(
-                ("Normal", "DatasetReverted", f"Reverted a hand edit of Dataset {resolution.name}")
-            )
-        ctx.runtime.applied[dataset_key] = applied
-        existing = applied
+            events.append(("Normal", "DatasetReverted", f"Reverted a hand edit of Dataset {name}"))
         events.append(apply_event(view, plan, resolution, sync))
         cause = "create" if view is None else (plan.reason or "update").lower()
-        metrics.DATASET_APPLIES.labels(cause=cause).inc()
-        if plan.reason == RETRY:
-            metrics.RETRIES.inc()
-        logger.info(
-            "Applied Dataset",
-            extra={
-                "object": f"{namespace}/{sync.metadata.name}",
-                "dataset": resolution.name,
-                "round": next_round,
-                "trigger": plan.reason,
-            },
-        )
-    assert existing is not None
-    view = with_failure_time(view_dataset(existing), recorded_failure, now)
-    rounds = rounds_verdict(sync, view, resolution.source_type)
+        # What the status says until the watch brings the Dataset back: the stored status
+        # (none yet, for a new Dataset) under the spec just applied.
+        predicted = {**desired, "status": (existing or {}).get("status") or {}}
+        after = with_failure_time(view_dataset(predicted), recorded_failure, now)
+    assert after is not None
+    if plan.reason:
+        plan = RoundPlan(None, plan.observed_sync_round, plan.attempts)
+    plan = plan_round_after(sync, after, plan, now)
+    rounds = rounds_verdict(sync, after, resolution.source_type)
     served = sync.status.observed_sync_round
     if rounds is not None and served is not None and sync.spec.sync_round > served:
         events.append(("Normal", "RoundNotStarted", rounds[2]))
-    if plan.reason:
-        plan = RoundPlan(None, plan.observed_sync_round, plan.attempts)
-    plan = plan_round_after(sync, view, plan, now)
-    phase, ready = readiness(view, plan, sync.spec.retry.limit)
+    phase, ready = readiness(after, plan, sync.spec.retry.limit)
     notes = " ".join(resolution.notes)
-    resolved_message = f"Dataset {resolution.name} from {resolution.uri}" + (
-        f". Note: {notes}" if notes else ""
-    )
     return Outcome(
         phase=phase,
-        resolved=(True, "Resolved", resolved_message),
+        resolved=(True, "Resolved", resolved_message + (f". Note: {notes}" if notes else "")),
         ready=ready,
-        view=view,
+        view=after,
         plan=plan,
         resolution=resolution,
         events=events,
         rounds=rounds,
+        apply=apply,
+        repair=repair,
+        apply_cause=cause,
     )
 
 
@@ -618,158 +675,85 @@ def apply_event(
     return ("Normal", "DatasetUpdated", f"Updated Dataset {name} (takes effect at its next round)")
 
 
-async def reconcile_sync(ctx: Context, key: Key) -> None:
-    """Converge one ModelSync and write its status when it changed."""
-    model_changed = False
-    async with ctx.runtime.lock(PLURAL, key):
-        body = ctx.indexes.sync(key)
-        if (
-            body is None
-            or body.get("metadata", {}).get("deletionTimestamp")
-            or ctx.indexes.terminating(key[0])
-        ):
-            return
-        try:
-            sync = parse(ModelSync, body)
-        except ResolutionError as error:
-            logger.warning("Refused ModelSync", extra={"object": key, "error": str(error)})
-            return
-        current = ctx.runtime.written_status.get((PLURAL, sync.metadata.uid or "")) or (
-            body.get("status") or {}
-        )
-        metrics.RECONCILES.labels(kind="ModelSync").inc()
-        try:
-            outcome = await converge(
-                ctx, sync.model_copy(update={"status": type(sync.status).model_validate(current)})
-            )
-            desired = desired_status(sync, current, outcome, format_time(datetime.now(UTC)))
-            written = await write_status(
-                ctx, PLURAL, key, sync.metadata.uid or "", current, desired
-            )
-        except ApiError:
-            metrics.RECONCILE_ERRORS.labels(kind="ModelSync").inc()
-            raise
-        record_metrics(ctx, sync, current, desired, outcome)
-        for type_, reason, message in outcome.events + (
-            transition_events(current, outcome) if written else []
-        ):
-            ctx.runtime.post_event(body, type_, reason, message)
-        due_in = outcome.plan.due_in if outcome.plan is not None else None
-        if due_in is not None:
-            ctx.runtime.wake(PLURAL, key, due_in + 0.5, lambda: reconcile_later(ctx, key))
-        model_changed = written and (
-            current.get("phase"),
-            current.get("lastSyncTime"),
-        ) != (desired.get("phase"), desired.get("lastSyncTime"))
-    if model_changed:
-        from controllers.modelreference import reconcile_references_of_model
+# ----------------------------------------------------------------------------- act
 
-        await reconcile_model(ctx, (key[0], sync.spec.model_ref))
-        await reconcile_references_of_model(ctx, (key[0], sync.spec.model_ref))
+
+async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
+    key, body = observed.key, observed.body
+    writer = ctx.runtime.writer
+    uid = observed.sync.metadata.uid or ""
+    if plan.orphan and await writer.orphan_dataset(key[0], plan.orphan, uid):
+        ctx.runtime.post_event(body, "Normal", "DatasetRetained", f"Retained Dataset {plan.orphan}")
+        logger.info("Retained Dataset", extra={"object": key, "dataset": plan.orphan})
+    if plan.finalizers is not None:
+        meta = {
+            "finalizers": plan.finalizers,
+            "resourceVersion": observed.sync.metadata.resource_version,
+        }
+        patched = await writer.patch_metadata(PLURAL, key[0], key[1], {"metadata": meta})
+        ctx.runtime.expect(PLURAL, key, patched)
+    if plan.status is None:
+        return None
+    status = plan.status
+    events = list(plan.events)
+    status_events = plan.status_events
+    if plan.apply is not None:
+        dataset_key = (key[0], plan.apply["metadata"]["name"])
+        try:
+            applied = await writer.apply_dataset(plan.apply)
+            if plan.repair is not None:
+                applied = await writer.patch_dataset(*dataset_key, plan.repair)
+        except InvalidError as error:
+            outcome = refused(REJECTED, f"the API server refused Dataset {dataset_key[1]}: {error}")
+            current = body.get("status") or {}
+            status = desired_status(observed.sync, current, outcome, format_time(datetime.now(UTC)))
+            events, status_events = [], transition_events(current, outcome)
+        else:
+            ctx.runtime.expect(DATASETS, dataset_key, applied)
+            metrics.DATASET_APPLIES.labels(cause=plan.apply_cause or "update").inc()
+            if plan.apply_cause == "retry":
+                metrics.RETRIES.inc()
+            logger.info(
+                "Applied Dataset",
+                extra={
+                    "object": f"{key[0]}/{key[1]}",
+                    "dataset": dataset_key[1],
+                    "round": plan.apply["spec"]["dataSyncRound"],
+                    "trigger": plan.apply_cause,
+                },
+            )
+    stored = body.get("status") or {}
+    written = await write_status(ctx, PLURAL, key, stored, status)
+    for type_, reason, message in events + (status_events if written else []):
+        ctx.runtime.post_event(body, type_, reason, message)
+    record_metrics(key, stored, status, plan.outcome)
+    return plan.requeue_after
 
 
 def record_metrics(
-    ctx: Context,
-    sync: ModelSync,
-    current: dict[str, Any],
-    desired: dict[str, Any],
-    outcome: Outcome,
+    key: Key, stored: dict[str, Any], desired: dict[str, Any], outcome: Outcome | None
 ) -> None:
-    phases = ctx.runtime.phases
-    phases[sync.metadata.uid or ""] = str(desired.get("phase"))
-    metrics.set_phase_counts(phases)
-    became_ready = desired.get("phase") == Phase.READY and current.get("phase") != Phase.READY
-    started = outcome.view.round_started if outcome.view is not None else None
-    if became_ready and started is not None:
-        metrics.SYNC_DURATION.observe(max((datetime.now(UTC) - started).total_seconds(), 0.0))
+    metrics.set_phase(key, str(desired.get("phase")))
+    became_ready = desired.get("phase") == Phase.READY and stored.get("phase") != Phase.READY
+    view = outcome.view if outcome is not None else None
+    if became_ready and view is not None and view.round_started is not None:
+        elapsed = (datetime.now(UTC) - view.round_started).total_seconds()
+        metrics.SYNC_DURATION.observe(max(elapsed, 0.0))
 
 
-async def reconcile_later(ctx: Context, key: Key) -> None:
-    """A reconcile that was due (retry backoff or schedule); errors wait for the next trigger."""
-    try:
-        await reconcile_sync(ctx, key)
-    except ApiError as error:
-        logger.warning("Reconcile failed", extra={"object": key, "error": str(error)})
-
-
-async def reconcile_syncs_of_model(ctx: Context, model_key: Key) -> None:
-    for body in list(ctx.indexes.syncs_of_model(model_key)):
-        await reconcile_sync(ctx, body_key(body))
-
-
-# ----------------------------------------------------------------------------- handlers
-
-
-async def modelsync_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """create / update / resume."""
-    ctx = Context.from_kwargs(memo, kwargs)
-    try:
-        await reconcile_sync(ctx, body_key(body))
-    except ApiError as error:
-        raise retry_later(error) from None
-    model_ref = body.get("spec", {}).get("modelRef")
-    if model_ref:
-        await reconcile_model(ctx, (body_key(body)[0], model_ref))
-
-
-async def modelsync_retain(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """deletionPolicy Retain: take the owner reference off the Dataset before the ModelSync goes,
-    so garbage collection leaves the Dataset (and the weights) in place."""
-    ctx = Context.from_kwargs(memo, kwargs)
-    namespace, name = body_key(body)
-    dataset = (body.get("status") or {}).get("datasetName")
-    uid = body.get("metadata", {}).get("uid", "")
-    if dataset:
-        try:
-            orphaned = await ctx.runtime.datasets.orphan(namespace, dataset, uid)
-        except ApiError as error:
-            raise retry_later(error) from None
-        if orphaned:
-            ctx.runtime.post_event(body, "Normal", "DatasetRetained", f"Retained Dataset {dataset}")
-            logger.info(
-                "Retained Dataset", extra={"object": f"{namespace}/{name}", "dataset": dataset}
-            )
-
-
-async def modelsync_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Once gone: forget it, and let its Model and any duplicate it blocked move on."""
-    ctx = Context.from_kwargs(memo, kwargs)
-    namespace, _ = body_key(body)
-    uid = body.get("metadata", {}).get("uid", "")
-    forget(ctx, PLURAL, uid)
-    ctx.runtime.phases.pop(uid, None)
-    metrics.set_phase_counts(ctx.runtime.phases)
-    model_ref = body.get("spec", {}).get("modelRef")
-    if model_ref:
-        from controllers.modelreference import reconcile_references_of_model
-
-        await reconcile_syncs_of_model(ctx, (namespace, model_ref))
-        await reconcile_model(ctx, (namespace, model_ref))
-        await reconcile_references_of_model(ctx, (namespace, model_ref))
-
-
-async def dataset_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    """A Dataset modelfs manages changed: reconcile the ModelSync that owns it."""
-    ctx = Context.from_kwargs(memo, kwargs)
-    key = body_key(body)
-    if event.get("type") == "DELETED":
-        ctx.runtime.applied.pop(key, None)
-    from controllers.modelreference import reconcile_reference, reconcile_references_of_model
-
-    owner = controller_owner(body)
-    if owner is None:
-        return
-    owner_key = (key[0], str(owner.get("name")))
-    try:
-        if owner.get("kind") == "ModelReference":
-            await reconcile_reference(ctx, owner_key)
-        elif owner.get("kind") == "ModelSync":
-            await reconcile_sync(ctx, owner_key)
-            sync = ctx.indexes.sync(owner_key)
-            model_ref = (sync or {}).get("spec", {}).get("modelRef")
-            if model_ref:  # the source of references: its phase and share settings
-                await reconcile_references_of_model(ctx, (key[0], model_ref))
-    except ApiError as error:
-        logger.warning("Reconcile failed", extra={"object": key, "error": str(error)})
+async def reconcile(ctx: Context, key: Key) -> float | None:
+    """Observe, decide, act, for one ModelSync. Returns when to look again, or None."""
+    if ctx.indexes.terminating(key[0]):
+        return None
+    observed = await observe(ctx, key)
+    if observed is None:
+        metrics.forget_phase(key)
+        return None
+    waiting = ctx.runtime.awaiting(PLURAL, key)
+    if waiting is None and observed.model is not None:
+        name = dataset_name(observed.model.metadata.name, observed.sync.spec.version)
+        waiting = ctx.runtime.awaiting(DATASETS, (key[0], name))
+    if waiting is not None:
+        return waiting
+    metrics.RECONCILES.labels(kind="ModelSync").inc()
+    return await act(ctx, observed, decide(observed, datetime.now(UTC)))

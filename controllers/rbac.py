@@ -28,8 +28,8 @@ RULES: tuple[Rule, ...] = (
         GROUP,
         ("modelsources", "models", "modelsyncs", "modelreferences"),
         (*WATCH, "patch"),
-        "watch modelfs's objects; patch holds kopf's progress annotations and the finalizer "
-        "of ModelSyncs with deletionPolicy Retain",
+        "watch modelfs's objects; patch adds and removes the finalizer of ModelSyncs with "
+        "deletionPolicy Retain",
     ),
     Rule(
         GROUP,

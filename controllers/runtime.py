@@ -1,8 +1,9 @@
-"""What every controller shares at run time: the API clients, the in-memory view of the cluster
-(kopf indexes), per-object locks, and the memo of what modelfs last wrote.
+"""What every reconciler shares at run time: the API clients, the in-memory view of the cluster
+(kopf indexes, read-only here), the Secret key-name cache, and the expectations of modelfs's own
+writes.
 
-Handlers stay small: they build a `Context` from kopf's keyword arguments and call plain async
-functions that take it.
+A reconciler reads the same way in every controller: observe (the indexes), decide (a pure
+function returning a plan), act (API writes through this runtime).
 """
 
 from __future__ import annotations
@@ -10,21 +11,21 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import kopf
-from kubernetes.aio.client import ApiClient
-
-from pkg.dataset.client import DatasetClient
-from pkg.kube import ApiError, ObjectClient
+from pkg.kube import ApiError
 
 logger = logging.getLogger("modelfs.runtime")
 
 Key = tuple[str, str]
 """(namespace, name)"""
+
+EXPECTATION_SECONDS = 5.0
+"""How long a reconcile waits for the watch to bring back modelfs's own write before it goes on
+without it (a relisting watch may skip that exact version)."""
 
 
 def body_key(body: Mapping[str, Any]) -> Key:
@@ -32,9 +33,8 @@ def body_key(body: Mapping[str, Any]) -> Key:
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
-def retry_later(error: Exception) -> kopf.TemporaryError:
-    """How a handler reports an API failure to kopf: try again in a while."""
-    return kopf.TemporaryError(f"API call failed, retrying: {error}", delay=10)
+def resource_version(body: Mapping[str, Any] | None) -> str:
+    return str((body or {}).get("metadata", {}).get("resourceVersion") or "")
 
 
 def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
@@ -50,35 +50,95 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
+class Writer(Protocol):
+    """The API calls the reconcilers make (the real client: `pkg.kube.ObjectClient` and
+    `pkg.dataset.client.DatasetClient` together; in unit tests: a recording fake)."""
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+    async def patch_metadata(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+    async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None: ...
+
+    async def create_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None: ...
+
+    async def apply_dataset(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def patch_dataset(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def delete_dataset(self, namespace: str, name: str) -> bool: ...
+
+    async def orphan_dataset(self, namespace: str, name: str, owner_uid: str) -> bool: ...
+
+
 @dataclass
 class Runtime:
-    """One per operator process, kept in kopf's memo."""
+    """One per operator process."""
 
-    api: ApiClient
-    datasets: DatasetClient
-    objects: ObjectClient
-    locks: defaultdict[tuple[str, Key], asyncio.Lock] = field(
-        default_factory=lambda: defaultdict(asyncio.Lock)
-    )
-    written_status: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    """The last status modelfs wrote, by (plural, uid): see `controllers.status.write_status`."""
-    applied: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    """The Dataset as the last apply returned it, by (namespace, name), until its watch event."""
-    secret_keys: dict[Key, frozenset[str] | None] = field(default_factory=dict)
-    phases: dict[str, str] = field(default_factory=dict)
-    """The phase of each ModelSync, by uid, for the per-phase gauge."""
-    """Key names (never values) of the Secrets that ModelSources name; None: no such Secret."""
-
-    wakeups: dict[tuple[str, Key], asyncio.TimerHandle] = field(default_factory=dict)
-    """Reconciles due later (a retry backoff, a schedule), one per object: the earliest."""
+    writer: Writer
+    secret_cache: dict[Key, tuple[frozenset[str] | None, float]] = field(default_factory=dict)
+    """Key names (never values) of the Secrets that ModelSources name, and when they were read;
+    None: no such Secret."""
+    expected: dict[tuple[str, Key], tuple[str, float]] = field(default_factory=dict)
+    """(plural, key) -> (resourceVersion of modelfs's own last write, deadline)."""
+    last_status_write: dict[tuple[str, Key], float] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    first_context: asyncio.Future[Context] | None = None
-    """Resolved by the first handler with kopf's (live) indexes, for work outside handlers."""
+    # -- Secrets: read, never watched
+
+    async def secret_keys(
+        self, namespace: str, name: str, *, max_age: float | None = None
+    ) -> frozenset[str] | None:
+        """The key names of a Secret, from the cache unless never read or older than
+        `max_age` seconds."""
+        cached = self.secret_cache.get((namespace, name))
+        now = time.monotonic()
+        if cached is None or (max_age is not None and now - cached[1] >= max_age):
+            keys = await self.writer.secret_keys(namespace, name)
+            self.secret_cache[(namespace, name)] = (keys, now)
+            return keys
+        return cached[0]
+
+    # -- expectations: wait for the watch to bring back what modelfs wrote
+
+    def expect(self, plural: str, key: Key, written: Mapping[str, Any] | None) -> None:
+        version = resource_version(written)
+        if version:
+            self.expected[(plural, key)] = (version, time.monotonic() + EXPECTATION_SECONDS)
+
+    def observed(self, plural: str, key: Key, body: Mapping[str, Any]) -> bool:
+        """A watch event of `key` arrived: True when it is modelfs's own expected write (which
+        clears the expectation)."""
+        found = self.expected.get((plural, key))
+        if found is not None and found[0] == resource_version(body):
+            del self.expected[(plural, key)]
+            return True
+        return False
+
+    def awaiting(self, plural: str, key: Key) -> float | None:
+        """Seconds left to wait for modelfs's own write of `key` to come back, or None."""
+        found = self.expected.get((plural, key))
+        if found is None:
+            return None
+        left = found[1] - time.monotonic()
+        if left <= 0:
+            del self.expected[(plural, key)]
+            return None
+        return left
+
+    # -- events
 
     def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """Post an Event on `body` in the background, from any task (a handler, the resync, a
-        wake-up). A failed post is logged, never raised: an Event is not worth a retry."""
+        """Post an Event on `body` in the background, from any task. A failed post is logged,
+        never raised: an Event is not worth a retry."""
         task = asyncio.get_running_loop().create_task(
             self._post_event(body, type_, reason, message)
         )
@@ -89,35 +149,12 @@ class Runtime:
         self, body: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:
         try:
-            await self.objects.create_event(body, type_, reason, message)
+            await self.writer.create_event(body, type_, reason, message)
         except ApiError as error:
             logger.warning(
                 "Event not posted",
                 extra={"object": body_key(body), "reason": reason, "error": str(error)},
             )
-
-    def lock(self, kind: str, key: Key) -> asyncio.Lock:
-        return self.locks[(kind, key)]
-
-    def wake(
-        self, kind: str, key: Key, delay: float, callback: Callable[[], Coroutine[Any, Any, None]]
-    ) -> None:
-        """Run `callback` in `delay` seconds, unless an earlier wake-up of `key` is set."""
-        loop = asyncio.get_running_loop()
-        when = loop.time() + max(delay, 0.0)
-        current = self.wakeups.get((kind, key))
-        if current is not None and not current.cancelled() and current.when() <= when:
-            return
-        if current is not None:
-            current.cancel()
-
-        def fire() -> None:
-            self.wakeups.pop((kind, key), None)
-            task = loop.create_task(callback())
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-        self.wakeups[(kind, key)] = loop.call_at(when, fire)
 
 
 def first_value(store: Any) -> dict[str, Any] | None:
@@ -130,7 +167,8 @@ def first_value(store: Any) -> dict[str, Any] | None:
 
 @dataclass
 class Indexes:
-    """kopf's in-memory indexes, by the names the operator registers them under."""
+    """kopf's in-memory indexes (or dicts in unit tests), by the names the operator registers
+    them under. Values are iterables of the indexed values."""
 
     sources: Mapping[Key, Any]
     models: Mapping[Key, Any]
@@ -186,9 +224,12 @@ class Indexes:
     def model_names_of_source(self, key: Key) -> list[str]:
         return sorted(set(self.models_by_source.get(key, ())))
 
+    def sync_names_of_model(self, key: Key) -> list[str]:
+        return sorted(set(self.syncs_by_model.get(key, ())))
+
     def syncs_of_model(self, key: Key) -> Iterator[dict[str, Any]]:
         namespace = key[0]
-        for name in sorted(set(self.syncs_by_model.get(key, ()))):
+        for name in self.sync_names_of_model(key):
             body = self.sync((namespace, name))
             if body is not None:
                 yield body
@@ -200,11 +241,3 @@ class Context:
 
     runtime: Runtime
     indexes: Indexes
-
-    @classmethod
-    def from_kwargs(cls, memo: Any, kwargs: Mapping[str, Any]) -> Context:
-        ctx = cls(runtime=memo.runtime, indexes=Indexes.from_kwargs(kwargs))
-        handover = ctx.runtime.first_context
-        if handover is not None and not handover.done():
-            handover.set_result(ctx)
-        return ctx

@@ -68,33 +68,20 @@ def status_changes(current: dict[str, Any], desired: dict[str, Any]) -> dict[str
 
 
 async def write_status(
-    ctx: Context,
-    plural: str,
-    key: Key,
-    uid: str,
-    current: dict[str, Any],
-    desired: dict[str, Any],
+    ctx: Context, plural: str, key: Key, stored: dict[str, Any], desired: dict[str, Any] | None
 ) -> bool:
-    """Patch the status of `key` when `desired` differs from what it holds; return whether it wrote.
-
-    "What it holds" is the status modelfs last wrote to this object (by uid) when there is one:
-    a reconcile that runs before the watch event of modelfs's own write must not write it again.
-    An idle cluster therefore sees no status writes.
-    """
-    written = ctx.runtime.written_status
-    baseline = written.get((plural, uid), current)
-    patch = status_changes(baseline, desired)
+    """Patch the status of `key` with what differs between `stored` (as observed) and `desired`;
+    return whether it wrote. The watch brings the write back: until it does, reconciles of
+    `key` wait (`Runtime.expect`), so none writes the same status twice. An idle cluster
+    therefore sees no status writes."""
+    if desired is None:
+        return False
+    patch = status_changes(stored, desired)
     if not patch:
         return False
-    result = await ctx.runtime.objects.patch_status(plural, key[0], key[1], patch)
+    result = await ctx.runtime.writer.patch_status(plural, key[0], key[1], patch)
     if result is None:
-        written.pop((plural, uid), None)
         return False
-    written[(plural, uid)] = dict(desired)
+    ctx.runtime.expect(plural, key, result)
     metrics.STATUS_WRITES.labels(kind=plural).inc()
     return True
-
-
-def forget(ctx: Context, plural: str, uid: str) -> None:
-    """Drop the memo of a deleted object."""
-    ctx.runtime.written_status.pop((plural, uid), None)

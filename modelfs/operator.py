@@ -7,8 +7,10 @@ Registration is kept here, in one place, so the controllers stay plain functions
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -17,15 +19,14 @@ from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
 from api.v1 import GROUP, VERSION
-from controllers import model, modelreference, modelsource, modelsync
-from controllers.resync import resync_forever
-from controllers.runtime import Runtime, snapshot
+from controllers import model, modelreference, modelsource, modelsync, triggers
+from controllers.queue import WorkQueue
+from controllers.runtime import Context, Indexes, Key, Runtime, body_key, snapshot
 from pkg.dataset import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, MANAGED_BY, MANAGED_BY_LABEL
-from pkg.dataset.client import DatasetClient
-from pkg.kube import ObjectClient
+from pkg.kube.writer import KubeWriter
 
-FINALIZER = f"{GROUP}/finalizer"
-ANNOTATION_PREFIX = GROUP
+Reconciler = Callable[[Context, Key], Awaitable[float | None]]
+
 
 logger = logging.getLogger("modelfs.operator")
 
@@ -69,17 +70,73 @@ def modelsync_by_model(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[tuple
     }
 
 
-def deleted(event: kopf.RawEvent, **_: Any) -> bool:
-    """Deletions are seen as watch events: no finalizer needed, none added."""
-    return event.get("type") == "DELETED"
+RECONCILERS: dict[str, Reconciler] = {
+    "modelsources": modelsource.reconcile,
+    "models": model.reconcile,
+    "modelsyncs": modelsync.reconcile,
+    "modelreferences": modelreference.reconcile,
+}
+#: Workers per queue: a key is reconciled by one worker at a time; these bound the parallelism.
+WORKERS = {"modelsources": 2, "models": 2, "modelsyncs": 8, "modelreferences": 4}
+RESYNC_SECONDS = 30.0
+"""Every key of every kind is enqueued this often: drift repair, schedules, Secret re-checks."""
 
 
-def retains(spec: kopf.Spec, **_: Any) -> bool:
-    return spec.get("deletionPolicy") == "Retain"
+class Operator:
+    """The queues and the reconcilers, fed by kopf's watches through the trigger map."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.queues: dict[str, WorkQueue[Key]] = {k: WorkQueue(k) for k in RECONCILERS}
+        self.indexes: asyncio.Future[Indexes] = asyncio.get_running_loop().create_future()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def enqueue(self, affected: triggers.Affected) -> None:
+        for kind, key in affected:
+            self.queues[kind].add(key)
+
+    def seen(self, plural: str, body: kopf.Body, kwargs: dict[str, Any]) -> Indexes:
+        """A watch event of `body`: hand the indexes over once, and note modelfs's own write."""
+        indexes = Indexes.from_kwargs(kwargs)
+        if not self.indexes.done():
+            self.indexes.set_result(indexes)
+        self.runtime.observed(plural, body_key(body), body)
+        return indexes
+
+    async def start(self) -> None:
+        indexes = await self.indexes
+        ctx = Context(self.runtime, indexes)
+        for kind, reconcile in RECONCILERS.items():
+            self.queues[kind].start(functools.partial(reconcile, ctx), WORKERS[kind])
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            self.enqueue(triggers.everything(indexes))
+
+    async def stop(self) -> None:
+        for queue in self.queues.values():
+            await queue.stop()
+
+
+def handler(
+    plural: str, affected: Callable[[Indexes, kopf.Body], triggers.Affected]
+) -> Callable[..., Awaitable[None]]:
+    """A kopf event handler that only enqueues: the keys the event affects."""
+
+    async def on_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        operator: Operator = memo.operator
+        indexes = operator.seen(plural, body, kwargs)
+        operator.enqueue(affected(indexes, body))
+
+    on_event.__name__ = f"{plural}_event"
+    return on_event
+
+
+def namespace_affected(indexes: Indexes, body: kopf.Body) -> triggers.Affected:
+    return triggers.namespace_changed(indexes, body.metadata.name or "")
 
 
 def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
-    """Every handler of the operator, on `registry`."""
+    """Every index and handler of the operator, on `registry`."""
     ours: dict[str, Any] = {"group": GROUP, "version": VERSION, "registry": registry}
     datasets: dict[str, Any] = {
         "group": DATASET_GROUP,
@@ -101,31 +158,16 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
     # Every Dataset, not only modelfs's: a name taken by someone else's Dataset must be seen.
     kopf.index(id="dataset_index", **{**datasets, "labels": None})(by_name)
 
-    for plural, changed in (
-        ("modelsources", modelsource.modelsource_changed),
-        ("models", model.model_changed),
-        ("modelsyncs", modelsync.modelsync_changed),
-        ("modelreferences", modelreference.modelreference_changed),
+    for plural, affected in (
+        ("modelsources", triggers.source_changed),
+        ("models", triggers.model_changed),
+        ("modelsyncs", triggers.sync_changed),
+        ("modelreferences", triggers.reference_changed),
     ):
-        kind = plural.removesuffix("s")
-        kopf.on.create(plural=plural, id=f"{kind}_create", **ours)(changed)
-        kopf.on.update(plural=plural, id=f"{kind}_update", **ours)(changed)
-        kopf.on.resume(plural=plural, id=f"{kind}_resume", **ours)(changed)
-
-    for plural, handler in (
-        ("modelsources", modelsource.modelsource_deleted),
-        ("models", model.model_deleted),
-        ("modelsyncs", modelsync.modelsync_deleted),
-        ("modelreferences", modelreference.modelreference_deleted),
-    ):
-        kind = plural.removesuffix("s")
-        kopf.on.event(plural=plural, id=f"{kind}_delete", when=deleted, **ours)(handler)
-    kopf.on.delete(plural="modelsyncs", id="modelsync_retain", when=retains, **ours)(
-        modelsync.modelsync_retain
-    )
-    kopf.on.event(id="dataset_event", **datasets)(modelsync.dataset_event)
-    kopf.on.event("", "v1", "namespaces", id="namespace_event", registry=registry)(
-        modelreference.namespace_event
+        kopf.on.event(plural=plural, id=f"{plural}_event", **ours)(handler(plural, affected))
+    kopf.on.event(id="datasets_event", **datasets)(handler("datasets", triggers.dataset_changed))
+    kopf.on.event("", "v1", "namespaces", id="namespaces_event", registry=registry)(
+        handler("namespaces", namespace_affected)
     )
     kopf.on.login(registry=registry)(login)
     kopf.on.startup(registry=registry)(startup)
@@ -155,15 +197,8 @@ async def new_api_client() -> ApiClient:
 
 
 def configure_settings(settings: kopf.OperatorSettings) -> None:
-    # kopf bookkeeping lives in annotations of modelfs's own objects, under modelfs's own names;
-    # never on Datasets (the Dataset operator copies annotations onto PVCs and Jobs).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATION_PREFIX
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = FINALIZER
+    # kopf only watches and indexes here: no change-detection handlers, so it writes no
+    # annotations and no finalizers on any object.
     # Only warnings and errors of kopf itself become Events; modelfs posts its own decisions.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 270
@@ -178,20 +213,23 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_settings(settings)
     api = await new_api_client()
-    runtime = Runtime(api=api, datasets=DatasetClient(api), objects=ObjectClient(api))
-    runtime.first_context = asyncio.get_running_loop().create_future()
-    memo.runtime = runtime
-    memo.resync = asyncio.create_task(resync_forever(runtime.first_context))
+    operator = Operator(Runtime(writer=KubeWriter(api)))
+    memo.api = api
+    memo.operator = operator
+    memo.main = asyncio.create_task(operator.start())
     logger.info("Started modelfs operator")
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    resync = getattr(memo, "resync", None)
-    if resync is not None:
-        resync.cancel()
-    runtime = getattr(memo, "runtime", None)
-    if runtime is not None:
-        await runtime.api.close()
+    main = getattr(memo, "main", None)
+    if main is not None:
+        main.cancel()
+    operator = getattr(memo, "operator", None)
+    if operator is not None:
+        await operator.stop()
+    api = getattr(memo, "api", None)
+    if api is not None:
+        await api.close()
     logger.info("Stopped modelfs operator")
 
 

@@ -62,6 +62,7 @@ class ObjectMeta(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     owner_references: list[dict[str, Any]] = Field(default_factory=list)
+    finalizers: list[str] = Field(default_factory=list)
     deletion_timestamp: str | None = None
 
 

@@ -51,7 +51,10 @@ class DatasetClient:
 
     async def apply(self, dataset: Dataset) -> dict[str, Any]:
         """Server-side apply of the fields modelfs owns; the stored object is returned."""
-        manifest = dataset.to_manifest()
+        return await self.apply_manifest(dataset.to_manifest())
+
+    async def apply_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """`apply` of a manifest (`Dataset.to_manifest()`)."""
         meta = manifest["metadata"]
         return await self._patch(
             meta["namespace"],

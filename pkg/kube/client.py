@@ -86,6 +86,26 @@ class ObjectClient:
             raise api_error(error) from None
         return cast(dict[str, Any], result)
 
+    async def patch_metadata(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch a modelfs object (its metadata: finalizers); None when it is gone."""
+        try:
+            result = await self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                patch,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise api_error(error) from None
+        return cast(dict[str, Any], result)
+
     async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """The key names of a Secret, or None when it does not exist. Values are dropped here."""
         try:

@@ -1,0 +1,182 @@
+"""A work queue per kind, as controller-runtime's: watches only add keys, workers reconcile them.
+
+- A key added while it waits is merged: it is reconciled once.
+- A key added while a worker reconciles it waits until that reconcile ends, then runs again: one
+  worker per key at a time, so reconciles of one object never overlap.
+- A reconcile that raises is retried for that key alone, with exponential backoff; a success
+  resets the backoff.
+- `add_after` serves schedules and "look again later": the earliest pending time wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from pkg.kube import ApiError
+
+K = TypeVar("K", bound=Hashable)
+
+logger = logging.getLogger("modelfs.queue")
+
+DEPTH = Gauge("modelfs_workqueue_depth", "Keys waiting in the queue.", ["name"])
+ADDS = Counter("modelfs_workqueue_adds_total", "Keys added (merged ones included).", ["name"])
+RETRIES = Counter("modelfs_workqueue_retries_total", "Keys re-added after a failure.", ["name"])
+QUEUE_SECONDS = Histogram(
+    "modelfs_workqueue_queue_duration_seconds",
+    "How long a key waited before a worker took it.",
+    ["name"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60),
+)
+WORK_SECONDS = Histogram(
+    "modelfs_workqueue_work_duration_seconds",
+    "How long one reconcile took.",
+    ["name"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60),
+)
+
+EXPECTED_ERRORS = (ApiError,)
+"""Failures the queue retries with a warning; anything else is a bug and logged with its
+traceback (which fails the e2e suite)."""
+
+Reconcile = Callable[[K], Awaitable[float | None]]
+"""Reconciles one key; returns seconds after which to look again, or None."""
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, name: str, *, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+        self.name = name
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._order: deque[K] = deque()
+        self._waiting: dict[K, float] = {}
+        """Queued keys and when they were added (monotonic)."""
+        self._running: set[K] = set()
+        self._again: set[K] = set()
+        """Keys added while a worker had them: run again once it is done."""
+        self._failures: dict[K, int] = {}
+        self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._ready = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+
+    # -- adding
+
+    def add(self, key: K) -> None:
+        ADDS.labels(self.name).inc()
+        if key in self._waiting:
+            return
+        if key in self._running:
+            self._again.add(key)
+            return
+        self._waiting[key] = time.monotonic()
+        self._order.append(key)
+        DEPTH.labels(self.name).set(len(self._order))
+        self._ready.set()
+
+    def add_after(self, key: K, delay: float) -> None:
+        """Add `key` in `delay` seconds, unless an earlier add of it is already set."""
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        current = self._timers.get(key)
+        if current is not None and not current.cancelled() and current.when() <= when:
+            return
+        if current is not None:
+            current.cancel()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self.add(key)
+
+        self._timers[key] = loop.call_at(when, fire)
+
+    def retry(self, key: K) -> float:
+        """Add `key` again after its next backoff; returns that delay."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = float(min(self.base_delay * 2.0 ** (failures - 1), self.max_delay))
+        RETRIES.labels(self.name).inc()
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: K) -> None:
+        """A success: the next failure of `key` starts its backoff anew."""
+        self._failures.pop(key, None)
+
+    # -- taking
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def pending(self, key: K) -> bool:
+        return key in self._waiting or key in self._running or key in self._timers
+
+    async def get(self) -> K:
+        while not self._order:
+            self._ready.clear()
+            await self._ready.wait()
+        key = self._order.popleft()
+        added = self._waiting.pop(key)
+        self._running.add(key)
+        DEPTH.labels(self.name).set(len(self._order))
+        QUEUE_SECONDS.labels(self.name).observe(time.monotonic() - added)
+        return key
+
+    def done(self, key: K) -> None:
+        self._running.discard(key)
+        if key in self._again:
+            self._again.discard(key)
+            self.add(key)
+
+    # -- workers
+
+    def start(self, reconcile: Reconcile[K], workers: int) -> None:
+        for number in range(workers):
+            task = asyncio.get_running_loop().create_task(
+                self._work(reconcile), name=f"{self.name}-worker-{number}"
+            )
+            self._workers.append(task)
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+
+    async def _work(self, reconcile: Reconcile[K]) -> None:
+        while True:
+            key = await self.get()
+            started = time.monotonic()
+            try:
+                again = await reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except EXPECTED_ERRORS as error:  # an API error: retried for this key alone
+                delay = self.retry(key)
+                logger.warning(
+                    "Reconcile failed",
+                    extra={"kind": self.name, "object": key, "error": str(error), "retry": delay},
+                )
+            except Exception:  # a bug: said loudly, and still retried for this key alone
+                delay = self.retry(key)
+                logger.exception(
+                    "Reconcile failed", extra={"kind": self.name, "object": key, "retry": delay}
+                )
+            else:
+                self.forget(key)
+                if again is not None:
+                    self.add_after(key, again)
+            finally:
+                WORK_SECONDS.labels(self.name).observe(time.monotonic() - started)
+                self.done(key)

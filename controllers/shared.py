@@ -1,0 +1,82 @@
+"""Pure logic more than one controller reads (no I/O, no kopf): the verdict on a ModelSource,
+and which ModelSync of a Model version is the one that syncs it. Controllers import this
+module, never one another."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from api.v1 import ModelSource, SourceType
+from pkg.dataset import describe_secret_keys, missing_secret_keys, source_config_errors
+
+SECRET_MISSING = "SecretMissing"
+SECRET_KEY_MISSING = "SecretKeyMissing"
+SOURCE_SECONDS = 60.0
+"""How old the key names of a ModelSource's Secret may get before the source re-reads them
+(Secrets are not watched: watching them needs list/watch on every Secret)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a thing is usable, and why not."""
+
+    ready: bool
+    reason: str
+    message: str
+
+
+def config_verdict(source: ModelSource) -> Verdict | None:
+    """The verdict on config alone, or None when the config is fine."""
+    errors = source_config_errors(source)
+    if not errors:
+        return None
+    message = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return Verdict(False, str(errors[0].reason), message)
+
+
+def secret_verdict(source: ModelSource, keys: frozenset[str] | None) -> Verdict | None:
+    """The verdict on the Secret, from its key names only; None when fine or not needed."""
+    name = source.spec.secret_ref
+    if not name:
+        return None
+    source_type = SourceType(source.spec.type)
+    if keys is None:
+        return Verdict(
+            False,
+            SECRET_MISSING,
+            f"Secret {name!r} does not exist in namespace {source.metadata.namespace!r}; "
+            f"{source_type} reads the keys {describe_secret_keys(source_type)}",
+        )
+    missing = missing_secret_keys(source_type, set(keys))
+    if missing:
+        return Verdict(
+            False,
+            SECRET_KEY_MISSING,
+            f"Secret {name!r} lacks the key(s) {', '.join(missing)}; {source_type} reads "
+            f"{describe_secret_keys(source_type)}",
+        )
+    return None
+
+
+def source_verdict(source: ModelSource, keys: frozenset[str] | None) -> Verdict:
+    found = config_verdict(source) or secret_verdict(source, keys)
+    return found or Verdict(True, "Ready", f"{source.spec.type} source is ready")
+
+
+def first_syncer(bodies: Iterable[dict[str, Any]], version: str) -> dict[str, Any] | None:
+    """Of the ModelSyncs (raw bodies) for one Model, the oldest live one that syncs `version`:
+    the one that owns the Dataset (the others are refused as duplicates)."""
+    rivals = [
+        body
+        for body in bodies
+        if (body.get("spec") or {}).get("version") == version
+        and not body.get("metadata", {}).get("deletionTimestamp")
+    ]
+
+    def age(body: dict[str, Any]) -> tuple[str, str]:
+        meta = body.get("metadata", {})
+        return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+
+    return min(rivals, key=age, default=None)

@@ -1,0 +1,129 @@
+"""The one place where the kinds meet: which keys a watch event affects.
+
+Every watch event becomes a set of keys per kind (`Affected`), found through the indexes; the
+queues reconcile them. No reconciler calls another: a reconcile that changes an object (its
+status, a Dataset) causes a watch event, and this map carries it on.
+
+    ModelSource ─▶ Models ─▶ ModelSyncs ─▶ ModelReferences (of the Model)
+                    ▲  ▲         │  ▲
+                    │  └─ status ┘  └── Dataset (owned) ──▶ the Model's ModelReferences
+                    └──── ModelReference (readers)          Namespace ─▶ its ModelReferences
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controllers.runtime import Indexes, Key, body_key
+
+KINDS = ("modelsources", "models", "modelsyncs", "modelreferences")
+
+
+@dataclass
+class Affected:
+    """Keys to reconcile, per kind (plural)."""
+
+    keys: dict[str, set[Key]] = field(default_factory=lambda: {k: set() for k in KINDS})
+
+    def add(self, kind: str, *keys: Key) -> Affected:
+        self.keys[kind].update(keys)
+        return self
+
+    def __iter__(self) -> Any:
+        for kind in KINDS:
+            for key in sorted(self.keys[kind]):
+                yield kind, key
+
+    def count(self) -> int:
+        return sum(len(keys) for keys in self.keys.values())
+
+
+def _spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    return body.get("spec") or {}
+
+
+def syncs_and_readers(ix: Indexes, model_key: Key, affected: Affected) -> Affected:
+    namespace = model_key[0]
+    affected.add("modelsyncs", *((namespace, n) for n in ix.sync_names_of_model(model_key)))
+    affected.add("modelreferences", *ix.references_of_model(model_key))
+    return affected
+
+
+def source_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
+    """A ModelSource: itself, its Models (readiness), their ModelSyncs (resolution)."""
+    key = body_key(body)
+    affected = Affected().add("modelsources", key)
+    for name in ix.model_names_of_source(key):
+        model_key = (key[0], name)
+        affected.add("models", model_key)
+        affected.add("modelsyncs", *((key[0], n) for n in ix.sync_names_of_model(model_key)))
+    return affected
+
+
+def model_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
+    """A Model: itself, its source (it counts Models), its ModelSyncs and ModelReferences."""
+    key = body_key(body)
+    affected = Affected().add("models", key)
+    source = _spec(body).get("sourceRef")
+    if source:
+        affected.add("modelsources", (key[0], str(source)))
+    return syncs_and_readers(ix, key, affected)
+
+
+def sync_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
+    """A ModelSync: itself, its Model (versions), the other ModelSyncs of the Model (a duplicate
+    may take over), and the Model's ModelReferences (their source)."""
+    key = body_key(body)
+    affected = Affected().add("modelsyncs", key)
+    model = _spec(body).get("modelRef")
+    if model:
+        model_key = (key[0], str(model))
+        affected.add("models", model_key)
+        syncs_and_readers(ix, model_key, affected)
+    return affected
+
+
+def reference_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
+    """A ModelReference: itself and the Model it reads (which lists its readers)."""
+    affected = Affected().add("modelreferences", body_key(body))
+    target = _spec(body).get("modelRef") or {}
+    if target.get("namespace") and target.get("name"):
+        affected.add("models", (str(target["namespace"]), str(target["name"])))
+    return affected
+
+
+def dataset_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
+    """A Dataset modelfs manages: the object that owns it; for a ModelSync's, also the
+    ModelReferences of its Model (it is their source)."""
+    namespace = body_key(body)[0]
+    affected = Affected()
+    for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if not owner.get("controller"):
+            continue
+        owner_key = (namespace, str(owner.get("name")))
+        if owner.get("kind") == "ModelReference":
+            affected.add("modelreferences", owner_key)
+        elif owner.get("kind") == "ModelSync":
+            affected.add("modelsyncs", owner_key)
+            sync = ix.sync(owner_key)
+            model = _spec(sync or {}).get("modelRef")
+            if model:
+                affected.add("modelreferences", *ix.references_of_model((namespace, str(model))))
+    return affected
+
+
+def namespace_changed(ix: Indexes, name: str) -> Affected:
+    """A Namespace's labels decide what it may reference."""
+    return Affected().add("modelreferences", *(k for k in ix.references if k[0] == name))
+
+
+def everything(ix: Indexes) -> Affected:
+    """Every key of the four kinds: the periodic resync."""
+    affected = Affected()
+    affected.add("modelsources", *ix.sources)
+    affected.add("models", *ix.models)
+    affected.add("modelsyncs", *ix.syncs)
+    affected.add("modelreferences", *ix.references)
+    return affected
