@@ -313,6 +313,7 @@ def build_binaries(
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         started = time.monotonic()
+        code: int | None = None
         try:
             while True:
                 try:
@@ -627,6 +628,7 @@ def list_objects(cp: ControlPlane) -> dict[str, list[dict[str, Any]]]:
     """Every object of the four kinds, across namespaces, as the admin."""
     lists: dict[str, list[dict[str, Any]]] = {}
     for kind, plural, _ in KINDS:
+        status, body = 0, b""
         for attempt in range(30):
             status, body = cp.request("GET", f"{API}/{plural}", timeout=10)
             # 429 "storage is (re)initializing" right after a CRD is installed, or a 5xx:

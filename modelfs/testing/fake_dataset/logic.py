@@ -200,7 +200,7 @@ def canonical_quantity(text: str) -> str:
     """resource.Quantity's String(): what Go writes back for a quantity it has parsed (`1024Mi`
     -> `1Gi`, `1.5Gi` -> `1536Mi`, `2000m` -> `2`, `1.5G` -> `1500M`). Text that does not parse
     is returned as is."""
-    match = _QUANTITY.fullmatch(text.strip()) if isinstance(text, str) else None
+    match = _QUANTITY.fullmatch(text.strip())
     if match is None:
         return text
     number, suffix, exponent = match.groups()
