@@ -116,6 +116,17 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._order)
 
+    def busy(self) -> bool:
+        """Keys waiting or being reconciled (timers of `add_after` not counted)."""
+        return bool(self._order or self._running)
+
+    def next_due(self) -> float | None:
+        """Seconds until the earliest `add_after` fires, or None."""
+        if not self._timers:
+            return None
+        now = asyncio.get_running_loop().time()
+        return max(min(t.when() for t in self._timers.values()) - now, 0.0)
+
     def pending(self, key: K) -> bool:
         return key in self._waiting or key in self._running or key in self._timers
 

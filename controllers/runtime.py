@@ -89,6 +89,8 @@ class Runtime:
     None: no such Secret."""
     expected: dict[tuple[str, Key], tuple[str, float]] = field(default_factory=dict)
     """(plural, key) -> (resourceVersion of modelfs's own last write, deadline)."""
+    deferred: set[tuple[str, Key]] = field(default_factory=set)
+    """Keys whose reconcile waited for modelfs's own write to come back: run when it does."""
     last_status_write: dict[tuple[str, Key], float] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -123,8 +125,16 @@ class Runtime:
             return True
         return False
 
+    def take_deferred(self, plural: str, key: Key) -> bool:
+        """Whether a reconcile of `key` waited for the write that just came back."""
+        if (plural, key) in self.deferred:
+            self.deferred.discard((plural, key))
+            return True
+        return False
+
     def awaiting(self, plural: str, key: Key) -> float | None:
-        """Seconds left to wait for modelfs's own write of `key` to come back, or None."""
+        """Seconds left to wait for modelfs's own write of `key` to come back, or None. The
+        caller then stops and looks again when the write comes back (or the time is up)."""
         found = self.expected.get((plural, key))
         if found is None:
             return None
@@ -132,6 +142,7 @@ class Runtime:
         if left <= 0:
             del self.expected[(plural, key)]
             return None
+        self.deferred.add((plural, key))
         return left
 
     # -- events

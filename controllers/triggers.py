@@ -119,6 +119,22 @@ def namespace_changed(ix: Indexes, name: str) -> Affected:
     return Affected().add("modelreferences", *(k for k in ix.references if k[0] == name))
 
 
+def after_own_write(plural: str, ix: Indexes, body: Mapping[str, Any]) -> Affected:
+    """modelfs's own write came back (a status, a finalizer, a Dataset it applied): the object
+    itself has nothing new to reconcile; only what reads its status does."""
+    if plural == "modelsources":  # a Secret re-check may have changed the verdict
+        affected = source_changed(ix, body)
+        affected.keys["modelsources"].clear()
+        return affected
+    if plural == "modelsyncs":  # the Model lists its phase; references read its Dataset
+        affected = sync_changed(ix, body)
+        affected.keys["modelsyncs"].clear()
+        return affected
+    if plural == "datasets":  # whose reconcile may wait for it
+        return dataset_changed(ix, body)
+    return Affected()  # a Model's or a ModelReference's status: nobody reads it
+
+
 def everything(ix: Indexes) -> Affected:
     """Every key of the four kinds: the periodic resync."""
     affected = Affected()

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -93,15 +93,31 @@ class Operator:
 
     def enqueue(self, affected: triggers.Affected) -> None:
         for kind, key in affected:
-            self.queues[kind].add(key)
+            if kind == "models":  # fan-in: many ModelSyncs change at once; one look, a moment later
+                self.queues[kind].add_after(key, model.MIN_WRITE_INTERVAL)
+            else:
+                self.queues[kind].add(key)
 
-    def seen(self, plural: str, body: kopf.Body, kwargs: dict[str, Any]) -> Indexes:
-        """A watch event of `body`: hand the indexes over once, and note modelfs's own write."""
-        indexes = Indexes.from_kwargs(kwargs)
+    def on_event(
+        self,
+        plural: str,
+        body: Mapping[str, Any],
+        indexes: Indexes,
+        affected: Callable[[Indexes, Mapping[str, Any]], triggers.Affected],
+    ) -> None:
+        """A watch event of `body`: hand the indexes over (once), and enqueue what it affects.
+        modelfs's own write coming back affects only what reads it (and a reconcile that waited
+        for it)."""
         if not self.indexes.done():
             self.indexes.set_result(indexes)
-        self.runtime.observed(plural, body_key(body), body)
-        return indexes
+        key = body_key(body)
+        if self.runtime.observed(plural, key, body):
+            found = triggers.after_own_write(plural, indexes, body)
+            if plural in self.queues and self.runtime.take_deferred(plural, key):
+                found.add(plural, key)
+        else:
+            found = affected(indexes, body)
+        self.enqueue(found)
 
     async def start(self) -> None:
         indexes = await self.indexes
@@ -118,21 +134,20 @@ class Operator:
 
 
 def handler(
-    plural: str, affected: Callable[[Indexes, kopf.Body], triggers.Affected]
+    plural: str, affected: Callable[[Indexes, Mapping[str, Any]], triggers.Affected]
 ) -> Callable[..., Awaitable[None]]:
     """A kopf event handler that only enqueues: the keys the event affects."""
 
     async def on_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         operator: Operator = memo.operator
-        indexes = operator.seen(plural, body, kwargs)
-        operator.enqueue(affected(indexes, body))
+        operator.on_event(plural, body, Indexes.from_kwargs(kwargs), affected)
 
     on_event.__name__ = f"{plural}_event"
     return on_event
 
 
-def namespace_affected(indexes: Indexes, body: kopf.Body) -> triggers.Affected:
-    return triggers.namespace_changed(indexes, body.metadata.name or "")
+def namespace_affected(indexes: Indexes, body: Mapping[str, Any]) -> triggers.Affected:
+    return triggers.namespace_changed(indexes, str(body.get("metadata", {}).get("name", "")))
 
 
 def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:

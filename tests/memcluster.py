@@ -1,0 +1,306 @@
+"""An in-memory cluster for the reconcilers, without kopf or an API server: dict-backed indexes
+and a recording writer whose writes come back as watch events, through the same trigger map
+and queues as in `modelfs run`.
+
+    cluster = MemCluster()
+    cluster.put(source_body(...)); ...
+    async with cluster.running() as operator:   # queues and workers, as the operator runs them
+        await cluster.settle()
+    cluster.writes   # every API write, in order
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+from controllers import triggers
+from controllers.runtime import Context, Indexes, Key, Runtime, body_key
+from modelfs import operator as operator_module
+
+API = "model.samzong.dev/v1"
+KINDS = {
+    "ModelSource": "modelsources",
+    "Model": "models",
+    "ModelSync": "modelsyncs",
+    "ModelReference": "modelreferences",
+    "Dataset": "datasets",
+}
+TRIGGERS: dict[str, Callable[[Indexes, Mapping[str, Any]], triggers.Affected]] = {
+    "modelsources": triggers.source_changed,
+    "models": triggers.model_changed,
+    "modelsyncs": triggers.sync_changed,
+    "modelreferences": triggers.reference_changed,
+    "datasets": triggers.dataset_changed,
+}
+
+
+class View(Mapping[Any, Any]):
+    """A read-only mapping computed afresh on every access (the indexes as kopf keeps them)."""
+
+    def __init__(self, compute: Callable[[], dict[Any, Any]]) -> None:
+        self._compute = compute
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._compute()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._compute())
+
+    def __len__(self) -> int:
+        return len(self._compute())
+
+
+class MemCluster:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[Key, dict[str, Any]]] = {p: {} for p in KINDS.values()}
+        self.namespaces: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[Key, frozenset[str]] = {}
+        self.writes: list[tuple[str, str, Key]] = []
+        """(verb, plural, key) of every write."""
+        self.events: list[tuple[Key, str, str]] = []
+        """(involved key, type, reason) of every Event posted."""
+        self.reconciles: Counter[tuple[str, Key]] = Counter()
+        self._versions = itertools.count(1)
+        self.operator: operator_module.Operator | None = None
+        self.indexes = Indexes(
+            sources=self._by_name("modelsources"),
+            models=self._by_name("models"),
+            models_by_source=self._by_ref("models", "sourceRef"),
+            syncs=self._by_name("modelsyncs"),
+            syncs_by_model=self._by_ref("modelsyncs", "modelRef"),
+            datasets=self._by_name("datasets"),
+            namespaces=View(lambda: {n: [s] for n, s in self.namespaces.items()}),
+            references=self._by_name("modelreferences"),
+            references_by_model=View(self._references_by_model),
+        )
+        self.runtime = Runtime(writer=self)
+
+    # -- indexes
+
+    def _by_name(self, plural: str) -> View:
+        return View(lambda: {k: [b] for k, b in self.objects[plural].items()})
+
+    def _by_ref(self, plural: str, field: str) -> View:
+        def compute() -> dict[Key, list[str]]:
+            found: dict[Key, list[str]] = {}
+            for (namespace, name), body in self.objects[plural].items():
+                found.setdefault((namespace, body["spec"][field]), []).append(name)
+            return found
+
+        return View(compute)
+
+    def _references_by_model(self) -> dict[Key, list[Key]]:
+        found: dict[Key, list[Key]] = {}
+        for key, body in self.objects["modelreferences"].items():
+            target = body["spec"]["modelRef"]
+            found.setdefault((target["namespace"], target["name"]), []).append(key)
+        return found
+
+    @property
+    def ctx(self) -> Context:
+        return Context(self.runtime, self.indexes)
+
+    # -- the user's side
+
+    def namespace(self, name: str, **labels: str) -> None:
+        self.namespaces[name] = {"labels": labels, "terminating": False}
+
+    def put(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create or replace an object, as `kubectl apply` would; a watch event follows."""
+        plural = KINDS[body["kind"]]
+        key = body_key(body)
+        stored = copy.deepcopy(body)
+        meta = stored["metadata"]
+        old = self.objects[plural].get(key)
+        meta.setdefault("uid", (old or {}).get("metadata", {}).get("uid") or f"uid-{key[1]}")
+        meta.setdefault("creationTimestamp", f"2026-11-27T00:00:{next(self._versions) % 60:02d}Z")
+        meta["generation"] = int((old or {}).get("metadata", {}).get("generation") or 0) + 1
+        if old is not None and "status" in old and "status" not in stored:
+            stored["status"] = old["status"]
+        return self._store(plural, key, stored)
+
+    def delete(self, kind: str, key: Key) -> None:
+        plural = KINDS[kind]
+        body = self.objects[plural].pop(key)
+        self._emit(plural, body)
+
+    def _store(self, plural: str, key: Key, body: dict[str, Any]) -> dict[str, Any]:
+        body["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.objects[plural][key] = body
+        self._emit(plural, body)
+        return copy.deepcopy(body)
+
+    def _emit(self, plural: str, body: dict[str, Any]) -> None:
+        """A watch event, delivered as kopf would: after the write returned."""
+        if self.operator is None:
+            return
+        operator = self.operator
+        snapshot = copy.deepcopy(body)
+
+        def deliver() -> None:
+            operator.on_event(plural, snapshot, self.indexes, TRIGGERS[plural])
+
+        asyncio.get_running_loop().call_soon(deliver)
+
+    # -- the Writer protocol (what the reconcilers call)
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        body = self.objects[plural].get((namespace, name))
+        if body is None:
+            return None
+        self.writes.append(("patch-status", plural, (namespace, name)))
+        merged = {**(body.get("status") or {}), **status}
+        body = {**body, "status": {k: v for k, v in merged.items() if v is not None}}
+        return self._store(plural, (namespace, name), copy.deepcopy(body))
+
+    async def patch_metadata(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        body = self.objects[plural].get((namespace, name))
+        if body is None:
+            return None
+        self.writes.append(("patch", plural, (namespace, name)))
+        meta = {**body["metadata"], **patch["metadata"]}
+        meta.pop("resourceVersion", None)
+        return self._store(plural, (namespace, name), {**body, "metadata": meta})
+
+    async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        return self.secrets.get((namespace, name))
+
+    async def create_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        self.writes.append(("create", "events", body_key(involved)))
+        self.events.append((body_key(involved), type_, reason))
+
+    async def apply_dataset(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        key = body_key(manifest)
+        self.writes.append(("apply", "datasets", key))
+        old = self.objects["datasets"].get(key) or {}
+        body = copy.deepcopy(manifest)
+        body["metadata"]["uid"] = old.get("metadata", {}).get("uid") or f"ds-{key[1]}"
+        body["status"] = old.get("status") or {}
+        return self._store("datasets", key, body)
+
+    async def patch_dataset(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.writes.append(("patch", "datasets", (namespace, name)))
+        body = copy.deepcopy(self.objects["datasets"][(namespace, name)])
+        return self._store("datasets", (namespace, name), body)
+
+    async def delete_dataset(self, namespace: str, name: str) -> bool:
+        self.writes.append(("delete", "datasets", (namespace, name)))
+        if (namespace, name) not in self.objects["datasets"]:
+            return False
+        self.delete("Dataset", (namespace, name))
+        return True
+
+    async def orphan_dataset(self, namespace: str, name: str, owner_uid: str) -> bool:
+        body = self.objects["datasets"].get((namespace, name))
+        if body is None:
+            return False
+        self.writes.append(("orphan", "datasets", (namespace, name)))
+        body = copy.deepcopy(body)
+        body["metadata"]["ownerReferences"] = []
+        self._store("datasets", (namespace, name), body)
+        return True
+
+    # -- the Dataset controller's side
+
+    def dataset_status(self, key: Key, **status: Any) -> None:
+        body = copy.deepcopy(self.objects["datasets"][key])
+        body["status"] = {**(body.get("status") or {}), **status}
+        self._store("datasets", key, body)
+
+    def ready_all_datasets(self) -> None:
+        for key, body in list(self.objects["datasets"].items()):
+            round_ = body["spec"].get("dataSyncRound", 1)
+            self.dataset_status(
+                key,
+                phase="READY",
+                lastSucceedRound=round_,
+                pvcName=key[1],
+                syncRoundStatuses=[
+                    {
+                        "round": round_,
+                        "startTime": "2026-11-27T00:00:00Z",
+                        "endTime": "2026-11-27T00:00:05Z",
+                        "succeed": True,
+                    }
+                ],
+                lastSyncTime="2026-11-27T00:00:05Z",
+            )
+
+    # -- the operator's side
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[operator_module.Operator]:
+        """The operator's queues and workers on this cluster, every reconcile counted."""
+        counted = {
+            kind: self._counting(kind, reconcile)
+            for kind, reconcile in operator_module.RECONCILERS.items()
+        }
+        original = dict(operator_module.RECONCILERS)
+        operator_module.RECONCILERS.update(counted)
+        operator = operator_module.Operator(self.runtime)
+        operator.indexes.set_result(self.indexes)
+        self.operator = operator
+        main = asyncio.get_running_loop().create_task(operator.start())
+        try:
+            await asyncio.sleep(0)
+            operator.enqueue(triggers.everything(self.indexes))
+            yield operator
+        finally:
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+            await operator.stop()
+            operator_module.RECONCILERS.clear()
+            operator_module.RECONCILERS.update(original)
+            self.operator = None
+
+    def _counting(self, kind: str, reconcile: Any) -> Any:
+        async def counted(ctx: Context, key: Key) -> float | None:
+            self.reconciles[(kind, key)] += 1
+            result: float | None = await reconcile(ctx, key)
+            return result
+
+        return counted
+
+    async def settle(self, quiet: float = 0.3, within: float = 20.0) -> None:
+        """Until no queue has work and nothing was written for `quiet` seconds."""
+        assert self.operator is not None
+        deadline = time.monotonic() + within
+        seen, since = len(self.writes), time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            queues = self.operator.queues.values()
+            due = [d for q in queues if (d := q.next_due()) is not None]
+            busy = any(q.busy() for q in queues) or any(d < 1.5 for d in due)
+            if busy or len(self.writes) != seen:
+                seen, since = len(self.writes), time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+        raise TimeoutError("the operator did not settle")
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def obj(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }

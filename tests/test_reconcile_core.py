@@ -1,0 +1,240 @@
+"""The reconcile core without a cluster: the work queue, the trigger map, and the reconcilers
+end to end on an in-memory cluster (dict-backed indexes, a recording writer)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from controllers import modelsync, triggers
+from controllers.queue import WorkQueue
+from tests.memcluster import MemCluster, obj
+
+NS, CONSUMERS = "team-a", "team-b"
+
+
+# ----------------------------------------------------------------------------- the queue
+
+
+async def test_keys_added_while_waiting_are_merged() -> None:
+    queue: WorkQueue[str] = WorkQueue("test")
+    for _ in range(5):
+        queue.add("a")
+    queue.add("b")
+    assert len(queue) == 2
+    assert await queue.get() == "a"
+    assert await queue.get() == "b"
+
+
+async def test_a_key_added_while_running_runs_again_after() -> None:
+    queue: WorkQueue[str] = WorkQueue("test")
+    queue.add("a")
+    key = await queue.get()
+    queue.add("a")  # while a worker has it
+    assert len(queue) == 0, "never two reconciles of one key at once"
+    queue.done(key)
+    assert len(queue) == 1
+
+
+async def test_one_worker_per_key_and_failures_back_off_per_key() -> None:
+    queue: WorkQueue[str] = WorkQueue("test", base_delay=0.05)
+    running: set[str] = set()
+    calls: dict[str, list[float]] = {"good": [], "bad": []}
+    loop = asyncio.get_running_loop()
+
+    async def reconcile(key: str) -> float | None:
+        assert key not in running, "two workers on one key"
+        running.add(key)
+        calls[key].append(loop.time())
+        await asyncio.sleep(0.01)
+        running.discard(key)
+        if key == "bad" and len(calls["bad"]) < 3:
+            raise RuntimeError("boom")
+        return None
+
+    queue.start(reconcile, workers=4)
+    queue.add("bad")
+    for _ in range(3):
+        queue.add("good")
+        await asyncio.sleep(0.004)
+    await asyncio.sleep(0.5)
+    await queue.stop()
+    bad = calls["bad"]
+    assert len(bad) == 3  # failed twice, retried with backoff, then succeeded and stayed done
+    assert bad[2] - bad[1] > bad[1] - bad[0] >= 0.05  # 0.05 s, then 0.1 s
+    assert 1 <= len(calls["good"]) <= 3  # merged or re-run after, never lost, never parallel
+
+
+async def test_add_after_keeps_the_earliest_time() -> None:
+    queue: WorkQueue[str] = WorkQueue("test")
+    queue.add_after("a", 10)
+    queue.add_after("a", 0.02)
+    queue.add_after("a", 5)
+    await asyncio.sleep(0.05)
+    assert len(queue) == 1
+    await queue.stop()
+
+
+# ----------------------------------------------------------------------------- the trigger map
+
+
+def test_a_source_change_reaches_its_models_and_their_syncs_only() -> None:
+    cluster = shared_model_cluster(versions=3, references=2)
+    cluster.put(obj("ModelSource", NS, "other", {"type": "HTTP"}))
+    affected = triggers.source_changed(
+        cluster.indexes, cluster.objects["modelsources"][(NS, "src")]
+    )
+    assert affected.keys["modelsources"] == {(NS, "src")}
+    assert affected.keys["models"] == {(NS, "mdl")}
+    assert affected.keys["modelsyncs"] == {(NS, f"sync-{i}") for i in range(3)}
+    assert affected.keys["modelreferences"] == set()
+
+
+def test_a_dataset_change_reaches_its_owner_and_the_models_readers() -> None:
+    cluster = shared_model_cluster(versions=1, references=2)
+    dataset = {
+        "metadata": {
+            "name": "mdl-v0",
+            "namespace": NS,
+            "ownerReferences": [{"kind": "ModelSync", "name": "sync-0", "controller": True}],
+        }
+    }
+    affected = triggers.dataset_changed(cluster.indexes, dataset)
+    assert affected.keys["modelsyncs"] == {(NS, "sync-0")}
+    assert affected.keys["modelreferences"] == {(CONSUMERS, "ref-0"), (CONSUMERS, "ref-1")}
+    assert affected.keys["models"] == set()
+
+
+def test_a_namespace_change_reaches_the_references_in_it() -> None:
+    cluster = shared_model_cluster(versions=1, references=2)
+    affected = triggers.namespace_changed(cluster.indexes, CONSUMERS)
+    assert affected.keys["modelreferences"] == {(CONSUMERS, "ref-0"), (CONSUMERS, "ref-1")}
+    assert triggers.namespace_changed(cluster.indexes, "elsewhere").count() == 0
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def shared_model_cluster(versions: int, references: int) -> MemCluster:
+    cluster = MemCluster()
+    cluster.namespace(NS)
+    cluster.namespace(CONSUMERS, team="b")
+    cluster.put(obj("ModelSource", NS, "src", {"type": "HTTP"}))
+    cluster.put(
+        obj(
+            "Model",
+            NS,
+            "mdl",
+            {
+                "sourceRef": "src",
+                "versionConfigs": {f"v{i}": {"repo": f"https://h/{i}/"} for i in range(versions)},
+                "share": {"namespaceSelector": {"matchLabels": {"team": "b"}}},
+            },
+        )
+    )
+    for i in range(versions):
+        cluster.put(obj("ModelSync", NS, f"sync-{i}", {"modelRef": "mdl", "version": f"v{i}"}))
+    for i in range(references):
+        cluster.put(
+            obj(
+                "ModelReference",
+                CONSUMERS,
+                f"ref-{i}",
+                {"modelRef": {"namespace": NS, "name": "mdl"}, "version": f"v{i % versions}"},
+            )
+        )
+    return cluster
+
+
+def phase(cluster: MemCluster, plural: str, key: tuple[str, str]) -> Any:
+    return (cluster.objects[plural][key].get("status") or {}).get("phase")
+
+
+async def test_samples_settle_ready_and_then_nothing_is_written() -> None:
+    cluster = shared_model_cluster(versions=2, references=1)
+    async with cluster.running():
+        await cluster.settle()
+        assert len(cluster.objects["datasets"]) == 2
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        cluster.ready_all_datasets()  # the REFERENCE Dataset too
+        await cluster.settle()
+        assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "READY"
+        assert phase(cluster, "modelreferences", (CONSUMERS, "ref-0")) == "READY"
+        before = len(cluster.writes)
+        cluster.operator.enqueue(triggers.everything(cluster.indexes))  # a resync
+        await cluster.settle()
+        assert cluster.writes[before:] == [], "an idle cluster sees no writes"
+
+
+async def test_a_source_edit_that_fails_20_syncs_read_by_20_references_fans_out_once() -> None:
+    """The fan-out of issue 11: each affected object is reconciled at most twice."""
+    cluster = shared_model_cluster(versions=20, references=20)
+    async with cluster.running():
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        assert all(phase(cluster, "modelsyncs", (NS, f"sync-{i}")) == "READY" for i in range(20))
+        cluster.reconciles.clear()
+        writes_before = len(cluster.writes)
+        source = cluster.objects["modelsources"][(NS, "src")]
+        cluster.put({**source, "spec": {"type": "HTTP", "config": {"bogus": "x"}}})
+        await cluster.settle(within=30)
+        for i in range(20):
+            sync = cluster.objects["modelsyncs"][(NS, f"sync-{i}")]
+            assert sync["status"]["phase"] == "FAILED"
+        worst = max(cluster.reconciles.values())
+        assert worst <= 2, cluster.reconciles.most_common(5)
+        model_writes = [
+            w for w in cluster.writes[writes_before:] if w[:2] == ("patch-status", "models")
+        ]
+        assert len(model_writes) <= 2, model_writes
+
+
+async def test_a_duplicate_modelsync_is_refused_naming_the_first() -> None:
+    cluster = shared_model_cluster(versions=1, references=0)
+    cluster.put(obj("ModelSync", NS, "zz-second", {"modelRef": "mdl", "version": "v0"}))
+    async with cluster.running():
+        await cluster.settle()
+    status = cluster.objects["modelsyncs"][(NS, "zz-second")]["status"]
+    assert status["phase"] == "FAILED"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "DuplicateModelSync" and "'sync-0'" in ready["message"]
+    assert list(cluster.objects["datasets"]) == [(NS, "mdl-v0")]
+
+
+async def test_retain_adds_its_finalizer_and_orphans_the_dataset_on_deletion() -> None:
+    cluster = shared_model_cluster(versions=1, references=0)
+    sync = cluster.objects["modelsyncs"][(NS, "sync-0")]
+    cluster.put({**sync, "spec": {**sync["spec"], "deletionPolicy": "Retain"}})
+    async with cluster.running():
+        await cluster.settle()
+        stored = cluster.objects["modelsyncs"][(NS, "sync-0")]
+        assert stored["metadata"]["finalizers"] == [modelsync.RETAIN_FINALIZER]
+        deleting = {**stored, "metadata": {**stored["metadata"], "deletionTimestamp": "now"}}
+        cluster.put(deleting)
+        await cluster.settle()
+    assert ("orphan", "datasets", (NS, "mdl-v0")) in cluster.writes
+    assert cluster.objects["modelsyncs"][(NS, "sync-0")]["metadata"]["finalizers"] == []
+    assert ((NS, "sync-0"), "Normal", "DatasetRetained") in cluster.events
+
+
+@pytest.mark.parametrize("labels", [{"team": "b"}, {"team": "c"}])
+async def test_references_follow_the_namespace_labels(labels: dict[str, str]) -> None:
+    cluster = shared_model_cluster(versions=1, references=1)
+    cluster.namespace(CONSUMERS, **labels)
+    async with cluster.running():
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        cluster.ready_all_datasets()  # the REFERENCE Dataset too
+        await cluster.settle()
+    ref = cluster.objects["modelreferences"][(CONSUMERS, "ref-0")]["status"]
+    if labels["team"] == "b":
+        assert ref["phase"] == "READY"
+        assert (CONSUMERS, "ref-0") in cluster.objects["datasets"]
+    else:
+        assert ref["phase"] == "FAILED"
+        assert (CONSUMERS, "ref-0") not in cluster.objects["datasets"]
