@@ -50,15 +50,15 @@ fmt: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: unit
-unit: $(STAMP) actionlint ## Unit and property tests (no cluster)
+unit: $(STAMP) actionlint helm checkov ## Unit and property tests (no cluster)
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: $(STAMP) controlplane-binaries dataset-controller ## End-to-end tests on the local control plane (--k8s=local)
+e2e: $(STAMP) controlplane-binaries dataset-controller helm ## End-to-end tests on the local control plane (--k8s=local)
 	$(BIN)/pytest e2e $(PYTEST_ARGS)
 
 .PHONY: test
-test: $(STAMP) controlplane-binaries dataset-controller actionlint ## Everything CI runs: lint, unit, property and e2e tests
+test: $(STAMP) controlplane-binaries dataset-controller actionlint helm checkov ## Everything CI runs: lint, unit, property and e2e tests
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -73,9 +73,13 @@ clean: ## Remove the virtualenv and caches in the tree (not ~/.cache/modelfs)
 # ----------------------------------------------------------------------------- install
 IMG ?= ghcr.io/samzong/modelfs:0.1.0
 KUBECTL ?= $(BIN)/kubectl
-TOOLS := $(HOME)/.cache/modelfs/tools
+# The tools cache, where hack/lib.sh's cache_dir puts it (tests/tools.py finds them there).
+TOOLS := $(or $(MODELFS_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modelfs)/tools
 ACTIONLINT_VERSION := v1.7.12
 ACTIONLINT := $(TOOLS)/actionlint-$(ACTIONLINT_VERSION)/actionlint
+# checkov has a venv of its own: its botocore needs python-dateutil<3, kubernetes>=37 needs >=3.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP := $(TOOLS)/checkov-$(CHECKOV_VERSION)/.installed
 
 .PHONY: deploy
 deploy: $(STAMP) ## Install modelfs into the current kubeconfig's cluster (IMG=... to choose the image)
@@ -98,6 +102,21 @@ actionlint: $(ACTIONLINT) ## Build actionlint (from the Go module proxy) into ~/
 
 $(ACTIONLINT):
 	GOBIN=$(dir $(ACTIONLINT)) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+.PHONY: helm
+helm: ## Build helm (hack/helm, from the Go module proxy; version in hack/versions.env) into ~/.cache/modelfs/tools
+	hack/build-helm.sh
+
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP) ## Install checkov (pinned, in a virtualenv of its own) into ~/.cache/modelfs/tools
+
+# A venv can't be moved (its scripts name their python by absolute path), so the stamp, written
+# last, is what says the install finished.
+$(CHECKOV_STAMP):
+	rm -rf $(dir $(CHECKOV_STAMP))
+	$(PYTHON) -m venv $(dir $(CHECKOV_STAMP))
+	$(dir $(CHECKOV_STAMP))bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
 
 # On kind the real Dataset controller's loader pods would run and really download (the scenarios'
 # repos are made up), so the kind suite runs the fake Dataset controller.

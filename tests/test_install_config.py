@@ -17,10 +17,10 @@ import yaml
 
 from controllers.rbac import RULES
 from modelfs.manifests import CLUSTER_ROLE, cluster_role, rbac_table, render
+from tests import tools
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
-ACTIONLINT = Path.home() / ".cache" / "modelfs" / "tools" / "actionlint-v1.7.12" / "actionlint"
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -173,11 +173,8 @@ def workflows() -> list[Path]:
 
 
 def test_workflows_pass_actionlint() -> None:
-    binary = shutil.which("actionlint") or (str(ACTIONLINT) if ACTIONLINT.exists() else None)
-    if binary is None:
-        pytest.fail("actionlint not found: `make actionlint` builds it", pytrace=False)
     result = subprocess.run(
-        [binary, "-color=false", *map(str, workflows())],
+        [tools.actionlint(), "-color=false", *map(str, workflows())],
         capture_output=True,
         text=True,
         check=False,
