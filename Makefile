@@ -71,7 +71,7 @@ clean: ## Remove the virtualenv and caches in the tree (not ~/.cache/modelfs)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 
 # ----------------------------------------------------------------------------- install
-IMG ?= ghcr.io/samzong/modelfs:0.1.0
+IMG ?= ghcr.io/samzong/modelfs:$(VERSION)
 KUBECTL ?= $(BIN)/kubectl
 # The tools cache, where hack/lib.sh's cache_dir puts it (tests/tools.py finds them there).
 TOOLS := $(or $(MODELFS_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modelfs)/tools
@@ -124,3 +124,29 @@ $(CHECKOV_STAMP):
 test-kind: $(STAMP) ## e2e on kind (needs Docker): the suite, then the install tests with IMG in kind
 	$(BIN)/pytest e2e --k8s=kind --dataset-controller=fake --ignore=e2e/test_install.py $(PYTEST_ARGS)
 	MODELFS_OPERATOR_IMAGE=$(IMG) $(BIN)/pytest e2e/test_install.py --k8s=kind --dataset-controller=fake $(PYTEST_ARGS)
+
+# ----------------------------------------------------------------------------- release
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' modelfs/__init__.py)
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
+HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
+CHART_REPO ?= oci://ghcr.io/samzong/charts
+HELM_PUSH_FLAGS ?=
+TAG ?=
+
+.PHONY: chart-package
+chart-package: helm ## Package charts/modelfs into dist/modelfs-<version>.tgz
+	$(HELM) lint --strict charts/modelfs
+	$(HELM) package charts/modelfs --destination dist
+
+.PHONY: chart-push
+chart-push: chart-package ## Push the packaged chart to CHART_REPO (default oci://ghcr.io/samzong/charts; log in first)
+	$(HELM) push dist/modelfs-$(VERSION).tgz $(CHART_REPO) $(HELM_PUSH_FLAGS)
+
+.PHONY: docker-push
+docker-push: ## Push the operator image IMG (after make docker-build; log in first)
+	docker push $(IMG)
+
+.PHONY: release-check
+release-check: ## Fail unless TAG (the git tag, v<version>) is the project's version
+	@test "$(TAG)" = "v$(VERSION)" || { echo "tag '$(TAG)' is not v$(VERSION) (modelfs/__init__.py)"; exit 1; }
+	@echo "releasing modelfs $(VERSION)"
