@@ -40,15 +40,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_controlplane(args: argparse.Namespace) -> int:
-    from modelfs.testing.controlplane import cli_start
-
+    try:
+        from modelfs.testing.controlplane import cli_start
+    except ModuleNotFoundError as error:  # the operator alone: no test harness
+        return _no_harness(error)
     return int(cli_start(args))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from modelfs.sandbox import cli
-
+    try:
+        from modelfs.testing.sandbox import cli
+    except ModuleNotFoundError as error:
+        return _no_harness(error)
     return cli(args)
+
+
+def _no_harness(error: ModuleNotFoundError) -> int:
+    if not (error.name or "").startswith("modelfs.testing"):
+        raise error
+    print(f"modelfs: {error}", file=sys.stderr)
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +152,8 @@ def test_chart_passes_helm_lint_strict() -> None:
 def test_chart_version_is_the_project_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["version"] == chart["appVersion"] == __version__
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'version = {attr = "modelfs.__version__"}' in pyproject or (
-        f'version = "{__version__}"' in pyproject
-    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "modelfs.__version__"}
 
 
 def test_default_values_render_what_config_default_does() -> None:
