@@ -17,7 +17,8 @@ TESTING_EXTRA = "modelfs[testing]"
 
 class _TestingHint(MetaPathFinder):
     """Asked last, so only when no installed package provides `modelfs.testing`: fail the
-    import with the extra to install instead of a bare "No module named"."""
+    import with the extra to install instead of a bare "No module named". (A missing module
+    inside an installed harness, `modelfs.testing.typo`, fails as usual.)"""
 
     def find_spec(
         self,
@@ -25,7 +26,7 @@ class _TestingHint(MetaPathFinder):
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
-        if fullname == "modelfs.testing" or fullname.startswith("modelfs.testing."):
+        if fullname == "modelfs.testing":
             raise ModuleNotFoundError(
                 f"No module named {fullname!r}: modelfs's test harness is not part of the "
                 f"operator; install it with: pip install '{TESTING_EXTRA}'",

@@ -189,3 +189,19 @@ def test_the_testing_extra_provides_the_harness(wheels: dict[str, Path], tmp_pat
         python, "-m", "pytest", "-p", "modelfs.testing.pytest_plugin", "--help", cwd=tmp_path
     )
     assert asked.returncode == 0 and "--k8s" in asked.stdout, asked.stderr[-2000:]
+
+
+def test_the_hint_is_only_for_a_missing_harness() -> None:
+    """Here, in the checkout, the harness is there: a module missing inside it fails as any
+    missing module does, and the hint finder answers for `modelfs.testing` alone."""
+    import importlib
+
+    import modelfs
+
+    with pytest.raises(ModuleNotFoundError) as missing:
+        importlib.import_module("modelfs.testing.no_such_module")
+    assert TESTING_EXTRA not in str(missing.value)
+    hint = modelfs._TestingHint()
+    assert hint.find_spec("modelfs.other", None) is None
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'modelfs\[testing\]'"):
+        hint.find_spec("modelfs.testing", None)
