@@ -1,6 +1,7 @@
 # modelfs operator image: `docker build -t modelfs:dev .` (see README, "Install").
 # Stage 1 builds the wheel and installs it into /opt/modelfs; stage 2 is the same slim Python with
-# only that virtualenv: no compiler, no build tools, no source tree.
+# only that virtualenv: no compiler, no build tools, no source tree, no test harness (the wheel
+# leaves modelfs.testing out: it is the extra modelfs[testing]).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

@@ -50,15 +50,15 @@ fmt: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: unit
-unit: $(STAMP) actionlint ## Unit and property tests (no cluster)
+unit: $(STAMP) actionlint helm checkov ## Unit and property tests (no cluster)
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: $(STAMP) controlplane-binaries dataset-controller ## End-to-end tests on the local control plane (--k8s=local)
+e2e: $(STAMP) controlplane-binaries dataset-controller helm ## End-to-end tests on the local control plane (--k8s=local)
 	$(BIN)/pytest e2e $(PYTEST_ARGS)
 
 .PHONY: test
-test: $(STAMP) controlplane-binaries dataset-controller actionlint ## Everything CI runs: lint, unit, property and e2e tests
+test: $(STAMP) controlplane-binaries dataset-controller actionlint helm checkov ## Everything CI runs: lint, unit, property and e2e tests
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -71,11 +71,15 @@ clean: ## Remove the virtualenv and caches in the tree (not ~/.cache/modelfs)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 
 # ----------------------------------------------------------------------------- install
-IMG ?= ghcr.io/samzong/modelfs:0.1.0
+IMG ?= ghcr.io/samzong/modelfs:$(VERSION)
 KUBECTL ?= $(BIN)/kubectl
-TOOLS := $(HOME)/.cache/modelfs/tools
+# The tools cache, where hack/lib.sh's cache_dir puts it (tests/tools.py finds them there).
+TOOLS := $(or $(MODELFS_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modelfs)/tools
 ACTIONLINT_VERSION := v1.7.12
 ACTIONLINT := $(TOOLS)/actionlint-$(ACTIONLINT_VERSION)/actionlint
+# checkov has a venv of its own: its botocore needs python-dateutil<3, kubernetes>=37 needs >=3.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP := $(TOOLS)/checkov-$(CHECKOV_VERSION)/.installed
 
 .PHONY: deploy
 deploy: $(STAMP) ## Install modelfs into the current kubeconfig's cluster (IMG=... to choose the image)
@@ -99,9 +103,50 @@ actionlint: $(ACTIONLINT) ## Build actionlint (from the Go module proxy) into ~/
 $(ACTIONLINT):
 	GOBIN=$(dir $(ACTIONLINT)) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
+.PHONY: helm
+helm: ## Build helm (hack/helm, from the Go module proxy; version in hack/versions.env) into ~/.cache/modelfs/tools
+	hack/build-helm.sh
+
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP) ## Install checkov (pinned, in a virtualenv of its own) into ~/.cache/modelfs/tools
+
+# A venv can't be moved (its scripts name their python by absolute path), so the stamp, written
+# last, is what says the install finished.
+$(CHECKOV_STAMP):
+	rm -rf $(dir $(CHECKOV_STAMP))
+	$(PYTHON) -m venv $(dir $(CHECKOV_STAMP))
+	$(dir $(CHECKOV_STAMP))bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
 # On kind the real Dataset controller's loader pods would run and really download (the scenarios'
 # repos are made up), so the kind suite runs the fake Dataset controller.
 .PHONY: test-kind
 test-kind: $(STAMP) ## e2e on kind (needs Docker): the suite, then the install tests with IMG in kind
 	$(BIN)/pytest e2e --k8s=kind --dataset-controller=fake --ignore=e2e/test_install.py $(PYTEST_ARGS)
 	MODELFS_OPERATOR_IMAGE=$(IMG) $(BIN)/pytest e2e/test_install.py --k8s=kind --dataset-controller=fake $(PYTEST_ARGS)
+
+# ----------------------------------------------------------------------------- release
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' modelfs/__init__.py)
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
+HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
+CHART_REPO ?= oci://ghcr.io/samzong/charts
+HELM_PUSH_FLAGS ?=
+TAG ?=
+
+.PHONY: chart-package
+chart-package: helm ## Package charts/modelfs into dist/modelfs-<version>.tgz
+	$(HELM) lint --strict charts/modelfs
+	$(HELM) package charts/modelfs --destination dist
+
+.PHONY: chart-push
+chart-push: chart-package ## Push the packaged chart to CHART_REPO (default oci://ghcr.io/samzong/charts; log in first)
+	$(HELM) push dist/modelfs-$(VERSION).tgz $(CHART_REPO) $(HELM_PUSH_FLAGS)
+
+.PHONY: docker-push
+docker-push: ## Push the operator image IMG (after make docker-build; log in first)
+	docker push $(IMG)
+
+.PHONY: release-check
+release-check: ## Fail unless TAG (the git tag, v<version>) is the project's version
+	@test "$(TAG)" = "v$(VERSION)" || { echo "tag '$(TAG)' is not v$(VERSION) (modelfs/__init__.py)"; exit 1; }
+	@echo "releasing modelfs $(VERSION)"

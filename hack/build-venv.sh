@@ -1,6 +1,7 @@
 #!/bin/sh
 # Build modelfs's wheel from SRC and install it, with its dependencies, into a new virtualenv DEST
 # that has no pip, compiler or build tool in it; then check that `modelfs run --help` works there.
+# The bare wheel: the operator only, no test harness (that is modelfs[testing], another wheel).
 # The Dockerfile runs exactly this, and so does tests/test_packaging.py: what the test proves is
 # what the image gets.
 set -eu

@@ -17,7 +17,7 @@ from modelfs import __version__
 def _cmd_manifests(args: argparse.Namespace) -> int:
     from modelfs.manifests import write_manifests
 
-    written = write_manifests(Path(args.output))
+    written = write_manifests(Path(args.output), Path(args.chart) if args.chart else None)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -40,15 +40,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_controlplane(args: argparse.Namespace) -> int:
-    from modelfs.testing.controlplane import cli_start
-
+    try:
+        from modelfs.testing.controlplane import cli_start
+    except ModuleNotFoundError as error:  # the operator alone: no test harness
+        return _no_harness(error)
     return int(cli_start(args))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from modelfs.sandbox import cli
-
+    try:
+        from modelfs.testing.sandbox import cli
+    except ModuleNotFoundError as error:
+        return _no_harness(error)
     return cli(args)
+
+
+def _no_harness(error: ModuleNotFoundError) -> int:
+    if not (error.name or "").startswith("modelfs.testing"):
+        raise error
+    print(f"modelfs: {error}", file=sys.stderr)
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,10 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     manifests = sub.add_parser(
-        "manifests", help="regenerate the CRD YAML in config/ from the api/ models"
+        "manifests",
+        help="regenerate config/ and the Helm chart's generated files (CRDs from api/, RBAC from "
+        "controllers/rbac.py, the install settings from modelfs/install.py)",
     )
     manifests.add_argument(
         "--output", default="config", help="the config/ directory to write into (default: config)"
+    )
+    manifests.add_argument(
+        "--chart",
+        default=None,
+        help="the chart directory to write into (default: charts/modelfs beside --output)",
     )
     manifests.set_defaults(func=_cmd_manifests)
 

@@ -1,6 +1,6 @@
 """The install: the generated ClusterRole against controllers/rbac.py, the README's table of it,
-config/ consistency, the Dockerfile (hadolint, and the very commands it runs: the wheel builds and
-`modelfs run --help` works from a clean virtualenv) and the GitHub workflows (actionlint)."""
+config/ consistency, the Dockerfile (hadolint; what its build stage installs is
+tests/test_packaging.py's) and the GitHub workflows (actionlint)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import yaml
 
 from controllers.rbac import RULES
 from modelfs.manifests import CLUSTER_ROLE, cluster_role, rbac_table, render
+from tests import tools
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
-ACTIONLINT = Path.home() / ".cache" / "modelfs" / "tools" / "actionlint-v1.7.12" / "actionlint"
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -119,50 +119,6 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def build_stage_steps() -> tuple[list[str], str]:
-    """The build stage's COPY sources and its one RUN command."""
-    text = (ROOT / "Dockerfile").read_text()
-    stage = text.split(" AS build\n", 1)[1].split("\nFROM ", 1)[0]
-    sources = [
-        src for line in stage.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]
-    ]
-    (run,) = [line.removeprefix("RUN ") for line in stage.splitlines() if line.startswith("RUN ")]
-    return sources, run
-
-
-def test_the_wheel_installs_into_a_clean_venv_as_the_dockerfile_does(tmp_path: Path) -> None:
-    """The Dockerfile's build stage, without Docker: copy what it COPYs, run what it RUNs."""
-    sources, run = build_stage_steps()
-    context = tmp_path / "src"
-    for source in sources:
-        target = context / source
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (ROOT / source).is_dir():
-            shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / source, target)
-    script, src, dest, python = run.split()
-    assert (src, dest, python) == ("/src", "/opt/modelfs", "python3")
-    venv = tmp_path / "opt-modelfs"
-    result = subprocess.run(
-        [str(context / script), str(context), str(venv), sys.executable],
-        cwd=context,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert not (venv / "bin" / "pip").exists(), "no pip (or build tool) in the image's venv"
-    help_text = subprocess.run(
-        [str(venv / "bin" / "modelfs"), "run", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "--health-port" in help_text and "--metrics-port" in help_text
-
-
 # ----------------------------------------------------------------------------- workflows
 
 
@@ -173,11 +129,8 @@ def workflows() -> list[Path]:
 
 
 def test_workflows_pass_actionlint() -> None:
-    binary = shutil.which("actionlint") or (str(ACTIONLINT) if ACTIONLINT.exists() else None)
-    if binary is None:
-        pytest.fail("actionlint not found: `make actionlint` builds it", pytrace=False)
     result = subprocess.run(
-        [binary, "-color=false", *map(str, workflows())],
+        [tools.actionlint(), "-color=false", *map(str, workflows())],
         capture_output=True,
         text=True,
         check=False,

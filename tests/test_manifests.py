@@ -1,4 +1,5 @@
-"""The CRDs in config/ are generated from api/v1, structural, and up to date."""
+"""The CRDs in config/ (and the chart's crds/) are generated from api/v1, structural, and up to
+date, as is everything else `modelfs manifests` writes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import yaml
 
 from api.v1 import KINDS
 from modelfs.cli import main
-from modelfs.manifests import crd, render
+from modelfs.manifests import crd, render, render_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {"$ref", "$defs", "title", "anyOf", "allOf", "oneOf", "propertyNames", "const"}
@@ -28,13 +29,27 @@ def walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, An
 
 
 def test_config_is_up_to_date(tmp_path: Path) -> None:
-    assert main(["manifests", "--output", str(tmp_path)]) == 0
-    for relative in render():
-        committed = ROOT / "config" / relative
-        assert committed.exists(), f"config/{relative} is missing: run `make manifests`"
-        assert committed.read_text() == (tmp_path / relative).read_text(), (
-            f"config/{relative} is stale: run `make manifests` and commit it"
+    assert main(["manifests", "--output", str(tmp_path / "config")]) == 0
+    generated = [("config", relative) for relative in render()]
+    generated += [("charts/modelfs", relative) for relative in render_chart()]
+    for folder, relative in generated:
+        committed = ROOT / folder / relative
+        assert committed.exists(), f"{folder}/{relative} is missing: run `make manifests`"
+        assert committed.read_text() == (tmp_path / folder / relative).read_text(), (
+            f"{folder}/{relative} is stale: run `make manifests` and commit it"
         )
+
+
+def test_chart_crds_are_config_crds_with_config_default_labels() -> None:
+    config, chart = render(), render_chart()
+    for kind in KINDS:
+        name = f"model.samzong.dev_{kind.plural}.yaml"
+        ours = yaml.safe_load(chart[f"crds/{name}"])
+        assert ours["metadata"].pop("labels") == {
+            "app.kubernetes.io/name": "modelfs",
+            "app.kubernetes.io/part-of": "modelfs",
+        }
+        assert ours == yaml.safe_load(config[f"crd/bases/{name}"])
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind_name)
@@ -90,4 +105,4 @@ def test_cel_rules_cover_what_admission_can_check() -> None:
 
 def test_generated_files_parse_as_yaml() -> None:
     for content in render().values():
-        assert yaml.safe_load(content)
+        assert all(yaml.safe_load_all(content))

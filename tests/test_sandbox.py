@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from modelfs.sandbox import (
+from modelfs.testing.sandbox import (
     Console,
     LiveView,
     SandboxError,
