@@ -14,7 +14,7 @@ from controllers import metrics
 from controllers.runtime import Context, Key, condition
 from controllers.shared import Verdict, first_syncer, source_verdict
 from controllers.status import now_string, status_changes, with_conditions, write_status
-from pkg.dataset import ResolutionError, parse, version_errors
+from pkg.dataset import ResolutionError, version_errors
 
 PLURAL = "models"
 SOURCE_NOT_FOUND = "SourceNotFound"
@@ -125,14 +125,14 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if body is None or body.get("metadata", {}).get("deletionTimestamp"):
         return None
     try:
-        model = parse(Model, body)
+        model = ctx.runtime.parse(Model, body)
     except ResolutionError as error:
         logger.warning("Refused Model", extra={"object": key, "error": str(error)})
         return None
     source_body = ctx.indexes.source((key[0], model.spec.source_ref))
     source = verdict = None
     if source_body is not None:
-        source = parse(ModelSource, source_body)
+        source = ctx.runtime.parse(ModelSource, source_body)
         keys = None
         if source.spec.secret_ref:
             keys = await ctx.runtime.secret_keys(key[0], source.spec.secret_ref)

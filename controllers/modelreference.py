@@ -28,7 +28,6 @@ from pkg.dataset import (
     ResolutionError,
     label_value,
     ownership_conflict,
-    parse,
     reference_dataset_name,
 )
 from pkg.kube import InvalidError
@@ -209,21 +208,21 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if body is None or body.get("metadata", {}).get("deletionTimestamp"):
         return None
     try:
-        ref = parse(ModelReference, body)
+        ref = ctx.runtime.parse(ModelReference, body)
     except ResolutionError as error:
         logger.warning("Refused ModelReference", extra={"object": key, "error": str(error)})
         return None
     model_key = (ref.spec.model_ref.namespace, ref.spec.model_ref.name)
     model_body = ctx.indexes.model(model_key)
     try:
-        model = parse(Model, model_body) if model_body is not None else None
+        model = ctx.runtime.parse(Model, model_body) if model_body is not None else None
     except ResolutionError:
         model = None
     first = first_syncer(ctx.indexes.syncs_of_model(model_key), ref.spec.version)
     sync = None
     if first is not None:
         try:
-            sync = parse(ModelSync, first)
+            sync = ctx.runtime.parse(ModelSync, first)
         except ResolutionError:
             sync = None
     source_name = sync.status.dataset_name if sync is not None else None

@@ -12,7 +12,7 @@ from controllers import metrics
 from controllers.runtime import Context, Key, condition
 from controllers.shared import SOURCE_SECONDS, Verdict, source_verdict
 from controllers.status import now_string, with_conditions, write_status
-from pkg.dataset import ResolutionError, parse
+from pkg.dataset import ResolutionError
 
 PLURAL = "modelsources"
 
@@ -67,7 +67,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if body is None or body.get("metadata", {}).get("deletionTimestamp"):
         return None
     try:
-        source = parse(ModelSource, body)
+        source = ctx.runtime.parse(ModelSource, body)
     except ResolutionError as error:
         logger.warning("Refused ModelSource", extra={"object": key, "error": str(error)})
         return None

@@ -30,7 +30,6 @@ from pkg.dataset import (
     ResolutionError,
     dataset_name,
     ownership_conflict,
-    parse,
     resolve,
 )
 from pkg.kube import InvalidError
@@ -429,7 +428,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if body is None:
         return None
     try:
-        sync = parse(ModelSync, body)
+        sync = ctx.runtime.parse(ModelSync, body)
     except ResolutionError as error:
         logger.warning("Refused ModelSync", extra={"object": key, "error": str(error)})
         return None
@@ -444,11 +443,11 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if model_body is None:
         return Observed(key, body, sync)
     try:
-        model = parse(Model, model_body)
+        model = ctx.runtime.parse(Model, model_body)
         source_body = ctx.indexes.source((namespace, model.spec.source_ref))
         if source_body is None:
             return Observed(key, body, sync, model=model)
-        source = parse(ModelSource, source_body)
+        source = ctx.runtime.parse(ModelSource, source_body)
     except ResolutionError as error:
         return Observed(key, body, sync, error=error)
     keys = None

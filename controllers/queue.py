@@ -6,6 +6,8 @@
 - A reconcile that raises is retried for that key alone, with exponential backoff; a success
   resets the backoff.
 - `add_after` serves schedules and "look again later": the earliest pending time wins.
+- Two priorities: what a watch event changed is served before the resync and the initial listing
+  (`add(key, low=True)`), so new work is never queued behind a pass over every object.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ class WorkQueue(Generic[K]):
         self.name = name
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self._order: deque[K] = deque()
-        self._waiting: dict[K, float] = {}
-        """Queued keys and when they were added (monotonic)."""
+        self._high: deque[K] = deque()
+        self._low: deque[K] = deque()
+        self._waiting: dict[K, tuple[float, bool]] = {}
+        """Queued keys: when they were added (monotonic), and whether at low priority."""
         self._running: set[K] = set()
         self._again: set[K] = set()
         """Keys added while a worker had them: run again once it is done."""
@@ -67,16 +70,20 @@ class WorkQueue(Generic[K]):
 
     # -- adding
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, *, low: bool = False) -> None:
         ADDS.labels(self.name).inc()
-        if key in self._waiting:
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            if waiting[1] and not low:  # waiting at low priority: now it is news
+                self._waiting[key] = (waiting[0], False)
+                self._high.append(key)
             return
         if key in self._running:
             self._again.add(key)
             return
-        self._waiting[key] = time.monotonic()
-        self._order.append(key)
-        DEPTH.labels(self.name).set(len(self._order))
+        self._waiting[key] = (time.monotonic(), low)
+        (self._low if low else self._high).append(key)
+        DEPTH.labels(self.name).set(len(self._waiting))
         self._ready.set()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -114,11 +121,11 @@ class WorkQueue(Generic[K]):
     # -- taking
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._waiting)
 
     def busy(self) -> bool:
         """Keys waiting or being reconciled (timers of `add_after` not counted)."""
-        return bool(self._order or self._running)
+        return bool(self._waiting or self._running)
 
     def next_due(self) -> float | None:
         """Seconds until the earliest `add_after` fires, or None."""
@@ -131,15 +138,19 @@ class WorkQueue(Generic[K]):
         return key in self._waiting or key in self._running or key in self._timers
 
     async def get(self) -> K:
-        while not self._order:
-            self._ready.clear()
-            await self._ready.wait()
-        key = self._order.popleft()
-        added = self._waiting.pop(key)
-        self._running.add(key)
-        DEPTH.labels(self.name).set(len(self._order))
-        QUEUE_SECONDS.labels(self.name).observe(time.monotonic() - added)
-        return key
+        while True:
+            while not self._waiting:
+                self._ready.clear()
+                await self._ready.wait()
+            key, low = (self._high.popleft(), False) if self._high else (self._low.popleft(), True)
+            waiting = self._waiting.get(key)
+            if waiting is None or waiting[1] != low:
+                continue  # taken already, or moved up to high priority
+            del self._waiting[key]
+            self._running.add(key)
+            DEPTH.labels(self.name).set(len(self._waiting))
+            QUEUE_SECONDS.labels(self.name).observe(time.monotonic() - waiting[0])
+            return key
 
     def done(self, key: K) -> None:
         self._running.discard(key)

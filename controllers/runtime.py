@@ -12,11 +12,17 @@ import asyncio
 import copy
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from api.v1 import Model, ModelReference, ModelSource, ModelSync
+from pkg.dataset import parse
 from pkg.kube import ApiError
+
+Parsed = TypeVar("Parsed", ModelSource, Model, ModelSync, ModelReference)
+PARSED_CACHE_SIZE = 20_000
 
 logger = logging.getLogger("modelfs.runtime")
 
@@ -93,6 +99,25 @@ class Runtime:
     """Keys whose reconcile waited for modelfs's own write to come back: run when it does."""
     last_status_write: dict[tuple[str, Key], float] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    parsed: OrderedDict[tuple[str, str, str], Any] = field(default_factory=OrderedDict)
+    """Parsed objects by (kind, uid, resourceVersion): a version is validated once, however
+    many reconciles read it (a Model of 50 versions is read by its 50 ModelSyncs). Read-only."""
+
+    def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
+        """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""
+        meta = body.get("metadata", {})
+        version = str(meta.get("resourceVersion") or "")
+        if not version:
+            result: Parsed = parse(kind, body)
+            return result
+        key = (kind.kind_name, str(meta.get("uid") or ""), version)
+        found = self.parsed.get(key)
+        if found is None:
+            found = parse(kind, body)
+            self.parsed[key] = found
+            if len(self.parsed) > PARSED_CACHE_SIZE:
+                self.parsed.popitem(last=False)
+        return found  # type: ignore[no-any-return]
 
     # -- Secrets: read, never watched
 

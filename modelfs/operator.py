@@ -91,12 +91,13 @@ class Operator:
         self.indexes: asyncio.Future[Indexes] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task[None]] = []
 
-    def enqueue(self, affected: triggers.Affected) -> None:
+    def enqueue(self, affected: triggers.Affected, *, low: bool = False) -> None:
+        """`low`: a pass over objects that did not change (the resync, the initial listing)."""
         for kind, key in affected:
-            if kind == "models":  # fan-in: many ModelSyncs change at once; one look, a moment later
+            if kind == "models" and not low:  # fan-in: many ModelSyncs change at once
                 self.queues[kind].add_after(key, model.MIN_WRITE_INTERVAL)
             else:
-                self.queues[kind].add(key)
+                self.queues[kind].add(key, low=low)
 
     def on_event(
         self,
@@ -104,6 +105,8 @@ class Operator:
         body: Mapping[str, Any],
         indexes: Indexes,
         affected: Callable[[Indexes, Mapping[str, Any]], triggers.Affected],
+        *,
+        listing: bool = False,
     ) -> None:
         """A watch event of `body`: hand the indexes over (once), and enqueue what it affects.
         modelfs's own write coming back affects only what reads it (and a reconcile that waited
@@ -117,7 +120,7 @@ class Operator:
                 found.add(plural, key)
         else:
             found = affected(indexes, body)
-        self.enqueue(found)
+        self.enqueue(found, low=listing)
 
     async def start(self) -> None:
         indexes = await self.indexes
@@ -126,7 +129,7 @@ class Operator:
             self.queues[kind].start(functools.partial(reconcile, ctx), WORKERS[kind])
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
-            self.enqueue(triggers.everything(indexes))
+            self.enqueue(triggers.everything(indexes), low=True)
 
     async def stop(self) -> None:
         for queue in self.queues.values():
@@ -138,9 +141,12 @@ def handler(
 ) -> Callable[..., Awaitable[None]]:
     """A kopf event handler that only enqueues: the keys the event affects."""
 
-    async def on_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def on_event(
+        body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
         operator: Operator = memo.operator
-        operator.on_event(plural, body, Indexes.from_kwargs(kwargs), affected)
+        listing = event.get("type") is None  # the initial listing (a start, a re-watch)
+        operator.on_event(plural, body, Indexes.from_kwargs(kwargs), affected, listing=listing)
 
     on_event.__name__ = f"{plural}_event"
     return on_event

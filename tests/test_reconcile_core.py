@@ -238,3 +238,13 @@ async def test_references_follow_the_namespace_labels(labels: dict[str, str]) ->
     else:
         assert ref["phase"] == "FAILED"
         assert (CONSUMERS, "ref-0") not in cluster.objects["datasets"]
+
+
+async def test_news_is_served_before_a_pass_over_everything() -> None:
+    queue: WorkQueue[str] = WorkQueue("test")
+    for name in ("r1", "r2", "r3"):
+        queue.add(name, low=True)  # the resync, or a restart's listing
+    queue.add("new")  # a watch event
+    queue.add("r3")  # news about one that was waiting low: it moves up
+    assert [await queue.get() for _ in range(4)] == ["new", "r3", "r1", "r2"]
+    assert len(queue) == 0
