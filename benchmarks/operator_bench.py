@@ -996,6 +996,7 @@ class Bench:
             t0 = time.monotonic()
             settled = await self.settle(self.procs.operator, started=t0, within=60.0)
             points.append({"syncs": self.syncs_alive, **self.rss()})
+            grew = (points[-1]["rss"] - points[-2]["rss"]) / max(count, 1)
             log(
                 f"  every Dataset after {phase['all_datasets_s']}s; operator "
                 f"{phase['cpu_ms_per_sync']['operator']} ms CPU and "
@@ -1009,6 +1010,7 @@ class Bench:
                     "all_datasets_s": phase["all_datasets_s"],
                     "cpu_ms_per_sync": phase["cpu_ms_per_sync"]["operator"],
                     "writes_per_sync": phase["writes"]["per_sync"],
+                    "rss_bytes_per_sync": round(grew),
                     "idle": settled["idle"],
                     "others_cpu_cores": phase["others_cpu_cores"],
                 }
@@ -1469,7 +1471,8 @@ def report(results: dict[str, Any]) -> str:
             lines.append(
                 f"    {step['namespace']}: {step['syncs']} at once, every Dataset after "
                 f"{step['all_datasets_s']} s, {step['cpu_ms_per_sync']} ms CPU and "
-                f"{step['writes_per_sync']} writes per ModelSync"
+                f"{step['writes_per_sync']} writes per ModelSync; RSS "
+                f"{step['rss_bytes_per_sync'] / 1024:+.1f} KiB per ModelSync"
             )
     if results.get("profile"):
         lines.extend(profile_lines(results["profile"], c["scale_syncs"]))
