@@ -435,6 +435,7 @@ class Bench:
         self.watch_api: Any = None
         self.syncs_alive = 0
         """ModelSyncs in the cluster now (for the RSS slope)."""
+        self.profile: dict[str, Any] | None = None
 
     async def __aenter__(self) -> Bench:
         self.api = await new_api_client(self.cp.kubeconfig)
@@ -899,10 +900,18 @@ class Bench:
             machine = self.machine.snapshot()
             window_start = datetime.now(UTC)
             t0 = time.monotonic()
-            procs.operator = OperatorProcess(
-                self.operator_kubeconfig, log_path=self.logs / "operator-restarted.log"
-            )
+            profile = self.args.profile if self.args.profile_phase == "restart" else None
+            log_path = self.logs / "operator-restarted.log"
+            if profile is not None:
+                profile.unlink(missing_ok=True)
+                procs.operator = ProfiledOperator(
+                    self.operator_kubeconfig, log_path=log_path, profile_out=profile
+                )
+            else:
+                procs.operator = OperatorProcess(self.operator_kubeconfig, log_path=log_path)
             await asyncio.to_thread(procs.operator.start)
+            if profile is not None:  # from healthy on: start-up and imports are not profiled
+                self.profile_signal(signal.SIGUSR1)
             healthy = time.monotonic() - t0
             cpu_healthy = cpu_seconds(pid_of(procs.operator))
             name, model, version = triples[0]
@@ -920,6 +929,8 @@ class Bench:
             )
             window_end = datetime.now(UTC)
             others = self.machine.others_cores(machine)
+            if profile is not None:
+                self.profile = await self.profiled(profile)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -1052,6 +1063,7 @@ class Bench:
                 "rbac": args.rbac_used,
                 "idle_s": args.idle,
                 "profile": str(args.profile) if args.profile else None,
+                "profile_phase": args.profile_phase if args.profile else None,
                 "operator_code": args.operator_code,
                 "cpus": os.cpu_count(),
                 "load_average_1m_at_start": load_average(),
@@ -1087,13 +1099,14 @@ class Bench:
             results["floor"] = await self.floor(n)
             log(f"  every Dataset after {results['floor']['all_datasets_s']}s")
             log(f"scale: {n} ModelSyncs at once (the fake joins once every Dataset exists)")
-            if args.profile:
+            profiling = args.profile is not None and args.profile_phase == "scale"
+            if profiling:
                 args.profile.unlink(missing_ok=True)
                 self.profile_signal(signal.SIGUSR1)
             results["scale"] = await self.run_syncs(
                 SCALE_NS, triples, None, fake_after_datasets=True
             )
-            if args.profile:
+            if profiling:
                 results["profile"] = await self.profiled(args.profile)
             scale = results["scale"]
             log(
@@ -1113,6 +1126,8 @@ class Bench:
                     f"{r['new_sync_dataset_ms']} ms"
                 )
                 results["rss_after_restart"] = self.rss()
+                if self.profile is not None:
+                    results["profile"] = self.profile
 
         if args.idle:
             log(f"idle: watching the operator's requests for {args.idle:.0f}s")
@@ -1475,7 +1490,7 @@ def report(results: dict[str, Any]) -> str:
                 f"{step['rss_bytes_per_sync'] / 1024:+.1f} KiB per ModelSync"
             )
     if results.get("profile"):
-        lines.extend(profile_lines(results["profile"], c["scale_syncs"]))
+        lines.extend(profile_lines(results["profile"], c))
     if not results.get("operator_alive", True):
         lines.append("  WARNING: the operator was not running at the end")
     if results.get("targets"):
@@ -1490,10 +1505,16 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def profile_lines(profile: dict[str, Any], syncs: int) -> list[str]:
+def profile_lines(profile: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    n = config["scale_syncs"]
+    phase = (
+        f"the restart with {n} READY (healthy -> idle)"
+        if config.get("profile_phase") == "restart"
+        else f"the scale phase ({n} at once, creation -> READY)"
+    )
     lines = [
         "",
-        f"  profile of the scale phase ({syncs} at once, creation -> READY): "
+        f"  profile of {phase}: "
         f"{profile['total_cpu_s']} s CPU in profiled code ({profile['file']})",
         "    by self time (all code):",
     ]
@@ -1661,10 +1682,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="FILE",
-        help="run the operator under cProfile (benchmarks/profiled.py), on during the scale "
-        "phase only, write the stats to FILE (pstats) and print the top functions; its CPU and "
-        "times are then inflated. E.g. --profile burst.prof --syncs 0 --scale-syncs 300 "
-        "--rss-max 0 --no-restart --idle 0",
+        help="run the operator under cProfile (benchmarks/profiled.py), on during one phase "
+        "only (--profile-phase), write the stats to FILE (pstats) and print the top functions; "
+        "its CPU and times are then inflated. E.g. --profile burst.prof --syncs 0 "
+        "--scale-syncs 300 --rss-max 0 --no-restart --idle 0",
+    )
+    parser.add_argument(
+        "--profile-phase",
+        choices=["scale", "restart"],
+        default="scale",
+        help="what --profile profiles: the scale phase (creation -> READY), or the restarted "
+        "operator from healthy to idle",
     )
     parser.add_argument(
         "--profile-top", type=int, default=5, help="functions listed per profile table"
@@ -1681,10 +1709,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rss_step <= 0:
         parser.error("--rss-step must be > 0")
     if args.profile and not args.scale_syncs:
-        parser.error("--profile profiles the scale phase: --scale-syncs must be > 0")
+        parser.error("--profile profiles the scale phase or the restart: --scale-syncs > 0")
+    if args.profile and args.profile_phase == "restart" and args.no_restart:
+        parser.error("--profile-phase restart needs the restart (no --no-restart)")
     if args.profile:
         args.profile = args.profile.resolve()
     return args
+
+
+OPERATOR_CODE = ("api", "controllers", "pkg", "modelfs")
 
 
 def operator_code() -> str:
@@ -1704,29 +1737,18 @@ def operator_code() -> str:
     )
     folder = Path(found.stdout.strip() or ".").parent
     commit = subprocess.run(
-        ["git", "-C", str(folder), "log", "-1", "--format=%h %s"],
+        ["git", "-C", str(folder), "log", "-1", "--format=%h %s", "--", *OPERATOR_CODE],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
     dirty = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(folder),
-            "status",
-            "--porcelain",
-            "--",
-            "controllers",
-            "modelfs",
-            "pkg",
-            "api",
-        ],
+        ["git", "-C", str(folder), "status", "--porcelain", "--", *OPERATOR_CODE],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
-    return f"{folder} at {commit[:80]}" + (" (with local changes)" if dirty else "")
+    return f"{folder}, last changed by {commit[:90]}" + (" (with local changes)" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1777,7 +1799,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             stack.callback(lambda: procs.fake.stop() if procs else fake.stop())
             fake.start()
-            if args.profile:
+            if args.profile and args.profile_phase == "scale":
                 operator: OperatorProcess = ProfiledOperator(
                     kubeconfig, log_path=logs / "operator.log", profile_out=args.profile
                 )
