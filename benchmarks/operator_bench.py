@@ -1729,26 +1729,26 @@ def operator_code() -> str:
         [
             sys.executable,
             "-c",
-            "import controllers, os; print(os.path.dirname(controllers.__file__))",
+            "import modelfs, os; print(os.path.dirname(modelfs.__file__))",
         ],
         capture_output=True,
         text=True,
         check=False,
     )
     folder = Path(found.stdout.strip() or ".").parent
-    commit = subprocess.run(
-        ["git", "-C", str(folder), "log", "-1", "--format=%h %s", "--", *OPERATOR_CODE],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(folder), "status", "--porcelain", "--", *OPERATOR_CODE],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return f"{folder}, last changed by {commit[:90]}" + (" (with local changes)" if dirty else "")
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    head = git("log", "-1", "--format=%h")
+    changed = git("log", "-1", "--format=%h %s", "--", *OPERATOR_CODE)
+    dirty = git("status", "--porcelain", "--", *OPERATOR_CODE)
+    return f"{folder} at {head}, api/controllers/pkg/modelfs last changed by {changed[:70]}" + (
+        " (with local changes)" if dirty else ""
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
