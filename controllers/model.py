@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.v1 import Model, ModelSource
-from controllers import metrics
-from controllers.runtime import Context, Key, condition
-from controllers.shared import Verdict, first_syncer, source_verdict
-from controllers.status import now_string, status_changes, with_conditions, write_status
-from pkg.dataset import ResolutionError, version_errors
+from modelfs.api.v1 import Model, ModelSource
+from modelfs.controllers import metrics
+from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
+from modelfs.controllers.status import now_string, status_changes, with_conditions, write_status
+from modelfs.pkg.dataset import ResolutionError, version_errors
 
 PLURAL = "models"
 SOURCE_NOT_FOUND = "SourceNotFound"

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from api.v1 import Model, ModelReference, ModelSync, Phase
-from controllers import metrics
-from controllers.runtime import Context, Key, condition
-from controllers.shared import first_syncer
-from controllers.status import format_time, status_changes, with_conditions, write_status
-from pkg.dataset import (
+from modelfs.api.v1 import Model, ModelReference, ModelSync, Phase
+from modelfs.controllers import metrics
+from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.shared import first_syncer
+from modelfs.controllers.status import format_time, status_changes, with_conditions, write_status
+from modelfs.pkg.dataset import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MODEL_LABEL,
@@ -30,8 +30,8 @@ from pkg.dataset import (
     ownership_conflict,
     reference_dataset_name,
 )
-from pkg.kube import InvalidError
-from pkg.labels import SelectorError, selector_matches, validate_selector
+from modelfs.pkg.kube import InvalidError
+from modelfs.pkg.labels import SelectorError, selector_matches, validate_selector
 
 PLURAL = "modelreferences"
 SOURCE_NAMESPACE_LABEL = "model.samzong.dev/source-namespace"

@@ -7,12 +7,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.v1 import ModelSource
-from controllers import metrics
-from controllers.runtime import Context, Key, condition
-from controllers.shared import SOURCE_SECONDS, Verdict, source_verdict
-from controllers.status import now_string, with_conditions, write_status
-from pkg.dataset import ResolutionError
+from modelfs.api.v1 import ModelSource
+from modelfs.controllers import metrics
+from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.shared import SOURCE_SECONDS, Verdict, source_verdict
+from modelfs.controllers.status import now_string, with_conditions, write_status
+from modelfs.pkg.dataset import ResolutionError
 
 PLURAL = "modelsources"
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from api.v1 import Model, ModelSource, ModelSync, Phase
-from controllers import metrics
-from controllers.runtime import Context, Key, condition
-from controllers.shared import Verdict, first_syncer, source_verdict
-from controllers.status import (
+from modelfs.api.v1 import Model, ModelSource, ModelSync, Phase
+from modelfs.controllers import metrics
+from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
+from modelfs.controllers.status import (
     format_time,
     parse_duration,
     parse_time,
@@ -24,7 +24,7 @@ from controllers.status import (
     with_conditions,
     write_status,
 )
-from pkg.dataset import (
+from modelfs.pkg.dataset import (
     RULES,
     Resolution,
     ResolutionError,
@@ -32,7 +32,7 @@ from pkg.dataset import (
     ownership_conflict,
     resolve,
 )
-from pkg.kube import InvalidError
+from modelfs.pkg.kube import InvalidError
 
 PLURAL = "modelsyncs"
 DATASETS = "datasets"

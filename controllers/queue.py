@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from pkg.kube import ApiError
+from modelfs.pkg.kube import ApiError
 
 K = TypeVar("K", bound=Hashable)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.v1 import GROUP
-from pkg.dataset import DATASET_GROUP, DATASET_PLURAL
+from modelfs.api.v1 import GROUP
+from modelfs.pkg.dataset import DATASET_GROUP, DATASET_PLURAL
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from api.v1 import Model, ModelReference, ModelSource, ModelSync
-from pkg.dataset import parse
-from pkg.kube import ApiError
+from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
+from modelfs.pkg.dataset import parse
+from modelfs.pkg.kube import ApiError
 
 Parsed = TypeVar("Parsed", ModelSource, Model, ModelSync, ModelReference)
 PARSED_CACHE_SIZE = 20_000

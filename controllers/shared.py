@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from api.v1 import ModelSource, SourceType
-from pkg.dataset import describe_secret_keys, missing_secret_keys, source_config_errors
+from modelfs.api.v1 import ModelSource, SourceType
+from modelfs.pkg.dataset import describe_secret_keys, missing_secret_keys, source_config_errors
 
 SECRET_MISSING = "SecretMissing"
 SECRET_KEY_MISSING = "SecretKeyMissing"

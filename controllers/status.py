@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.v1 import Condition, set_condition
-from controllers import metrics
-from controllers.runtime import Context, Key
+from modelfs.api.v1 import Condition, set_condition
+from modelfs.controllers import metrics
+from modelfs.controllers.runtime import Context, Key
 
 DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 

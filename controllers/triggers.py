@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controllers.runtime import Indexes, Key, body_key
+from modelfs.controllers.runtime import Indexes, Key, body_key
 
 KINDS = ("modelsources", "models", "modelsyncs", "modelreferences")
 

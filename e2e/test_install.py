@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from controllers.rbac import RULES
 from e2e.kustomize import CONFIG, build, kubectl
+from modelfs.controllers.rbac import RULES
 from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
 from modelfs.testing.dataset_engine import DatasetEngineError
 from modelfs.testing.operator import OperatorProcess

@@ -18,12 +18,18 @@ from kubernetes.aio import config as aio_config
 from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
-from api.v1 import GROUP, VERSION
-from controllers import model, modelreference, modelsource, modelsync, triggers
-from controllers.queue import WorkQueue
-from controllers.runtime import Context, Indexes, Key, Runtime, body_key, snapshot
-from pkg.dataset import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, MANAGED_BY, MANAGED_BY_LABEL
-from pkg.kube.writer import KubeWriter
+from modelfs.api.v1 import GROUP, VERSION
+from modelfs.controllers import model, modelreference, modelsource, modelsync, triggers
+from modelfs.controllers.queue import WorkQueue
+from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key, snapshot
+from modelfs.pkg.dataset import (
+    DATASET_GROUP,
+    DATASET_PLURAL,
+    DATASET_VERSION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+)
+from modelfs.pkg.kube.writer import KubeWriter
 
 Reconciler = Callable[[Context, Key], Awaitable[float | None]]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.v1 import Model, ModelSource, ModelSync
+from modelfs.api.v1 import Model, ModelSource, ModelSync
 
 NAMESPACE = "team-a"
 

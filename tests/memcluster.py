@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-from controllers import triggers
-from controllers.runtime import Context, Indexes, Key, Runtime, body_key
 from modelfs import operator as operator_module
+from modelfs.controllers import triggers
+from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key
 
 API = "model.samzong.dev/v1"
 KINDS = {

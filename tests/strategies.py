@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from api.v1 import SourceType
+from modelfs.api.v1 import SourceType
 
 NAMESPACE = "team-a"
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.rbac import RULES
 from modelfs import __version__
 from modelfs.cli import build_parser
+from modelfs.controllers.rbac import RULES
 from modelfs.install import Values, values_table
 from modelfs.manifests import CLUSTER_SCOPED, rules
 from tests import tools

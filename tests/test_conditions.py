@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.v1 import Condition, ConditionStatus, find_condition, is_true, set_condition
+from modelfs.api.v1 import Condition, ConditionStatus, find_condition, is_true, set_condition
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from api.v1 import Model, ModelReference, ModelSource, ModelSync
-from controllers import model, modelreference, modelsource, modelsync
-from controllers.shared import Verdict, source_verdict
-from pkg.dataset import ResolutionError
-from pkg.dataset.errors import Reason
+from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
+from modelfs.controllers import model, modelreference, modelsource, modelsync
+from modelfs.controllers.shared import Verdict, source_verdict
+from modelfs.pkg.dataset import ResolutionError
+from modelfs.pkg.dataset.errors import Reason
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NS = "team-a"

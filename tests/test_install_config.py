@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.rbac import RULES
+from modelfs.controllers.rbac import RULES
 from modelfs.manifests import CLUSTER_ROLE, cluster_role, rbac_table, render
 from tests import tools
 

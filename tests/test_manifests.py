@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from api.v1 import KINDS
+from modelfs.api.v1 import KINDS
 from modelfs.cli import main
 from modelfs.manifests import crd, render, render_chart
 
@@ -88,7 +88,7 @@ def rules(kind: Any) -> dict[str, list[str]]:
 
 
 def test_cel_rules_cover_what_admission_can_check() -> None:
-    from api.v1 import Model, ModelReference, ModelSource, ModelSync
+    from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 
     sync_rules = rules(ModelSync)
     assert sync_rules[".spec.modelRef"] == ["self == oldSelf"]

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.v1 import ModelSync
-from controllers.modelsync import (
+from modelfs.api.v1 import ModelSync
+from modelfs.controllers.modelsync import (
     REQUESTED,
     RETRY,
     SCHEDULED,
@@ -22,7 +22,7 @@ from controllers.modelsync import (
     view_dataset,
     with_failure_time,
 )
-from controllers.status import parse_duration, status_changes
+from modelfs.controllers.status import parse_duration, status_changes
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -25,9 +25,9 @@ from modelfs import TESTING_EXTRA, __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "modelfs" / "testing"
-#: The wheel's top-level import names. TODO(rename): only "modelfs" once api/, controllers/ and
-#: pkg/ are installed as modelfs.api, modelfs.controllers and modelfs.pkg.
-TOP_LEVEL = {"modelfs", "api", "controllers", "pkg"}
+#: The wheel's top-level import names: api/, controllers/ and pkg/ install as modelfs.api,
+#: modelfs.controllers and modelfs.pkg.
+TOP_LEVEL = {"modelfs"}
 
 
 def build_stage_steps() -> tuple[list[str], str]:
@@ -109,6 +109,7 @@ def test_the_wheel_ships_only_the_operator(wheels: dict[str, Path]) -> None:
     assert top_level == TOP_LEVEL
     assert not [n for n in names if n.startswith("modelfs/testing")]
     assert "modelfs/cli.py" in names and "modelfs/operator.py" in names
+    assert "modelfs/controllers/modelsync.py" in names and "modelfs/api/v1/__init__.py" in names
     assert "pytest11" not in entry_points  # no plugin loaded into every pytest run
     assert "modelfs = modelfs.cli:main" in entry_points
     meta = metadata(wheels["modelfs"])

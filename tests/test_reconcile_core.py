@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from controllers import modelsync, triggers
-from controllers.queue import WorkQueue
+from modelfs.controllers import modelsync, triggers
+from modelfs.controllers.queue import WorkQueue
 from tests.memcluster import MemCluster, obj
 
 NS, CONSUMERS = "team-a", "team-b"

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from api.v1 import SourceType
-from pkg.dataset import (
+from modelfs.api.v1 import SourceType
+from modelfs.pkg.dataset import (
     MAX_DATASET_NAME_LENGTH,
     RULES,
     Resolution,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pkg.labels import SelectorError, selector_matches, validate_selector
+from modelfs.pkg.labels import SelectorError, selector_matches, validate_selector
 
 keys = st.sampled_from(["team", "tier", "env", "example.com/owner"])
 values = st.sampled_from(["ml", "web", "gpu", "prod", "dev"])

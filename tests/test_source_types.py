@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.v1 import Model
-from pkg.dataset import Reason, ResolutionError, resolve, source_config_errors
+from modelfs.api.v1 import Model
+from modelfs.pkg.dataset import Reason, ResolutionError, resolve, source_config_errors
 from tests.builders import model, source, sync
 
 

@@ -1,6 +1,6 @@
 """modelfs API, group model.samzong.dev, version v1: the single source of the CRD YAML."""
 
-from api.v1.common import (
+from modelfs.api.v1.common import (
     AccessMode,
     LabelSelector,
     LabelSelectorOperator,
@@ -10,23 +10,30 @@ from api.v1.common import (
     SourceType,
     Storage,
 )
-from api.v1.conditions import (
+from modelfs.api.v1.conditions import (
     Condition,
     ConditionStatus,
     find_condition,
     is_true,
     set_condition,
 )
-from api.v1.meta import API_VERSION, CATEGORY, GROUP, VERSION, ApiModel, ObjectMeta
-from api.v1.model import Model, ModelShare, ModelSpec, ModelStatus, VersionConfig, VersionStatus
-from api.v1.modelreference import (
+from modelfs.api.v1.meta import API_VERSION, CATEGORY, GROUP, VERSION, ApiModel, ObjectMeta
+from modelfs.api.v1.model import (
+    Model,
+    ModelShare,
+    ModelSpec,
+    ModelStatus,
+    VersionConfig,
+    VersionStatus,
+)
+from modelfs.api.v1.modelreference import (
     ModelReference,
     ModelReferenceSpec,
     ModelReferenceStatus,
     ReferencedDataset,
 )
-from api.v1.modelsource import ModelSource, ModelSourceSpec, ModelSourceStatus
-from api.v1.modelsync import (
+from modelfs.api.v1.modelsource import ModelSource, ModelSourceSpec, ModelSourceStatus
+from modelfs.api.v1.modelsync import (
     DeletionPolicy,
     ModelSync,
     ModelSyncSpec,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, JsonValue
 
-from api.v1.meta import MAX_MAP_ENTRIES, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, cel
+from modelfs.api.v1.meta import MAX_MAP_ENTRIES, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, cel
 
 # RFC 1123 label: what version names must be, since they become part of Dataset names.
 VERSION_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from api.v1.meta import ApiModel
+from modelfs.api.v1.meta import ApiModel
 
 
 class ConditionStatus(StrEnum):

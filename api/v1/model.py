@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from api.v1.common import (
+from modelfs.api.v1.common import (
     MAX_VERSION_LENGTH,
     VERSION_NAME_PATTERN,
     LabelSelector,
@@ -14,8 +14,8 @@ from api.v1.common import (
     Storage,
     option_map,
 )
-from api.v1.conditions import Condition
-from api.v1.meta import (
+from modelfs.api.v1.conditions import Condition
+from modelfs.api.v1.meta import (
     AGE_COLUMN,
     MAX_MAP_ENTRIES,
     MAX_NAME_LENGTH,

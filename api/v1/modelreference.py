@@ -6,9 +6,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from api.v1.common import MAX_VERSION_LENGTH, ObjectReference, Phase
-from api.v1.conditions import Condition
-from api.v1.meta import AGE_COLUMN, ApiModel, ObjectMeta, cel
+from modelfs.api.v1.common import MAX_VERSION_LENGTH, ObjectReference, Phase
+from modelfs.api.v1.conditions import Condition
+from modelfs.api.v1.meta import AGE_COLUMN, ApiModel, ObjectMeta, cel
 
 IMMUTABLE = "self == oldSelf"
 

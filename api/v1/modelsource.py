@@ -6,9 +6,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from api.v1.common import SourceType, option_map
-from api.v1.conditions import Condition
-from api.v1.meta import (
+from modelfs.api.v1.common import SourceType, option_map
+from modelfs.api.v1.conditions import Condition
+from modelfs.api.v1.meta import (
     AGE_COLUMN,
     MAX_NAME_LENGTH,
     MAX_VALUE_LENGTH,

@@ -7,9 +7,16 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from api.v1.common import DURATION_PATTERN, MAX_VERSION_LENGTH, Phase, SourceType
-from api.v1.conditions import Condition
-from api.v1.meta import AGE_COLUMN, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, ObjectMeta, cel
+from modelfs.api.v1.common import DURATION_PATTERN, MAX_VERSION_LENGTH, Phase, SourceType
+from modelfs.api.v1.conditions import Condition
+from modelfs.api.v1.meta import (
+    AGE_COLUMN,
+    MAX_NAME_LENGTH,
+    MAX_VALUE_LENGTH,
+    ApiModel,
+    ObjectMeta,
+    cel,
+)
 
 IMMUTABLE = "self == oldSelf"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes.aio.client import ApiClient, CoreV1Api
 
-from pkg.labels import selector_matches
+from modelfs.pkg.labels import selector_matches
 
 KEYS = ["team", "tier", "example.com/owner"]
 VALUES = ["ml", "web", "gpu"]

@@ -1,16 +1,16 @@
 """The Dataset resource of BaizeAI/dataset: its model, the pure resolution of a ModelSync into one,
 and (later) the client that applies it."""
 
-from pkg.dataset.errors import Reason, ResolutionError
-from pkg.dataset.naming import (
+from modelfs.pkg.dataset.errors import Reason, ResolutionError
+from modelfs.pkg.dataset.naming import (
     MAX_DATASET_NAME_LENGTH,
     dataset_name,
     dns_label,
     label_value,
     reference_dataset_name,
 )
-from pkg.dataset.ownership import controller_owner, ownership_conflict
-from pkg.dataset.resolve import (
+from modelfs.pkg.dataset.ownership import controller_owner, ownership_conflict
+from modelfs.pkg.dataset.resolve import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MODEL_LABEL,
@@ -22,14 +22,14 @@ from pkg.dataset.resolve import (
     source_config_errors,
     version_errors,
 )
-from pkg.dataset.sources import (
+from modelfs.pkg.dataset.sources import (
     RULES,
     check_value,
     describe_secret_keys,
     missing_secret_keys,
     secret_key_sets,
 )
-from pkg.dataset.types import (
+from modelfs.pkg.dataset.types import (
     DATASET_API_VERSION,
     DATASET_GROUP,
     DATASET_PLURAL,

@@ -8,8 +8,8 @@ from typing import Any, cast
 from kubernetes.aio.client import ApiClient, CustomObjectsApi
 from kubernetes.aio.client.exceptions import ApiException
 
-from pkg.dataset.types import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, Dataset
-from pkg.kube.client import REQUEST_TIMEOUT, NotFoundError, api_error
+from modelfs.pkg.dataset.types import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, Dataset
+from modelfs.pkg.kube.client import REQUEST_TIMEOUT, NotFoundError, api_error
 
 FIELD_MANAGER = "modelfs"
 APPLY_PATCH = "application/apply-patch+yaml"

@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.v1 import Model, ModelReference, ModelSource, ModelSync, SourceType, Storage
-from pkg.dataset.errors import Reason, ResolutionError
-from pkg.dataset.naming import dataset_name, label_value
-from pkg.dataset.sources import RULES, RepoError, check_value
-from pkg.dataset.types import Dataset, DatasetSource, DatasetType
-from pkg.labels import SelectorError, validate_selector
+from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync, SourceType, Storage
+from modelfs.pkg.dataset.errors import Reason, ResolutionError
+from modelfs.pkg.dataset.naming import dataset_name, label_value
+from modelfs.pkg.dataset.sources import RULES, RepoError, check_value
+from modelfs.pkg.dataset.types import Dataset, DatasetSource, DatasetType
+from modelfs.pkg.labels import SelectorError, validate_selector
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelfs"

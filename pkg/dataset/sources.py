@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from api.v1 import SourceType
-from pkg.dataset.errors import Reason
+from modelfs.api.v1 import SourceType
+from modelfs.pkg.dataset.errors import Reason
 
 OPTION_KEY = re.compile(r"^\w+$", re.ASCII)
 WHITESPACE = re.compile(r"\s")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from api.v1 import ApiModel, ObjectMeta
+from modelfs.api.v1 import ApiModel, ObjectMeta
 
 DATASET_GROUP = "dataset.baizeai.io"
 DATASET_VERSION = "v1alpha1"

@@ -1,6 +1,6 @@
 """Thin typed calls on the Kubernetes API for modelfs, with API errors mapped to modelfs errors."""
 
-from pkg.kube.client import (
+from modelfs.pkg.kube.client import (
     ApiError,
     ConflictError,
     InvalidError,

@@ -11,7 +11,7 @@ from typing import Any, cast
 from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.aio.client.exceptions import ApiException
 
-from api.v1 import GROUP, VERSION
+from modelfs.api.v1 import GROUP, VERSION
 
 REQUEST_TIMEOUT = 30.0
 EVENT_SOURCE = "modelfs"

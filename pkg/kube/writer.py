@@ -7,8 +7,8 @@ from typing import Any
 
 from kubernetes.aio.client import ApiClient
 
-from pkg.dataset.client import DatasetClient
-from pkg.kube.client import ObjectClient
+from modelfs.pkg.dataset.client import DatasetClient
+from modelfs.pkg.kube.client import ObjectClient
 
 
 class KubeWriter:
