@@ -682,7 +682,10 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     writer = ctx.runtime.writer
     uid = observed.sync.metadata.uid or ""
     if plan.orphan and await writer.orphan_dataset(key[0], plan.orphan, uid):
-        ctx.runtime.post_event(body, "Normal", "DatasetRetained", f"Retained Dataset {plan.orphan}")
+        if not ctx.indexes.terminating(key[0]):  # no Events can be posted there any more
+            ctx.runtime.post_event(
+                body, "Normal", "DatasetRetained", f"Retained Dataset {plan.orphan}"
+            )
         logger.info("Retained Dataset", extra={"object": key, "dataset": plan.orphan})
     if plan.finalizers is not None:
         meta = {
@@ -742,12 +745,12 @@ def record_metrics(
 
 async def reconcile(ctx: Context, key: Key) -> float | None:
     """Observe, decide, act, for one ModelSync. Returns when to look again, or None."""
-    if ctx.indexes.terminating(key[0]):
-        return None
     observed = await observe(ctx, key)
     if observed is None:
         metrics.forget_phase(key)
         return None
+    if ctx.indexes.terminating(key[0]) and not observed.sync.metadata.deletion_timestamp:
+        return None  # its namespace is going; only a Retain finalizer still needs taking off
     waiting = ctx.runtime.awaiting(PLURAL, key)
     if waiting is None and observed.model is not None:
         name = dataset_name(observed.model.metadata.name, observed.sync.spec.version)

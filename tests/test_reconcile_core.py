@@ -248,3 +248,24 @@ async def test_news_is_served_before_a_pass_over_everything() -> None:
     queue.add("r3")  # news about one that was waiting low: it moves up
     assert [await queue.get() for _ in range(4)] == ["new", "r3", "r1", "r2"]
     assert len(queue) == 0
+
+
+async def test_a_retain_finalizer_comes_off_in_a_namespace_being_deleted() -> None:
+    """Namespace deletion waits for the finalizer: a terminating namespace is left alone, but
+    for this."""
+    cluster = shared_model_cluster(versions=1, references=0)
+    sync = cluster.objects["modelsyncs"][(NS, "sync-0")]
+    cluster.put({**sync, "spec": {**sync["spec"], "deletionPolicy": "Retain"}})
+    async with cluster.running():
+        await cluster.settle()
+        stored = cluster.objects["modelsyncs"][(NS, "sync-0")]
+        assert stored["metadata"]["finalizers"] == [modelsync.RETAIN_FINALIZER]
+        cluster.namespaces[NS]["terminating"] = True
+        writes = len(cluster.writes)
+        deleting = {**stored, "metadata": {**stored["metadata"], "deletionTimestamp": "now"}}
+        cluster.put(deleting)
+        await cluster.settle()
+    assert cluster.objects["modelsyncs"][(NS, "sync-0")]["metadata"]["finalizers"] == []
+    assert not [
+        w for w in cluster.writes[writes:] if w[1] in ("events", "modelsyncs") and w[0] != "patch"
+    ]
