@@ -182,6 +182,12 @@ def not_ready(items: list[dict[str, Any]]) -> list[str]:
         if kind in ("ModelSource", "Model"):
             if condition(item, "Ready").get("status") != "True":
                 waiting.append(f"{kind} {name}: {condition(item, 'Ready')}")
+            # A Model lists its versions' phases, at most once a second: settled when it says
+            # READY for every version that has a ModelSync, as its ModelSyncs do.
+            rows = (item.get("status") or {}).get("versions") or []
+            behind = [r["name"] for r in rows if r.get("sync") and r.get("phase") != "READY"]
+            if kind == "Model" and behind:
+                waiting.append(f"{kind} {name}: versions {behind} not READY in its status")
         elif (
             kind in ("ModelSync", "ModelReference")
             and (item.get("status") or {}).get("phase") != "READY"
