@@ -50,7 +50,6 @@
   resources:
   - namespaces
   verbs:
-  - get
   - list
   - watch
 - apiGroups:
@@ -114,7 +113,6 @@
   resources:
   - namespaces
   verbs:
-  - get
   - list
   - watch
 - apiGroups:
