@@ -510,10 +510,12 @@ def test_helm_install_watching_a_namespace_list(
             )  # fmt: skip
         # Their Datasets go by garbage collection, then the Dataset controller's finalizer.
         deadline = time.monotonic() + 90
-        left = [1]
-        while left and time.monotonic() < deadline:
-            time.sleep(0.5)
+        left: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
             left = [d for ns in WATCHED for d in get_json(target, ns, "datasets")["items"]]
+            if not left:
+                break
+            time.sleep(0.5)
         assert not left, [d["metadata"]["name"] for d in left]
         assert operator.alive(), operator.log_tail()
         text = operator.log_text()
