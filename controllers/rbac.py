@@ -78,9 +78,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         ("events",),
-        ("create", "patch"),
+        ("create",),
         "namespaced",
-        "post events on modelfs's objects, in their namespace",
+        "post events on modelfs's objects, in their namespace (create only: kopf and modelfs "
+        "post new events, never patch one)",
     ),
     Rule(
         "",

@@ -44,7 +44,6 @@
   - events
   verbs:
   - create
-  - patch
 - apiGroups:
   - ''
   resources:
@@ -105,7 +104,6 @@
   - events
   verbs:
   - create
-  - patch
 {{- end }}
 {{- define "modelfs.rules.cluster" -}}
 - apiGroups:
