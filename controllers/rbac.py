@@ -1,16 +1,29 @@
 """What the operator does on the API, declared next to the code that does it.
 
-`modelfs manifests` generates the ClusterRole in config/rbac from these rules, and a test checks
-that they cover every call the controllers make and nothing more (kubebuilder's RBAC markers,
-as data). Each rule says why it exists; the README lists them.
+`modelfs manifests` generates the ClusterRole in config/rbac and the Helm chart's rules
+(charts/modelfs/templates/_rules.tpl) from these rules, and tests check that they cover every call
+the controllers make and nothing more (kubebuilder's RBAC markers, as data). Each rule says why it
+exists and its scope; the README lists them.
+
+Scope: a `namespaced` rule is only ever used inside the namespace of the object being reconciled
+(a watched namespace), so when the operator watches a namespace list (`modelfs run -n a -n b`, the
+chart's `watchNamespaces`) it goes into a Role and RoleBinding per watched namespace. A `cluster`
+rule is on a cluster-scoped resource, which no Role can grant, and stays in a ClusterRole in every
+mode. With `-A` (kopf lists and watches each kind across all namespaces with one request, which
+only a ClusterRole can allow) every rule is in the ClusterRole; docs/security.md says what that
+means and why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from modelfs.api.v1 import GROUP
 from modelfs.pkg.dataset import DATASET_GROUP, DATASET_PLURAL
+
+Scope = Literal["namespaced", "cluster"]
+SCOPES: tuple[Scope, ...] = ("namespaced", "cluster")
 
 
 @dataclass(frozen=True)
@@ -18,6 +31,7 @@ class Rule:
     group: str
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
+    scope: Scope
     why: str
 
 
@@ -28,6 +42,7 @@ RULES: tuple[Rule, ...] = (
         GROUP,
         ("modelsources", "models", "modelsyncs", "modelreferences"),
         (*WATCH, "patch"),
+        "namespaced",
         "watch modelfs's objects; patch adds and removes the finalizer of ModelSyncs with "
         "deletionPolicy Retain",
     ),
@@ -40,38 +55,53 @@ RULES: tuple[Rule, ...] = (
             "modelreferences/status",
         ),
         ("patch",),
+        "namespaced",
         "write the status of modelfs's objects",
     ),
     Rule(
         DATASET_GROUP,
         (DATASET_PLURAL,),
         (*WATCH, "create", "patch", "delete"),
+        "namespaced",
         "create Datasets by server-side apply (create + patch), mirror their status, revert "
-        "hand edits, orphan them for deletionPolicy Retain, delete revoked references",
+        "hand edits, orphan them for deletionPolicy Retain, delete revoked references; always in "
+        "the namespace of the ModelSync or ModelReference they are for",
     ),
     Rule(
         "",
         ("secrets",),
         ("get",),
-        "read the key NAMES of the Secret a ModelSource names (get only: no list or watch of "
-        "Secrets across the cluster)",
+        "namespaced",
+        "read the key NAMES of the Secret a ModelSource names, in the ModelSource's namespace "
+        "(get only: no list or watch of Secrets)",
     ),
     Rule(
         "",
         ("events",),
-        ("create", "patch"),
-        "post events on modelfs's objects",
+        ("create",),
+        "namespaced",
+        "post events on modelfs's objects, in their namespace (create only: kopf and modelfs "
+        "post new events, never patch one)",
     ),
     Rule(
         "",
         ("namespaces",),
-        WATCH,
-        "evaluate Model.spec.share.namespaceSelector against a consumer namespace's labels",
+        ("list", "watch"),
+        "cluster",
+        "evaluate Model.spec.share.namespaceSelector against a consumer namespace's labels, and "
+        "see a namespace being deleted; kopf watches namespaces (cluster-scoped) in every mode",
     ),
     Rule(
         "apiextensions.k8s.io",
         ("customresourcedefinitions",),
         ("list", "watch"),
-        "kopf discovers the CRDs it serves",
+        "cluster",
+        "kopf discovers the CRDs it serves and notices CRDs installed after it started (the "
+        "Dataset CRD, say)",
     ),
 )
+
+
+def rules_of(scope: Scope) -> tuple[Rule, ...]:
+    """The rules of one scope, in RULES' order."""
+    return tuple(rule for rule in RULES if rule.scope == scope)

@@ -3,7 +3,9 @@ pass a server-side dry run; the README's install scripts (Helm and kustomize) ru
 with kubectl's default discovery cache and no pauses, and leave `kubectl get modelfs -A`
 answering; the samples reach READY under the chart's ServiceAccount; `helm upgrade` with a
 namespace list and another log format changes what runs; `helm uninstall` removes all but the
-CRDs.
+CRDs. `helm install` with a namespace list (watchNamespaces) from the start: the operator works
+under Roles in the watched namespaces only, across them (a ModelReference of one reading a Model
+of the other), and leaves an unwatched namespace alone.
 
 Like e2e/test_install.py, this module starts a control plane of its own (uninstalling and
 deleting config/default would take the session's CRDs away) and, with no kubelet, runs the
@@ -38,6 +40,7 @@ from e2e.test_install import (
     SYSTEM_NAMESPACE,
     Target,
     check_audit,
+    condition,
     installed_identity,
     not_ready,
     sample_objects,
@@ -355,3 +358,173 @@ def test_helm_install_samples_upgrade_uninstall(
         f"\nhelm: README install {install_seconds:.1f} s, samples READY {ready_seconds:.1f} s "
         f"after apply; registry requests: {len(registry.requests)}"
     )
+
+
+# ----------------------------------------------------------------------------- watchNamespaces
+
+WATCHED = ("rbac-a", "rbac-b")
+UNWATCHED = "rbac-c"
+CONSUMER = {"model.samzong.dev/consumer": "true"}
+
+
+def tenant_objects(namespace: str, reference_to: str) -> list[dict[str, Any]]:
+    """A Secret, an S3 ModelSource reading it, a Model shared with consumer namespaces, its
+    ModelSync, and a ModelReference to the Model `m` of namespace `reference_to`."""
+    meta = {"namespace": namespace}
+    group = "model.samzong.dev/v1"
+    return [
+        {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", **meta},
+            "stringData": {"access-key": "FAKE", "secret-key": "FAKE-SECRET"},
+        },
+        {
+            "apiVersion": group, "kind": "ModelSource", "metadata": {"name": "minio", **meta},
+            "spec": {
+                "type": "S3", "secretRef": "creds",
+                "config": {"provider": "MINIO", "endpoint": "http://minio.example:9000"},
+            },
+        },
+        {
+            "apiVersion": group, "kind": "Model", "metadata": {"name": "m", **meta},
+            "spec": {
+                "sourceRef": "minio", "versionConfigs": {"v1": {"repo": "models/m"}},
+                "share": {"namespaceSelector": {"matchLabels": CONSUMER}},
+            },
+        },
+        {
+            "apiVersion": group, "kind": "ModelSync", "metadata": {"name": "m-v1", **meta},
+            "spec": {"modelRef": "m", "version": "v1"},
+        },
+        {
+            "apiVersion": group, "kind": "ModelReference", "metadata": {"name": "ref", **meta},
+            "spec": {"modelRef": {"namespace": reference_to, "name": "m"}, "version": "v1"},
+        },
+    ]  # fmt: skip
+
+
+def get_json(target: Target, namespace: str, *what: str) -> dict[str, Any]:
+    return dict(json.loads(target.run("-n", namespace, "get", *what, "-o", "json").stdout))
+
+
+def test_helm_install_watching_a_namespace_list(
+    target: Target, tmp_path: Path, dataset_controller: str, request: pytest.FixtureRequest
+) -> None:
+    a, b = WATCHED
+    for ns in (*WATCHED, UNWATCHED):
+        target.run("create", "namespace", ns)
+    # b and c may read a's Model (its share selector matches them); c is not watched.
+    target.run("label", "namespace", b, UNWATCHED, "model.samzong.dev/consumer=true")
+    helm(
+        target, "install", RELEASE, str(CHART), "-n", SYSTEM_NAMESPACE, "--create-namespace",
+        "--set", f"watchNamespaces={{{a},{b}}}",
+    )  # fmt: skip
+    manifest = documents(helm(target, "get", "manifest", RELEASE, "-n", SYSTEM_NAMESPACE).stdout)
+    rbac = {key(d): d for d in manifest if "Role" in d["kind"]}
+    assert set(rbac) == {
+        ("ClusterRole", "", OPERATOR), ("ClusterRoleBinding", "", OPERATOR),
+        ("Role", a, OPERATOR), ("RoleBinding", a, OPERATOR),
+        ("Role", b, OPERATOR), ("RoleBinding", b, OPERATOR),
+    }  # fmt: skip
+    assert rbac[("ClusterRole", "", OPERATOR)]["rules"] == rules("cluster")
+    assert deployment_args(target)[:2] == [f"--namespace={a}", f"--namespace={b}"]
+
+    try:
+        crd = str(dataset_crd_file(dataset_controller))
+    except DatasetEngineError as error:
+        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
+    target.run("apply", "--server-side", "-f", crd)
+    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", crd)
+    identity = asyncio.run(installed_identity(target.kubeconfig, tmp_path / "operator.kubeconfig"))
+    # What the installed identity may do, as `kubectl auth can-i` says to the account itself.
+    for ns, answer in ((a, "yes"), (b, "yes"), (UNWATCHED, "no")):
+        for verb, what in (("get", "secrets"), ("create", "datasets.dataset.baizeai.io")):
+            can = kubectl(
+                target.kubectl, identity, "auth", "can-i", verb, what, "-n", ns, check=False
+            )
+            assert can.stdout.strip() == answer, (verb, what, ns, can.stdout, can.stderr)
+    cluster = Cluster(request.config.getoption("--k8s"), target.kubeconfig, target.control_plane)
+    engine = new_dataset_engine(dataset_controller, cluster, tmp_path / "dataset-engine")
+    since = time.time()
+    with engine, operator_as_deployed(target, identity, tmp_path / "operator.log") as operator:
+        assert operator.namespaces == WATCHED
+        objects = (
+            tenant_objects(a, reference_to=UNWATCHED)  # a reads c's Model: c is not watched
+            + tenant_objects(b, reference_to=a)  # b reads a's Model: both watched
+            + tenant_objects(UNWATCHED, reference_to=a)  # c is not watched
+        )
+        target.run("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                         "items": objects}))  # fmt: skip
+        deadline = time.monotonic() + 120
+        waiting: list[str] = ["nothing checked yet"]
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.5)
+            waiting = []
+            for ns in WATCHED:
+                source = get_json(target, ns, "modelsource", "minio")
+                if condition(source, "Ready").get("status") != "True":
+                    waiting.append(f"ModelSource {ns}/minio: {condition(source, 'Ready')}")
+                phase = (get_json(target, ns, "modelsync", "m-v1").get("status") or {}).get("phase")
+                if phase != "READY":
+                    waiting.append(f"ModelSync {ns}/m-v1: {phase}")
+            ref = get_json(target, b, "modelreference", "ref")
+            if (ref.get("status") or {}).get("phase") != "READY":
+                waiting.append(f"ModelReference {b}/ref: {ref.get('status')}")
+            lost = get_json(target, a, "modelreference", "ref")
+            if condition(lost, "Allowed").get("reason") != "ModelNotFound":
+                waiting.append(f"ModelReference {a}/ref: {lost.get('status')}")
+        assert not waiting, "\n".join(waiting) + f"\noperator log:\n{operator.log_tail()}"
+
+        # b's reference: a REFERENCE Dataset in b (the consumer namespace, watched) reading a's.
+        ref = get_json(target, b, "modelreference", "ref")
+        dataset = get_json(target, b, "dataset", ref["status"]["datasetName"])
+        assert dataset["spec"]["source"]["type"] == "REFERENCE"
+        assert dataset["spec"]["source"]["uri"].startswith(f"dataset://{a}/")
+        # a's reference to a Model of c, which the operator can't see: "does not exist", and
+        # nothing made for it.
+        lost = get_json(target, a, "modelreference", "ref")
+        assert condition(lost, "Allowed")["status"] == "False", lost["status"]
+        assert f"Model {UNWATCHED}/m does not exist" in condition(lost, "Allowed")["message"]
+        assert not lost["status"].get("datasetName")
+        datasets_in_a = get_json(target, a, "datasets")["items"]
+        assert len(datasets_in_a) == 1, [d["metadata"]["name"] for d in datasets_in_a]
+        # c is not watched: no status, no Dataset, no Event from the operator.
+        for kind, name in (
+            ("modelsource", "minio"),
+            ("modelsync", "m-v1"),
+            ("modelreference", "ref"),
+        ):
+            assert not get_json(target, UNWATCHED, kind, name).get("status"), f"{kind} {name}"
+        assert get_json(target, UNWATCHED, "datasets")["items"] == []
+        events = get_json(target, UNWATCHED, "events")["items"]
+        about_ours = [
+            e for e in events
+            if e["involvedObject"].get("apiVersion", "").startswith("model.samzong.dev/")
+        ]  # fmt: skip
+        assert not about_ours, about_ours
+
+        # Deleted while the operator and the Dataset controller run (the consumer first).
+        for ns in (b, a):
+            target.run(
+                "-n", ns, "delete", "modelreferences,modelsyncs,models,modelsources", "--all",
+                "--wait=true", "--timeout=120s",
+            )  # fmt: skip
+        # Their Datasets go by garbage collection, then the Dataset controller's finalizer.
+        deadline = time.monotonic() + 90
+        left: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            left = [d for ns in WATCHED for d in get_json(target, ns, "datasets")["items"]]
+            if not left:
+                break
+            time.sleep(0.5)
+        assert not left, [d["metadata"]["name"] for d in left]
+        assert operator.alive(), operator.log_tail()
+        text = operator.log_text()
+    refused = [
+        line for line in text.splitlines()
+        if "forbidden" in line.lower() or "not enough permissions" in line.lower()
+    ]  # fmt: skip
+    assert not refused, "\n".join(refused)
+    assert target.control_plane is not None
+    check_audit(target.control_plane, watched=WATCHED, since=since)
+    helm(target, "uninstall", RELEASE, "-n", SYSTEM_NAMESPACE, "--wait")
+    target.run("delete", "namespace", *WATCHED, UNWATCHED, "--wait=true", "--timeout=120s")

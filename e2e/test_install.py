@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -335,15 +335,26 @@ def test_samples_reach_ready_under_the_installed_identity(
         check_audit(target.control_plane)
 
 
-def covered(group: str, resource: str, verb: str) -> bool:
+def covered(group: str, resource: str, verb: str, scope: str | None = None) -> bool:
     return any(
-        group == rule.group and resource in rule.resources and verb in rule.verbs for rule in RULES
+        group == rule.group
+        and resource in rule.resources
+        and verb in rule.verbs
+        and scope in (None, rule.scope)
+        for rule in RULES
     )
 
 
-def check_audit(control_plane: ControlPlane) -> None:
-    """Every request of the operator was allowed, and each is covered by controllers/rbac.py."""
-    used: set[tuple[str, str, str]] = set()
+def check_audit(
+    control_plane: ControlPlane, watched: Collection[str] = (), since: float = 0.0
+) -> None:
+    """Every request of the operator (received after `since`, a `time.time()` stamp) was allowed,
+    and each is covered by controllers/rbac.py, in its scope: a request in a namespace by a
+    `namespaced` rule, a request outside any by a `cluster` rule. With `watched` (the operator
+    ran with `--namespace` for each), every namespaced request was in one of them: a Role per
+    watched namespace is enough. Without, a `namespaced` rule may also list and watch across
+    all namespaces (kopf's cluster-wide watches under `-A`)."""
+    used: set[tuple[str, str, str, str]] = set()
     for event in control_plane.audit_events():
         if event.get("stage") != "ResponseComplete":
             continue
@@ -351,17 +362,35 @@ def check_audit(control_plane: ControlPlane) -> None:
             continue
         if event.get("userAgent", "").startswith("kubectl"):
             continue  # this test's own `kubectl auth whoami` with the operator's kubeconfig
+        received = event.get("requestReceivedTimestamp", "").replace("Z", "+00:00")
+        if datetime.fromisoformat(received).timestamp() < since:
+            continue
         decision = event.get("annotations", {}).get("authorization.k8s.io/decision")
         assert decision != "forbid", f"RBAC forbade {event['verb']} {event['requestURI']}"
         ref = event.get("objectRef")
         if not ref:
             continue  # discovery (/apis, /version): allowed to every authenticated user
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-        used.add((ref.get("apiGroup", ""), resource, event["verb"]))
+        used.add((ref.get("apiGroup", ""), resource, event["verb"], ref.get("namespace", "")))
     assert used, "the audit log shows no request of the operator"
-    uncovered = sorted(u for u in used if not covered(*u))
+    uncovered = sorted(u for u in used if not covered(*u[:3]))
     assert not uncovered, f"requests not declared in controllers/rbac.py: {uncovered}"
-    print(f"\noperator requests (group, resource, verb): {sorted(used)}")
+    # A cluster rule's resource is cluster-scoped: any request on it is in scope (the audit
+    # log gives a Namespace's own name as its namespace).
+    out_of_scope = sorted(
+        (group, resource, verb, namespace)
+        for group, resource, verb, namespace in used
+        if not (
+            covered(group, resource, verb, "cluster")
+            or (namespace and covered(group, resource, verb, "namespaced"))
+            or (not watched and verb in ("list", "watch") and covered(group, resource, verb))
+        )
+    )
+    assert not out_of_scope, f"requests outside their rule's scope: {out_of_scope}"
+    if watched:
+        outside = sorted(u for u in used if covered(*u[:3], "namespaced") and u[3] not in watched)
+        assert not outside, f"requests outside the watched namespaces {watched}: {outside}"
+    print(f"\noperator requests (group, resource, verb, namespace): {sorted(used)}")
 
 
 def test_delete_removes_everything(installed: Target) -> None:

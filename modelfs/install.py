@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelfs import __version__
 
@@ -78,6 +78,11 @@ DNS_PORTS = [53]
 
 
 # ----------------------------------------------------------------------------- chart values
+
+#: A namespace name: an RFC 1123 DNS label, as the API server requires.
+NamespaceName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
 
 
 class _Values(BaseModel):
@@ -200,12 +205,14 @@ class Values(_Values):
     )
     nameOverride: str = Field("", description="Replaces the chart name in object names.")
     fullnameOverride: str = Field("", description="Replaces `<release>-<chart>` in object names.")
-    watchNamespaces: list[str] = Field(
+    watchNamespaces: list[NamespaceName] = Field(
         default_factory=list,
-        description="Empty: watch every namespace (`--all-namespaces`, a ClusterRole). A list: "
-        "only these (`--namespace` each), with a Role and RoleBinding in each for the namespaced "
-        "rules; only namespaces and CRDs stay cluster-wide. A ModelReference needs both its "
+        description="Empty: watch every namespace (`--all-namespaces`, one ClusterRole with every "
+        "rule). A list of namespace names: only these (`--namespace` each), with a Role and "
+        "RoleBinding in each for the namespaced rules (modelfs's kinds, Datasets, Secrets get, "
+        "Events); only namespaces and CRDs stay in a ClusterRole. A ModelReference needs both its "
         "namespace and its Model's watched.",
+        json_schema_extra={"uniqueItems": True},
     )
     logFormat: Literal["json", "text"] = Field(LOG_FORMAT, description="`--log-format`.")
     verbose: bool = Field(False, description="`-v`: debug logging.")
@@ -234,6 +241,14 @@ class Values(_Values):
     rbac: Rbac = Field(default_factory=Rbac)
     metrics: Metrics = Field(default_factory=Metrics)
     networkPolicy: NetworkPolicy = Field(default_factory=NetworkPolicy)
+
+    @field_validator("watchNamespaces")
+    @classmethod
+    def _each_namespace_once(cls, value: list[str]) -> list[str]:
+        # The schema's uniqueItems, for Values built in Python: a Role twice would not render.
+        if len(set(value)) != len(value):
+            raise ValueError("watchNamespaces names a namespace twice")
+        return value
 
 
 class _Dumper(yaml.SafeDumper):

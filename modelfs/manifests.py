@@ -27,11 +27,6 @@ RULES_HEADER = (
 )
 # The ClusterRole's name before config/default's namePrefix (installed: modelfs-operator).
 CLUSTER_ROLE = "operator"
-# Resources of controllers/rbac.py that are cluster-scoped: in the chart's namespaced mode
-# (watchNamespaces) they stay in a ClusterRole, every other rule goes into a Role per namespace.
-CLUSTER_SCOPED = frozenset(
-    {("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")}
-)
 # The labels config/default puts on every object, which the chart's CRDs (not templated) carry.
 CRD_LABELS = {"app.kubernetes.io/name": "modelfs", "app.kubernetes.io/part-of": "modelfs"}
 _DROPPED_KEYS = {"title", "propertyNames"}
@@ -129,23 +124,18 @@ def crd(model: type[Any]) -> dict[str, Any]:
 
 
 def rules(scope: str = "all") -> list[dict[str, Any]]:
-    """The operator's RBAC rules, one per entry of controllers.rbac.RULES, in that order:
-    `all`, or only the resources that are `namespaced` or `cluster`-scoped (CLUSTER_SCOPED)."""
-    from modelfs.controllers.rbac import RULES
+    """The operator's RBAC rules, one per entry of controllers.rbac.RULES, in that order: `all`,
+    or only the rules of one scope (`namespaced`: a Role per watched namespace; `cluster`: the
+    ClusterRole of the namespaced mode)."""
+    from modelfs.controllers.rbac import RULES, SCOPES
 
-    found = []
-    for rule in RULES:
-        resources = [
-            r
-            for r in rule.resources
-            if scope == "all"
-            or ((rule.group, r.split("/")[0]) in CLUSTER_SCOPED) == (scope == "cluster")
-        ]
-        if resources:
-            found.append(
-                {"apiGroups": [rule.group], "resources": resources, "verbs": list(rule.verbs)}
-            )
-    return found
+    if scope != "all" and scope not in SCOPES:
+        raise ValueError(f"scope must be all or one of {SCOPES}, not {scope!r}")
+    return [
+        {"apiGroups": [rule.group], "resources": list(rule.resources), "verbs": list(rule.verbs)}
+        for rule in RULES
+        if scope in ("all", rule.scope)
+    ]
 
 
 def cluster_role() -> dict[str, Any]:
@@ -180,11 +170,13 @@ def rbac_table() -> str:
     controllers/rbac.py; a test checks the README's copy)."""
     from modelfs.controllers.rbac import RULES
 
-    lines = ["| API group | resources | verbs | why |", "|---|---|---|---|"]
+    lines = ["| API group | resources | verbs | scope | why |", "|---|---|---|---|---|"]
     for rule in RULES:
         resources = ", ".join(f"`{r}`" for r in rule.resources)
         verbs = ", ".join(rule.verbs)
-        lines.append(f"| `{rule.group or 'core'}` | {resources} | {verbs} | {rule.why} |")
+        lines.append(
+            f"| `{rule.group or 'core'}` | {resources} | {verbs} | {rule.scope} | {rule.why} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -23,9 +23,9 @@ import yaml
 
 from modelfs import __version__
 from modelfs.cli import build_parser
-from modelfs.controllers.rbac import RULES
+from modelfs.controllers.rbac import RULES, rules_of
 from modelfs.install import Values, values_table
-from modelfs.manifests import CLUSTER_SCOPED, rules
+from modelfs.manifests import rules
 from tests import tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,6 +243,22 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(found)
 
 
+def granted(role_rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) of every permission in a list of PolicyRules."""
+    found = set()
+    for rule in role_rules:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames etc.
+        found |= {
+            (g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+        }
+    return found
+
+
+def declared(scope: str = "all") -> set[tuple[str, str, str]]:
+    chosen = RULES if scope == "all" else rules_of(scope)  # type: ignore[arg-type]
+    return {(r.group, res, v) for r in chosen for res in r.resources for v in r.verbs}
+
+
 def test_watch_namespaces_become_namespace_flags_and_roles() -> None:
     docs = template("--set", "watchNamespaces={team-a,team-b}", crds=False)
     args = container(docs)["args"]
@@ -250,12 +266,30 @@ def test_watch_namespaces_become_namespace_flags_and_roles() -> None:
     parsed = build_parser().parse_args(["run", *args])  # the image's entrypoint accepts them
     assert parsed.namespace == ["team-a", "team-b"] and not parsed.all_namespaces
     objects = by_key(docs)
-    role = objects[("ClusterRole", "", "modelfs-operator")]
-    assert role["rules"] == rules("cluster")
-    cluster_wide = {(r["apiGroups"][0], res) for r in role["rules"] for res in r["resources"]}
-    assert cluster_wide == set(CLUSTER_SCOPED)
+    # One ClusterRole, with the cluster-scoped rules only: nothing on Secrets, Datasets,
+    # modelfs's kinds or Events is granted cluster-wide.
+    (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert key(cluster_role) == ("ClusterRole", "", "modelfs-operator")
+    assert cluster_role["rules"] == rules("cluster")
+    cluster_wide = granted(cluster_role["rules"])
+    assert cluster_wide == declared("cluster")
+    assert {(g, r) for g, r, _ in cluster_wide} == {
+        ("", "namespaces"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+    }
+    (cluster_binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert cluster_binding["roleRef"]["name"] == "modelfs-operator"
+    # A Role and a RoleBinding in each watched namespace, and nowhere else.
+    roles = [d for d in docs if d["kind"] == "Role"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(d["metadata"]["namespace"] for d in roles) == ["team-a", "team-b"]
+    assert sorted(d["metadata"]["namespace"] for d in bindings) == ["team-a", "team-b"]
     for ns in ("team-a", "team-b"):
-        assert objects[("Role", ns, "modelfs-operator")]["rules"] == rules("namespaced")
+        role = objects[("Role", ns, "modelfs-operator")]
+        assert role["rules"] == rules("namespaced")
+        assert granted(role["rules"]) == declared("namespaced")
+        assert ("", "secrets", "get") in granted(role["rules"])
+        assert ("dataset.baizeai.io", "datasets", "create") in granted(role["rules"])
         binding = objects[("RoleBinding", ns, "modelfs-operator")]
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -265,16 +299,17 @@ def test_watch_namespaces_become_namespace_flags_and_roles() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "modelfs-operator", "namespace": NAMESPACE}
         ]
-    # Together, the Role and the ClusterRole grant exactly controllers/rbac.py.
-    granted = {
-        (r["apiGroups"][0], res, verb)
-        for rule in rules("namespaced") + rules("cluster")
-        for r in [rule]
-        for res in r["resources"]
-        for verb in r["verbs"]
-    }
-    declared = {(r.group, res, v) for r in RULES for res in r.resources for v in r.verbs}
-    assert granted == declared
+    # Together, the Role and the ClusterRole grant exactly controllers/rbac.py, each rule once.
+    assert declared("namespaced") | declared("cluster") == declared()
+    assert not declared("namespaced") & declared("cluster")
+
+
+def test_all_namespaces_keep_one_cluster_role_with_every_rule() -> None:
+    docs = template(crds=False)
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert cluster_role["rules"] == rules("all")
+    assert granted(cluster_role["rules"]) == declared()
 
 
 def test_pod_values_reach_the_deployment() -> None:
@@ -390,6 +425,13 @@ def test_service_monitor_only_where_its_api_is_served() -> None:
         (("--set", "watchNamespace={a}"), "watchNamespace"),  # a typo: unknown keys are refused
         (("--set", "metrics.port=0"), "port"),
         (("--set", "verbose=yes"), "verbose"),
+        # watchNamespaces: namespace names (DNS labels), each once.
+        (("--set", "watchNamespaces={Team-A}"), "watchNamespaces"),
+        (("--set", "watchNamespaces={team_a}"), "watchNamespaces"),
+        (("--set", "watchNamespaces={-a}"), "watchNamespaces"),
+        (("--set", "watchNamespaces={" + "a" * 64 + "}"), "watchNamespaces"),
+        (("--set-json", 'watchNamespaces=[""]'), "watchNamespaces"),
+        (("--set", "watchNamespaces={team-a,team-a}"), "watchNamespaces"),
     ],
 )
 def test_schema_refuses_bad_values(args: tuple[str, ...], message: str) -> None:

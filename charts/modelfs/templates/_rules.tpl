@@ -44,13 +44,11 @@
   - events
   verbs:
   - create
-  - patch
 - apiGroups:
   - ''
   resources:
   - namespaces
   verbs:
-  - get
   - list
   - watch
 - apiGroups:
@@ -106,7 +104,6 @@
   - events
   verbs:
   - create
-  - patch
 {{- end }}
 {{- define "modelfs.rules.cluster" -}}
 - apiGroups:
@@ -114,7 +111,6 @@
   resources:
   - namespaces
   verbs:
-  - get
   - list
   - watch
 - apiGroups:
