@@ -11,7 +11,10 @@ from modelfs.api.v1 import SourceType
 NAMESPACE = "team-a"
 
 dns_label = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
-long_dns_name = st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,120}[a-z0-9])?\Z")
+# A DNS subdomain (what the API server accepts as a name): dot-separated DNS labels.
+long_dns_name = st.from_regex(
+    r"\A[a-z0-9]([-a-z0-9]{0,60}[a-z0-9])?([.][a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?){0,2}\Z"
+)
 version_name = st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,40}[a-z0-9])?\Z")
 word = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,15}\Z")
 glob = st.sampled_from(["*.safetensors", "*.json", "*.bin", "model-*.gguf", "tokenizer*"])
