@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, cast
 
 from kubernetes.aio.client import ApiClient, CustomObjectsApi
@@ -15,6 +16,27 @@ FIELD_MANAGER = "modelfs"
 APPLY_PATCH = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+# The generated client json.dumps() any body sent as exactly APPLY_PATCH; with a parameter it
+# sends a str body as it is (and the API server drops the parameter).
+APPLY_PATCH_TEXT = f"{APPLY_PATCH}; charset=utf-8"
+# `\uD83D\uDCA5`: a character beyond U+FFFF as JSON escapes it (a surrogate pair), preceded by
+# an odd number of backslashes (an even number escapes the backslashes themselves).
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def apply_body(manifest: dict[str, Any]) -> str:
+    """`manifest` as the YAML an apply patch must be: ASCII-only JSON (JSON is YAML), except
+    that characters beyond U+FFFF are written `\\UXXXXXXXX`. YAML has no surrogate pairs, so the
+    API server refuses JSON's `\\ud83d\\udca5` in an apply patch (an emoji in an option)."""
+
+    def combined(found: re.Match[str]) -> str:
+        high, low = int(found.group(2), 16), int(found.group(3), 16)
+        code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        return f"{found.group(1)}\\U{code:08X}"
+
+    # DEL is ASCII, so json.dumps leaves it raw, but YAML does not allow it unescaped.
+    text = json.dumps(manifest).replace("\x7f", "\\u007f")
+    return _SURROGATE_PAIR.sub(combined, text)
 
 
 class DatasetClient:
@@ -59,8 +81,8 @@ class DatasetClient:
         return await self._patch(
             meta["namespace"],
             meta["name"],
-            manifest,
-            APPLY_PATCH,
+            apply_body(manifest),
+            APPLY_PATCH_TEXT,
             field_manager=self.field_manager,
             force=True,
         )
