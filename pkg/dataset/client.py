@@ -39,6 +39,9 @@ def apply_body(manifest: dict[str, Any]) -> str:
     return _SURROGATE_PAIR.sub(combined, text)
 
 
+_QUERY_NAMES = {"field_manager": "fieldManager", "dry_run": "dryRun"}
+
+
 class DatasetClient:
     """Datasets (dataset.baizeai.io/v1alpha1) as modelfs writes them."""
 
@@ -52,24 +55,52 @@ class DatasetClient:
         """One PATCH of a Dataset, read from the raw response: the generated client maps only
         200, and an apply that creates the Dataset answers 201."""
         try:
-            response = await self._api.patch_namespaced_custom_object_without_preload_content(
-                DATASET_GROUP,
-                DATASET_VERSION,
-                namespace,
-                DATASET_PLURAL,
-                name,
-                body,
-                _content_type=content_type,
-                _request_timeout=REQUEST_TIMEOUT,
-                **params,
-            )
-            data = await response.read()
-            status = int(response.status)
+            if isinstance(body, str):
+                status, data = await self._patch_text(namespace, name, body, content_type, **params)
+            else:
+                response = await self._api.patch_namespaced_custom_object_without_preload_content(
+                    DATASET_GROUP,
+                    DATASET_VERSION,
+                    namespace,
+                    DATASET_PLURAL,
+                    name,
+                    body,
+                    _content_type=content_type,
+                    _request_timeout=REQUEST_TIMEOUT,
+                    **params,
+                )
+                data = await response.read()
+                status = int(response.status)
         except ApiException as error:
             raise api_error(error) from None
         if status >= 400:
             raise api_error(ApiException(status=status, reason="patch failed", body=data.decode()))
         return cast(dict[str, Any], json.loads(data))
+
+    async def _patch_text(
+        self, namespace: str, name: str, body: str, content_type: str, **params: Any
+    ) -> tuple[int, bytes]:
+        """A PATCH whose body is sent as written: the generated method takes only dicts and
+        lists, and would json.dumps() them (see APPLY_PATCH_TEXT)."""
+        api = self._api.api_client
+        query = [(_QUERY_NAMES.get(key, key), value) for key, value in params.items()]
+        request = await api.param_serialize(
+            method="PATCH",
+            resource_path="/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+            path_params={
+                "group": DATASET_GROUP,
+                "version": DATASET_VERSION,
+                "namespace": namespace,
+                "plural": DATASET_PLURAL,
+                "name": name,
+            },
+            query_params=query,
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = await api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+        return int(response.status), await response.read()
 
     async def apply(self, dataset: Dataset) -> dict[str, Any]:
         """Server-side apply of the fields modelfs owns; the stored object is returned."""
