@@ -250,7 +250,8 @@ async def test_the_hostile_bodies_are_accepted(
     bodies["source"]["spec"]["secretRef"] = "a." + "b" * 250
     bodies["model"]["spec"]["storage"] = {"size": "1Pi", "storageClassName": "fast.ssd"}
     bodies["model"]["spec"]["share"] = {"namespaceSelector": EVERY_NAMESPACE}
-    bodies["sync"]["spec"]["retry"] = {"backoff": "24h"}
+    # 24h and 0.036 ns: Go (and resolution) cut the fraction to whole nanoseconds
+    bodies["sync"]["spec"]["retry"] = {"backoff": "24.00000000000001h"}
     bodies["sync"]["spec"]["schedule"] = {"interval": "8760h"}
     for target, body in bodies.items():
         dry_run_create(api, modelfs_namespace, target, body)
@@ -286,6 +287,7 @@ def test_every_refused_value_gets_422_naming_its_field(
     [
         ("sync", {"retry": {"backoff": "100000000h"}}, "spec.retry.backoff", "from 1s to 24h"),
         ("sync", {"retry": {"backoff": "2562048h"}}, "spec.retry.backoff", "from 1s to 24h"),
+        ("sync", {"retry": {"backoff": "24.0000000001h"}}, "spec.retry.backoff", "to 24h"),
         ("source", {"secretRef": "../x"}, "spec.secretRef", "DNS subdomain"),
         ("source", {"config": {"include": "💥\u202e"}}, "spec.config[include]", "U+202E"),
         ("source", {"config": {"include": ""}}, "spec.config[include]", "must not be empty"),

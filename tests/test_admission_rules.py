@@ -200,3 +200,16 @@ def test_a_model_with_an_invalid_selector_is_not_ready_and_does_not_share() -> N
     with pytest.raises(ResolutionError) as caught:
         resolve_bodies(bodies["source"], bodies["model"], bodies["sync"])
     assert caught.value.field == "spec.share.namespaceSelector.matchLabels"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("24.00000000000001h", 24 * 3600), ("0.9999999999s", 0.999999999), ("1h30m", 5400)],
+)
+def test_durations_are_read_as_go_reads_them(text: str, seconds: float) -> None:
+    """Fractions are cut to whole nanoseconds, as Go (and so CEL) does: a value CEL accepts is
+    not refused by resolution."""
+    assert float(parse_duration(text).total_seconds()) == pytest.approx(seconds, abs=1e-9)
+    # as measured on the API server: 0.036 ns over is cut, 360 ns over is refused
+    assert check_duration("24.00000000000001h", "backoff", "1s", "24h") is None
+    assert check_duration("24.0000000001h", "backoff", "1s", "24h") is not None

@@ -79,13 +79,13 @@ def check_label(value: str, what: str) -> str | None:
 DURATION_PATTERN = r"^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:[.][0-9]+)?)(ns|us|ms|s|m|h)")
 _DURATION = re.compile(DURATION_PATTERN)
-UNIT_SECONDS = {
-    "ns": Decimal("1e-9"),
-    "us": Decimal("1e-6"),
-    "ms": Decimal("1e-3"),
-    "s": Decimal(1),
-    "m": Decimal(60),
-    "h": Decimal(3600),
+UNIT_NANOSECONDS = {
+    "ns": 1,
+    "us": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
 }
 # Bounds a user would expect: a schedule runs at least every 10 s and at least once a year; a
 # retry waits between 1 s and 24 h, and the doubling stops at 24 h (RETRY_WAIT_CAP).
@@ -97,13 +97,19 @@ DURATION_CEILING = timedelta(days=365 * 100)
 
 
 def duration_seconds(text: str) -> Decimal:
-    """The exact length of a duration matching DURATION_PATTERN, in seconds (no overflow)."""
+    """The length of a duration matching DURATION_PATTERN, in seconds, as Go's ParseDuration
+    (and so CEL's `duration()`) reads it: each part's fraction truncated to whole nanoseconds.
+    Exact, so no number of digits overflows."""
     if not _DURATION.fullmatch(text):
         raise ValueError(f"{text!r} is not a duration such as 90s, 30m or 1h30m")
-    return sum(
-        (Decimal(number) * UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)),
-        Decimal(0),
-    )
+    nanoseconds = 0
+    for number, unit in _DURATION_PART.findall(text):
+        whole, _, fraction = number.partition(".")
+        scale = UNIT_NANOSECONDS[unit]
+        nanoseconds += int(whole) * scale
+        if fraction:
+            nanoseconds += int(fraction) * scale // 10 ** len(fraction)
+    return Decimal(nanoseconds) / Decimal(10**9)
 
 
 def parse_duration(text: str) -> timedelta:
