@@ -59,6 +59,8 @@ def test_the_hostile_bodies_resolve() -> None:
     assert verdicts(bodies) == []
     resolution = resolve_bodies(bodies["source"], bodies["model"], bodies["sync"])
     assert resolution.dataset.spec.share_to_namespace_selector == {"matchLabels": {"team": "b"}}
+    # ObjectMeta.finalizers is unset, so the apply claims no `finalizers: []`
+    assert "finalizers" not in resolution.dataset.to_manifest()["metadata"]
 
 
 @SEEDED
