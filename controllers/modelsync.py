@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from modelfs.api.v1 import Model, ModelSource, ModelSync, Phase
+from modelfs.api.v1.rules import retry_wait
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key, condition
 from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
@@ -208,7 +209,7 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
     if state == "failed":
         if attempts >= spec.retry.limit:
             return RoundPlan(None, observed, attempts, exhausted=True)
-        due = (view.failed_at or now) + parse_duration(spec.retry.backoff) * (2**attempts)
+        due = (view.failed_at or now) + retry_wait(spec.retry.backoff, attempts)
         if now >= due:
             return RoundPlan(RETRY, observed, attempts + 1)
         return RoundPlan(None, observed, attempts, due_in=(due - now).total_seconds())

@@ -5,27 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modelfs.api.v1 import Condition, set_condition
+from modelfs.api.v1 import Condition, rules, set_condition
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key
 
-DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 def parse_duration(text: str) -> timedelta:
-    """A Go duration (`1h30m`, `90s`, `1.5h`) as a timedelta; the CRD pattern checks the form."""
-    seconds, number = 0.0, ""
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char.isdigit() or char == ".":
-            number += char
-            index += 1
-            continue
-        unit = text[index : index + 2] if text[index : index + 2] in DURATION_UNITS else char
-        seconds += float(number) * DURATION_UNITS[unit]
-        number, index = "", index + len(unit)
-    return timedelta(seconds=seconds)
+    """A Go duration (`1h30m`, `90s`, `1.5h`) as a timedelta, saturated far beyond every bound the
+    CRD sets, so no string of the CRD's pattern overflows (api/v1/rules.py)."""
+    return rules.parse_duration(text)
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -216,14 +216,14 @@ def ref_observed(**fields: Any) -> modelreference.Observed:
         {
             "sourceRef": "src",
             "versionConfigs": {"v1": {"repo": "https://h/x/"}},
-            "share": {"namespaceSelector": {}},
+            "share": {"namespaceSelector": EVERY_NAMESPACE},
         },
     )
     syncing = sync()
     syncing.status.dataset_name = "mdl-v1"
     defaults: dict[str, Any] = {
         "model": shared,
-        "namespace_labels": {},
+        "namespace_labels": {"kubernetes.io/metadata.name": "team-b"},
         "sync": syncing,
         "source": {
             "metadata": {"name": "mdl-v1"},
@@ -233,6 +233,12 @@ def ref_observed(**fields: Any) -> modelreference.Observed:
         "dataset": None,
     }
     return modelreference.Observed((NS, "ref"), body, ref, **{**defaults, **fields})
+
+
+# How a Model shares with every namespace (an empty selector is refused: docs/decisions.md).
+EVERY_NAMESPACE = {
+    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]
+}
 
 
 def test_reference_branches() -> None:
