@@ -18,7 +18,17 @@ from modelfs.api.v1 import Model, ModelReference, ModelSync, Phase
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key, condition
 from modelfs.controllers.shared import first_syncer
-from modelfs.controllers.status import format_time, status_changes, with_conditions, write_status
+from modelfs.controllers.status import (
+    Event,
+    created_once,
+    forget_written,
+    format_time,
+    last_written,
+    ready_changed,
+    remember_written,
+    with_conditions,
+    write_status,
+)
 from modelfs.pkg.dataset import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -201,6 +211,8 @@ class Observed:
     """The source Dataset, in the Model's namespace."""
     dataset: dict[str, Any] | None
     """The REFERENCE Dataset, in the reference's namespace."""
+    written: tuple[str, str] | None = None
+    """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
@@ -230,7 +242,8 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     consumer = ctx.indexes.namespace(key[0])
     labels = (consumer or {}).get("labels")
     dataset = ctx.indexes.dataset((key[0], reference_dataset_name(ref.metadata.name)))
-    return Observed(key, body, ref, model, labels, sync, source, dataset)
+    written = last_written(ctx, PLURAL, body)
+    return Observed(key, body, ref, model, labels, sync, source, dataset, written)
 
 
 # ----------------------------------------------------------------------------- decide
@@ -243,8 +256,8 @@ class Plan:
     """A REFERENCE Dataset manifest to create (server-side apply)."""
     delete: str | None = None
     """The REFERENCE Dataset to delete, when the reference lost its right or its source."""
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-    status_events: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    status_events: list[Event] = field(default_factory=list)
     outcome: Outcome | None = None
 
 
@@ -328,12 +341,8 @@ def decide(observed: Observed, now: str) -> Plan:
     outcome = converge(observed)
     current = observed.body.get("status") or {}
     status = desired_status(observed.ref, current, outcome, now)
-    status_events = []
-    old = condition(current, "Ready")
-    if (
-        status_changes(current, status)
-        and (old.get("reason"), old.get("message")) != outcome.ready[1:]
-    ):
+    status_events: list[Event] = []
+    if ready_changed(current, outcome.ready[1], outcome.ready[2], observed.written):
         if outcome.ready[0]:
             status_events.append(("Normal", "Ready", outcome.ready[2]))
         elif not outcome.allowed[0]:
@@ -381,8 +390,11 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
             events = []
         else:
             ctx.runtime.expect("datasets", (key[0], name), created)
+            events = created_once(ctx, (key[0], name), created, events)
             logger.info("Created reference Dataset", extra={"object": key, "dataset": name})
     written = await write_status(ctx, PLURAL, key, observed.body.get("status") or {}, status)
+    if written:
+        remember_written(ctx, PLURAL, observed.body, status)
     for type_, reason, message in events + (plan.status_events if written else []):
         ctx.runtime.post_event(observed.body, type_, reason, message)
 
@@ -392,6 +404,7 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
         return None
     observed = await observe(ctx, key)
     if observed is None:
+        forget_written(ctx, PLURAL, key)
         return None
     dataset_key = (key[0], reference_dataset_name(key[1]))
     waiting = ctx.runtime.awaiting(PLURAL, key) or ctx.runtime.awaiting("datasets", dataset_key)

@@ -14,12 +14,18 @@ from typing import Any, Literal
 
 from modelfs.api.v1 import Model, ModelSource, ModelSync, Phase
 from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.runtime import Context, Key
 from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
 from modelfs.controllers.status import (
+    Event,
+    created_once,
+    forget_written,
     format_time,
+    last_written,
     parse_duration,
     parse_time,
+    ready_changed,
+    remember_written,
     status_changes,
     with_conditions,
     write_status,
@@ -387,11 +393,13 @@ def desired_status(
     return status
 
 
-def transition_events(current: dict[str, Any], outcome: Outcome) -> list[tuple[str, str, str]]:
-    """Events for what changed in the user's eyes: a new phase or a new refusal."""
-    old_ready = condition(current, "Ready")
+def transition_events(
+    current: dict[str, Any], outcome: Outcome, written: tuple[str, str] | None = None
+) -> list[Event]:
+    """Events for what changed in the user's eyes: a new phase or a new refusal. `written`: the
+    Ready modelfs last wrote, which a lagging index may not show yet (`status.ready_changed`)."""
     ready, reason, message = outcome.ready
-    if (old_ready.get("reason"), old_ready.get("message")) == (reason, message):
+    if not ready_changed(current, reason, message, written):
         return []
     if current.get("phase") == outcome.phase and outcome.phase != Phase.FAILED:
         return []
@@ -421,9 +429,18 @@ class Observed:
     error: ResolutionError | None = None
     """The Model or ModelSource could not be read."""
     dataset: dict[str, Any] | None = None
+    written: tuple[str, str] | None = None
+    """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
+    observed = await observe_indexes(ctx, key)
+    if observed is None:
+        return None
+    return replace(observed, written=last_written(ctx, PLURAL, observed.body))
+
+
+async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
     body = ctx.indexes.sync(key)
     if body is None:
         return None
@@ -482,7 +499,6 @@ class Plan:
     """A Dataset to leave without its owner reference (Retain, on deletion)."""
     requeue_after: float | None = None
     outcome: Outcome | None = None
-    apply_cause: str | None = None
 
 
 def finalizers_for(sync: ModelSync) -> list[str] | None:
@@ -514,11 +530,10 @@ def decide(observed: Observed, now: datetime) -> Plan:
         apply=outcome.apply,
         repair=outcome.repair,
         events=outcome.events,
-        status_events=transition_events(current, outcome) if changed else [],
+        status_events=transition_events(current, outcome, observed.written) if changed else [],
         finalizers=finalizers,
         requeue_after=due_in + 0.5 if due_in is not None else None,
         outcome=outcome,
-        apply_cause=outcome.apply_cause,
     )
 
 
@@ -709,11 +724,13 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             outcome = refused(REJECTED, f"the API server refused Dataset {dataset_key[1]}: {error}")
             current = body.get("status") or {}
             status = desired_status(observed.sync, current, outcome, format_time(datetime.now(UTC)))
-            events, status_events = [], transition_events(current, outcome)
+            events, status_events = [], transition_events(current, outcome, observed.written)
         else:
             ctx.runtime.expect(DATASETS, dataset_key, applied)
-            metrics.DATASET_APPLIES.labels(cause=plan.apply_cause or "update").inc()
-            if plan.apply_cause == "retry":
+            events = created_once(ctx, dataset_key, applied, events)
+            cause = plan.outcome.apply_cause if plan.outcome is not None else None
+            metrics.DATASET_APPLIES.labels(cause=cause or "update").inc()
+            if cause == "retry":
                 metrics.RETRIES.inc()
             logger.info(
                 "Applied Dataset",
@@ -721,11 +738,13 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                     "object": f"{key[0]}/{key[1]}",
                     "dataset": dataset_key[1],
                     "round": plan.apply["spec"]["dataSyncRound"],
-                    "trigger": plan.apply_cause,
+                    "trigger": cause,
                 },
             )
     stored = body.get("status") or {}
     written = await write_status(ctx, PLURAL, key, stored, status)
+    if written:
+        remember_written(ctx, PLURAL, body, status)
     for type_, reason, message in events + (status_events if written else []):
         ctx.runtime.post_event(body, type_, reason, message)
     record_metrics(key, stored, status, plan.outcome)
@@ -748,6 +767,7 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
     observed = await observe(ctx, key)
     if observed is None:
         metrics.forget_phase(key)
+        forget_written(ctx, PLURAL, key)
         return None
     if ctx.indexes.terminating(key[0]) and not observed.sync.metadata.deletion_timestamp:
         return None  # its namespace is going; only a Retain finalizer still needs taking off

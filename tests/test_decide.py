@@ -77,7 +77,7 @@ def test_sync_creates_its_dataset_and_says_so() -> None:
     assert plan.apply["spec"]["dataSyncRound"] == 1
     assert [e[1] for e in plan.events] == ["DatasetCreated"]
     assert plan.status is not None and plan.status["phase"] == "PENDING"
-    assert plan.apply_cause == "create"
+    assert plan.outcome is not None and plan.outcome.apply_cause == "create"
 
 
 def test_sync_refuses_a_dataset_it_does_not_own() -> None:
@@ -110,7 +110,7 @@ def test_sync_raises_the_round_for_a_raised_trigger() -> None:
     raised.status.observed_sync_round = 1
     plan = modelsync.decide(observed(sync=raised, dataset=ready), NOW)
     assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 2
-    assert plan.apply_cause == "requested"
+    assert plan.outcome is not None and plan.outcome.apply_cause == "requested"
     assert plan.status is not None and plan.status["observedSyncRound"] == 3
 
 
