@@ -36,6 +36,7 @@ from modelfs.pkg.dataset import (
     VERSION_LABEL,
     Dataset,
     ResolutionError,
+    adoptable,
     label_value,
     ownership_conflict,
     reference_dataset_name,
@@ -56,6 +57,7 @@ NO_MODELSYNC = "NoModelSync"
 SOURCE_NOT_READY = "SourceNotReady"
 SOURCE_LOST = "SourceLost"
 CONFLICT = "DatasetConflict"
+ADOPTED = "DatasetAdopted"
 
 logger = logging.getLogger("modelfs.modelreference")
 
@@ -269,11 +271,13 @@ def converge(observed: Observed) -> Outcome:
     # Lost stays lost (not "never had one") until a source is back.
     was_ready = before.get("status") == "True" or before.get("reason") == SOURCE_LOST
     name = reference_dataset_name(ref.metadata.name)
+    adopting = False
     if existing is not None:
         conflict = ownership_conflict(existing, ref.metadata.uid or "")
-        if conflict is not None:
+        if conflict is not None and not adoptable(existing, observed.body):
             verdict = (False, CONFLICT, f"{conflict}; modelfs does not take it over")
             return Outcome(Phase.FAILED, permission, verdict, verdict)
+        adopting = conflict is not None  # modelfs's own, for this reference: taken back
     if not permission[0]:
         waiting = (False, "NotAllowed", "the reference is not allowed")
         return Outcome(
@@ -327,6 +331,17 @@ def converge(observed: Observed) -> Outcome:
         if phase == Phase.READY
         else (False, phase.value.capitalize(), f"Dataset {name} is {phase.value}")
     )
+    if adopting:
+        adopted = (
+            "Normal",
+            ADOPTED,
+            f"Took back Dataset {name}: it had lost its owner reference (modelfs made it for "
+            "this ModelReference)",
+        )
+        manifest = reference_dataset(ref, source_key).to_manifest()
+        return Outcome(
+            phase, permission, readiness, ready, source_key, existing, [adopted], create=manifest
+        )
     return Outcome(phase, permission, readiness, ready, source_key, existing)
 
 
@@ -391,7 +406,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
         else:
             ctx.runtime.expect("datasets", (key[0], name), created)
             events = created_once(ctx, (key[0], name), created, events)
-            logger.info("Created reference Dataset", extra={"object": key, "dataset": name})
+            logger.info("Applied reference Dataset", extra={"object": key, "dataset": name})
     written = await write_status(ctx, PLURAL, key, observed.body.get("status") or {}, status)
     if written:
         remember_written(ctx, PLURAL, observed.body, status)

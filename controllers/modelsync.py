@@ -15,7 +15,14 @@ from typing import Any, Literal
 from modelfs.api.v1 import Model, ModelSource, ModelSync, Phase
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key
-from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
+from modelfs.controllers.shared import (
+    Verdict,
+    first_syncer,
+    not_shared,
+    reference_target,
+    shares_with,
+    source_verdict,
+)
 from modelfs.controllers.status import (
     Event,
     created_once,
@@ -34,6 +41,7 @@ from modelfs.pkg.dataset import (
     RULES,
     Resolution,
     ResolutionError,
+    adoptable,
     dataset_name,
     ownership_conflict,
     resolve,
@@ -60,6 +68,7 @@ MODEL_NOT_FOUND = "ModelNotFound"
 SOURCE_NOT_FOUND = "SourceNotFound"
 DUPLICATE = "DuplicateModelSync"
 CONFLICT = "DatasetConflict"
+ADOPTED = "DatasetAdopted"
 REJECTED = "DatasetRejected"
 NO_LOADER_JOB = "NoLoaderJob"
 ROUNDS_CONDITION = "Rounds"
@@ -429,6 +438,9 @@ class Observed:
     error: ResolutionError | None = None
     """The Model or ModelSource could not be read."""
     dataset: dict[str, Any] | None = None
+    shared_with_us: tuple[tuple[str, str], bool] | None = None
+    """A REFERENCE source in another namespace: that Dataset, and whether it is shared with
+    this namespace (`shared.shares_with`)."""
     written: tuple[str, str] | None = None
     """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
 
@@ -471,8 +483,13 @@ async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
     if source.spec.secret_ref:
         keys = await ctx.runtime.secret_keys(namespace, source.spec.secret_ref)
     dataset = ctx.indexes.dataset((namespace, dataset_name(model.metadata.name, sync.spec.version)))
+    target = reference_target(source, model, sync.spec.version)
+    shared = None
+    if target is not None:
+        labels = (ctx.indexes.namespace(namespace) or {}).get("labels")
+        shared = (target, shares_with(ctx.indexes.dataset(target), labels))
     return Observed(
-        key, body, sync, None, model, source, source_verdict(source, keys), None, dataset
+        key, body, sync, None, model, source, source_verdict(source, keys), None, dataset, shared
     )
 
 
@@ -562,12 +579,17 @@ def converge(observed: Observed, now: datetime) -> Outcome:
     verdict = observed.source_verdict
     if verdict is not None and not verdict.ready:
         return refused(verdict.reason, f"ModelSource {source.metadata.name!r}: {verdict.message}")
+    if observed.shared_with_us is not None and not observed.shared_with_us[1]:
+        refusal = not_shared(observed.shared_with_us[0], sync.metadata.namespace or "")
+        return refused(refusal.reason, refusal.message)
     existing = observed.dataset
     name = dataset_name(model.metadata.name, sync.spec.version)
+    adopting = False
     if existing is not None:
         conflict = ownership_conflict(existing, sync.metadata.uid or "")
-        if conflict is not None:
+        if conflict is not None and not adoptable(existing, observed.body):
             return refused(CONFLICT, f"{conflict}; modelfs does not take it over")
+        adopting = conflict is not None  # modelfs's own, for this ModelSync: taken back
     recorded_failure = sync.status.last_failure_time
     view = None
     if existing is not None:
@@ -595,8 +617,19 @@ def converge(observed: Observed, now: datetime) -> Outcome:
         repair = drift_patch(existing, desired) if existing is not None else None
         if repair is not None:
             events.append(("Normal", "DatasetReverted", f"Reverted a hand edit of Dataset {name}"))
-        events.append(apply_event(view, plan, resolution, sync))
-        cause = "create" if view is None else (plan.reason or "update").lower()
+        if adopting:
+            events.append(
+                (
+                    "Normal",
+                    ADOPTED,
+                    f"Took back Dataset {name}: it had lost its owner reference (modelfs "
+                    "made it for this ModelSync)",
+                )
+            )
+        else:
+            events.append(apply_event(view, plan, resolution, sync))
+        cause = "create" if view is None else "adopt" if adopting else (plan.reason or "update")
+        cause = cause.lower()
         # What the status says until the watch brings the Dataset back: the stored status
         # (none yet, for a new Dataset) under the spec just applied.
         predicted = {**desired, "status": (existing or {}).get("status") or {}}
