@@ -215,6 +215,9 @@ class Observed:
     """The REFERENCE Dataset, in the reference's namespace."""
     written: tuple[str, str] | None = None
     """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
+    unseen: bool = False
+    """modelfs applied the REFERENCE Dataset and the watch has not brought it back yet: the
+    index lacks it, the API server has it (a revocation deletes it all the same)."""
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
@@ -243,9 +246,11 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     source = ctx.indexes.dataset((model_key[0], source_name)) if source_name else None
     consumer = ctx.indexes.namespace(key[0])
     labels = (consumer or {}).get("labels")
-    dataset = ctx.indexes.dataset((key[0], reference_dataset_name(ref.metadata.name)))
+    dataset_key = (key[0], reference_dataset_name(ref.metadata.name))
+    dataset = ctx.indexes.dataset(dataset_key)
     written = last_written(ctx, PLURAL, body)
-    return Observed(key, body, ref, model, labels, sync, source, dataset, written)
+    unseen = dataset is None and ("datasets", dataset_key) in ctx.runtime.expected
+    return Observed(key, body, ref, model, labels, sync, source, dataset, written, unseen)
 
 
 # ----------------------------------------------------------------------------- decide
@@ -265,6 +270,10 @@ class Plan:
 
 def converge(observed: Observed) -> Outcome:
     ref, existing = observed.ref, observed.dataset
+    # What a revocation deletes: the Dataset as the index shows it, or as modelfs applied it.
+    going = existing
+    if going is None and observed.unseen:
+        going = {"metadata": {"name": reference_dataset_name(ref.metadata.name)}}
     current = observed.body.get("status") or {}
     permission = allowed(ref, observed.model, observed.namespace_labels)
     before = condition(current, "SourceReady")
@@ -285,7 +294,7 @@ def converge(observed: Observed) -> Outcome:
             permission,
             waiting,
             (False, permission[1], permission[2]),
-            events=removal(existing, permission[2]),
+            events=removal(going, permission[2]),
         )
     sync = observed.sync
     model_namespace = ref.spec.model_ref.namespace
@@ -301,7 +310,7 @@ def converge(observed: Observed) -> Outcome:
             permission,
             readiness,
             (False, readiness[1], readiness[2]),
-            events=removal(existing, readiness[2]),
+            events=removal(going, readiness[2]),
         )
     if not readiness[0] and existing is None:
         return Outcome(
@@ -346,8 +355,8 @@ def converge(observed: Observed) -> Outcome:
 
 
 def removal(existing: dict[str, Any] | None, why: str) -> list[tuple[str, str, str]]:
-    if existing is None:
-        return []
+    if existing is None or existing.get("metadata", {}).get("deletionTimestamp"):
+        return []  # none, or going already
     name = existing["metadata"]["name"]
     return [("Warning", "DatasetDeleted", f"Deleted Dataset {name}: {why}")]
 
@@ -366,7 +375,7 @@ def decide(observed: Observed, now: str) -> Plan:
     return Plan(
         status=status,
         create=outcome.create,
-        delete=observed.dataset["metadata"]["name"] if deleting and observed.dataset else None,
+        delete=reference_dataset_name(observed.ref.metadata.name) if deleting else None,
         events=list(outcome.events or []),
         status_events=status_events,
         outcome=outcome,
@@ -380,8 +389,12 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     key, writer = observed.key, ctx.runtime.writer
     status, events = plan.status, plan.events
     if plan.delete is not None:
-        await writer.delete_dataset(key[0], plan.delete)
-        logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
+        # Whatever modelfs applied before is void: the Dataset is not expected back.
+        ctx.runtime.expected.pop(("datasets", (key[0], plan.delete)), None)
+        if await writer.delete_dataset(key[0], plan.delete):
+            logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
+        else:  # gone already: nothing to announce
+            events = [e for e in events if e[1] != "DatasetDeleted"]
     if plan.create is not None:
         name = plan.create["metadata"]["name"]
         try:
@@ -421,10 +434,13 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
     if observed is None:
         forget_written(ctx, PLURAL, key)
         return None
-    dataset_key = (key[0], reference_dataset_name(key[1]))
-    waiting = ctx.runtime.awaiting(PLURAL, key) or ctx.runtime.awaiting("datasets", dataset_key)
-    if waiting is not None:
-        return waiting
+    plan = decide(observed, format_time(datetime.now(UTC)))
+    if plan.delete is None:
+        # A revocation never waits for modelfs's own writes to come back: access ends now.
+        dataset_key = (key[0], reference_dataset_name(key[1]))
+        waiting = ctx.runtime.awaiting(PLURAL, key) or ctx.runtime.awaiting("datasets", dataset_key)
+        if waiting is not None:
+            return waiting
     metrics.RECONCILES.labels(kind="ModelReference").inc()
-    await act(ctx, observed, decide(observed, format_time(datetime.now(UTC))))
+    await act(ctx, observed, plan)
     return None

@@ -64,7 +64,12 @@ class MemCluster:
         self.seen: dict[str, dict[Key, dict[str, Any]]] = {p: {} for p in KINDS.values()}
         """What the indexes hold: `objects` as the watch has brought it so far."""
         self.lag = lag
-        """Seconds between a write and its watch event (0: at once)."""
+        """Seconds between a write and its watch event (0: at once). With a lag, writes of one
+        object within it come as ONE event, of the last version (kopf batches so): modelfs may
+        never see the version it wrote."""
+        self._emitted: dict[tuple[str, Key], int] = {}
+        self.on_apply: Callable[[Key], None] | None = None
+        """The Dataset controller's answer to an apply, written at once (e.g. its status)."""
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.secrets: dict[Key, frozenset[str]] = {}
         self.writes: list[tuple[str, str, Key]] = []
@@ -158,9 +163,12 @@ class MemCluster:
             index()
             return
         operator = self.operator
+        number = self._emitted[(plural, key)] = self._emitted.get((plural, key), 0) + 1
 
         def deliver() -> None:
             if self.lag:
+                if self._emitted[(plural, key)] != number:
+                    return  # a later write of it comes in its place
                 index()
             operator.on_event(plural, snapshot, self.indexes, TRIGGERS[plural])
 
@@ -210,7 +218,10 @@ class MemCluster:
         body = copy.deepcopy(manifest)
         body["metadata"]["uid"] = old.get("metadata", {}).get("uid") or f"ds-{key[1]}"
         body["status"] = old.get("status") or {}
-        return self._store("datasets", key, body)
+        stored = self._store("datasets", key, body)
+        if self.on_apply is not None:
+            self.on_apply(key)
+        return stored
 
     async def patch_dataset(
         self, namespace: str, name: str, patch: dict[str, Any]

@@ -396,3 +396,49 @@ async def test_a_lagging_index_gets_one_event_per_transition(
         assert per_object[((NS, f"sync-{i}"), "DatasetCreated")] == 1, per_object
     assert per_object[((CONSUMERS, "ref-0"), "DatasetCreated")] == 1, per_object
     assert max(per_object.values()) == 1, sorted(per_object.items())
+
+
+# ----------------------------------------------------------------------------- revocation
+
+
+async def test_a_revocation_does_not_wait_for_modelfs_own_writes_to_come_back() -> None:
+    """Defect 10: a namespace unlabelled right after its reference got a Dataset. The watch
+    batched modelfs's apply with the Dataset controller's write that followed, so modelfs never
+    saw its own version: the reference waited for it (5 s) before it could delete. A
+    revocation now acts at once, also on a Dataset the index does not show yet."""
+    cluster = shared_model_cluster(versions=1, references=0)
+    loop = asyncio.get_running_loop()
+    async with cluster.running() as operator:
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        cluster.lag = 0.3
+        cluster.on_apply = lambda key: cluster.dataset_status(key, phase="PENDING")
+        cluster.put(
+            obj(
+                "ModelReference",
+                CONSUMERS,
+                "ref-0",
+                {"modelRef": {"namespace": NS, "name": "mdl"}, "version": "v0"},
+            )
+        )
+        for _ in range(300):
+            if ("apply", "datasets", (CONSUMERS, "ref-0")) in cluster.writes:
+                break
+            await asyncio.sleep(0.01)
+        cluster.namespace(CONSUMERS, team="c")  # unlabelled: the Model shares with team b only
+        unlabelled = loop.time()
+        operator.enqueue(triggers.namespace_changed(cluster.indexes, CONSUMERS))
+        while (CONSUMERS, "ref-0") in cluster.objects["datasets"]:
+            assert loop.time() - unlabelled < 3.0, "the REFERENCE Dataset outlived its right"
+            await asyncio.sleep(0.01)
+        took = loop.time() - unlabelled
+        await cluster.settle(quiet=1.0)
+    assert took < 1.0, took
+    assert (CONSUMERS, "ref-0") not in cluster.objects["datasets"]
+    status = cluster.objects["modelreferences"][(CONSUMERS, "ref-0")]["status"]
+    assert status["phase"] == "FAILED"
+    deleted = [
+        e for e in cluster.events if e[0] == (CONSUMERS, "ref-0") and e[2] == "DatasetDeleted"
+    ]
+    assert len(deleted) == 1, cluster.events
