@@ -148,6 +148,8 @@ def forget_written(ctx: Context, plural: str, key: Key) -> None:
 
 
 DATASET_CREATED = "DatasetCreated"
+CREATED_RECORDS = 20_000
+"""Datasets whose uid is remembered (forgetting one risks a second DatasetCreated at worst)."""
 
 
 def created_once(
@@ -156,8 +158,11 @@ def created_once(
     """`events` without DatasetCreated when the apply found the Dataset that modelfs created
     and announced before (same uid): the index had not shown it yet."""
     uid = str(applied.get("metadata", {}).get("uid") or "")
-    before = ctx.runtime.datasets_created.get(dataset)
-    ctx.runtime.datasets_created[dataset] = uid
+    created = ctx.runtime.datasets_created
+    before = created.pop(dataset, None)
+    created[dataset] = uid  # the newest last: the oldest go first when there are too many
+    if len(created) > CREATED_RECORDS:
+        del created[next(iter(created))]
     if uid and before == uid:
         return [event for event in events if event[1] != DATASET_CREATED]
     return events

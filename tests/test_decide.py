@@ -6,6 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 from modelfs.controllers import model, modelreference, modelsource, modelsync
 from modelfs.controllers.shared import Verdict, reference_target, shares_with, source_verdict
@@ -473,3 +476,37 @@ def test_a_reference_source_to_another_namespace_needs_its_share_and_says_nothin
     plan = modelsync.decide(seen, NOW)
     assert plan.apply is not None
     assert plan.apply["spec"]["source"] == {"type": "REFERENCE", "uri": "dataset://other/ds"}
+
+
+EVIDENCE = ("no controller owner", "label", "field manager", "named by status", "not older")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    missing=st.sets(st.sampled_from(EVIDENCE)),
+    other_manager=st.sampled_from(["kubectl", "kubectl-client-side-apply", "Modelfs", ""]),
+    seconds_before=st.integers(min_value=1, max_value=10**6),
+)
+def test_adoption_needs_every_piece_of_evidence(
+    missing: set[str], other_manager: str, seconds_before: int
+) -> None:
+    """Whatever forgeable evidence a look-alike carries, missing any one piece is a refusal."""
+    overrides: dict[str, Any] = {}
+    if "no controller owner" in missing:
+        overrides["ownerReferences"] = [
+            {"kind": "ModelSync", "name": "x", "uid": "other", "controller": True}
+        ]
+    if "label" in missing:
+        overrides["labels"] = {"app.kubernetes.io/managed-by": "someone"}
+    if "field manager" in missing:
+        overrides["managedFields"] = [{"manager": other_manager, "operation": "Apply"}]
+    if "not older" in missing:
+        moment = datetime(2026, 11, 27, 10, 0, tzinfo=UTC).timestamp() - seconds_before
+        overrides["creationTimestamp"] = datetime.fromtimestamp(moment, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    owner = {
+        "metadata": {"name": "s", "namespace": NS, "creationTimestamp": SYNC_CREATED},
+        "status": {"datasetName": "other" if "named by status" in missing else "mdl-v1"},
+    }
+    assert adoptable(lost_owner(**overrides), owner) == (not missing)
