@@ -115,7 +115,7 @@ def shares_with(dataset: Mapping[str, Any] | None, labels: Mapping[str, str] | N
         return False
     selector = spec.get("shareToNamespaceSelector") or {}
     try:
-        validate_selector(selector, "shareToNamespaceSelector")
+        validate_selector(selector, "shareToNamespaceSelector", allow_empty=True)
     except SelectorError:
         return False
     return selector_matches(selector, labels)
