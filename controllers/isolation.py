@@ -4,7 +4,8 @@ foresaw) is shown on that object's status and retried for it alone, with backoff
 The queue logs the traceback once per object and error (`queue.WorkQueue._log_bug`); here the
 object's Ready condition says `ReconcileError` with the exception, and one Event says it too,
 so the user sees which object is stuck and why without reading the operator's log. API errors
-are not reported so: they are transient (an outage, a conflict) and retried with a warning.
+and unanswered requests are not reported so: they are transient (an outage, a conflict) and
+retried with a warning.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from modelfs.controllers.status import (
     with_conditions,
     write_status,
 )
-from modelfs.pkg.kube import ApiError
+from modelfs.pkg.kube import TRANSIENT_ERRORS
 
 RECONCILE_ERROR = "ReconcileError"
 MAX_MESSAGE = 500
@@ -100,7 +101,7 @@ def isolated(ctx: Context, plural: str, reconcile: Reconciler) -> Callable[[Key]
     async def run(key: Key) -> float | None:
         try:
             return await reconcile(ctx, key)
-        except (asyncio.CancelledError, ApiError):
+        except (asyncio.CancelledError, *TRANSIENT_ERRORS):
             raise
         except Exception as error:
             await report_failure(ctx, plural, key, error)

@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from modelfs.pkg.kube import ApiError
+from modelfs.pkg.kube import TRANSIENT_ERRORS
 
 K = TypeVar("K", bound=Hashable)
 
@@ -45,9 +45,9 @@ WORK_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60),
 )
 
-EXPECTED_ERRORS = (ApiError,)
-"""Failures the queue retries with a warning; anything else is a bug and logged with its
-traceback (which fails the e2e suite)."""
+EXPECTED_ERRORS = TRANSIENT_ERRORS
+"""Failures the queue retries with a warning (an API error, or no answer from the API server);
+anything else is a bug and logged with its traceback (which fails the e2e suite)."""
 
 Reconcile = Callable[[K], Awaitable[float | None]]
 """Reconciles one key; returns seconds after which to look again, or None."""
@@ -203,7 +203,7 @@ class WorkQueue(Generic[K]):
                 again = await reconcile(key)
             except asyncio.CancelledError:
                 raise
-            except EXPECTED_ERRORS as error:  # an API error: retried for this key alone
+            except EXPECTED_ERRORS as error:  # no, or no answer: retried for this key alone
                 delay = self.retry(key)
                 logger.warning(
                     "Reconcile failed",

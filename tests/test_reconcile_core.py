@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import pytest
 
 from modelfs import operator as operator_module
@@ -328,6 +329,47 @@ async def test_one_object_that_raises_is_shown_backed_off_and_holds_up_no_other(
     # The Model lists the failing version without a phase, the others READY.
     versions = cluster.objects["models"][(NS, "mdl")]["status"]["versions"]
     assert [v.get("phase") for v in versions if v["sync"] != "sync-7"] == ["READY"] * 20
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 6443)"),
+        aiohttp.ServerDisconnectedError(),
+        asyncio.TimeoutError(),
+    ],
+    ids=type,
+)
+async def test_an_unanswered_request_is_retried_with_a_warning_not_reported_as_a_bug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    """kube-apiserver down (the fault suite's outage): a refused or cut connection is transient
+    like an API error: warnings without a traceback, no ReconcileError on the status (it could
+    not be written anyway), and the object reconciles once the API answers again."""
+    bad = (NS, "sync-1")
+    failures = 0
+    original = modelsync.decide
+
+    def decide(observed: modelsync.Observed, now: Any) -> modelsync.Plan:
+        nonlocal failures
+        if observed.key == bad and failures < 2:
+            failures += 1
+            raise error
+        return original(observed, now)
+
+    monkeypatch.setattr(modelsync, "decide", decide)
+    caplog.set_level(logging.WARNING)
+    cluster = shared_model_cluster(versions=2, references=0)
+    async with cluster.running():
+        await asyncio.sleep(1.0)
+        cluster.ready_all_datasets()
+        await asyncio.sleep(2.5)
+    assert failures == 2
+    assert phase(cluster, "modelsyncs", bad) == "READY"
+    about = [r for r in caplog.records if getattr(r, "object", None) == bad]
+    assert [r.levelname for r in about] == ["WARNING", "WARNING"], about
+    assert all(r.exc_info is None for r in about)
+    assert not [e for e in cluster.events if e[0] == bad and e[2] == "ReconcileError"]
 
 
 async def test_a_failure_that_stops_shows_the_object_ready_again(

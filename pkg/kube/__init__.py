@@ -1,6 +1,7 @@
 """Thin typed calls on the Kubernetes API for modelfs, with API errors mapped to modelfs errors."""
 
 from modelfs.pkg.kube.client import (
+    TRANSIENT_ERRORS,
     ApiError,
     ConflictError,
     InvalidError,
@@ -10,6 +11,7 @@ from modelfs.pkg.kube.client import (
 )
 
 __all__ = [
+    "TRANSIENT_ERRORS",
     "ApiError",
     "ConflictError",
     "InvalidError",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import aiohttp
 from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.aio.client.exceptions import ApiException
 
@@ -25,6 +27,17 @@ class ApiError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ApiError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+"""What a request to the API server can fail with and succeed later: an API error, or no answer
+at all (kube-apiserver restarting: a refused or reset connection, a timeout). Retried with a
+warning, never reported as a bug."""
 
 
 class NotFoundError(ApiError):
