@@ -336,7 +336,7 @@ async def test_one_object_that_raises_is_shown_backed_off_and_holds_up_no_other(
     [
         ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 6443)"),
         aiohttp.ServerDisconnectedError(),
-        asyncio.TimeoutError(),
+        TimeoutError(),
     ],
     ids=type,
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections.abc import Mapping
@@ -32,7 +31,7 @@ class ApiError(RuntimeError):
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ApiError,
     aiohttp.ClientError,
-    asyncio.TimeoutError,
+    TimeoutError,
     ConnectionError,
 )
 """What a request to the API server can fail with and succeed later: an API error, or no answer
