@@ -101,7 +101,9 @@ def isolated(ctx: Context, plural: str, reconcile: Reconciler) -> Callable[[Key]
     async def run(key: Key) -> float | None:
         try:
             return await reconcile(ctx, key)
-        except (asyncio.CancelledError, *TRANSIENT_ERRORS):
+        except asyncio.CancelledError:
+            raise
+        except TRANSIENT_ERRORS:
             raise
         except Exception as error:
             await report_failure(ctx, plural, key, error)
