@@ -7,6 +7,7 @@ kube-controller-manager run as child processes, the way controller-runtime's env
         print(cp.kubeconfig)                        # admin kubeconfig (O=system:masters)
         print(cp.get("/metrics").decode())          # raw GET as admin, e.g. apiserver metrics
         sa = cp.service_account_kubeconfig("ns", "operator")   # TokenRequest-backed kubeconfig
+        cp.stop_component("etcd"); ...; cp.start_component("etcd")   # an outage of one component
 
 What is real: a structural-schema/CEL-validating API server with RBAC authorization, the status
 subresource, server-side apply, admission, a TokenRequest-capable service-account issuer, and
