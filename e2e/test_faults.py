@@ -294,7 +294,7 @@ def operator(
         print(f"operator log: {process.log_path}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # before the module's engine: its skip reason comes first
 def control_plane(k8s_cluster: Cluster) -> ControlPlane:
     """The control plane whose components the outage tests stop and start again."""
     if k8s_cluster.control_plane is None:
