@@ -130,7 +130,11 @@ async def test_restart_one_component_keeps_ports_data_and_identity(
         with pytest.raises(ControlPlaneError, match="already stopped"):
             cp.stop_component(component)
         if component == "etcd":  # the apiserver is up but not ready, and cannot read
-            assert cp.request("GET", "/readyz", timeout=5)[0] == 500
+            try:  # 500, or (machine loaded) no answer while its etcd check waits
+                readyz: int | str = cp.request("GET", "/readyz", timeout=15)[0]
+            except TimeoutError:
+                readyz = "timeout"
+            assert readyz in (500, "timeout")
             with contextlib.suppress(TimeoutError, OSError):  # 5xx, or no answer in time
                 assert _config_map(cp, name)[0] >= 500
         elif component == "kube-apiserver":  # nothing listens
