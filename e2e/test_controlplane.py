@@ -105,8 +105,9 @@ async def _default_service_account(api: client.ApiClient, within: float = 60.0) 
         await core.delete_namespace(name)
 
 
-def _config_map(cp: ControlPlane, name: str) -> tuple[int, dict[str, Any]]:
-    status, data = cp.request("GET", f"/api/v1/namespaces/default/configmaps/{name}", timeout=5)
+def _config_map(cp: ControlPlane, name: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    path = f"/api/v1/namespaces/default/configmaps/{name}"
+    status, data = cp.request("GET", path, timeout=timeout)
     return status, json.loads(data) if status == 200 else {}
 
 
@@ -136,7 +137,7 @@ async def test_restart_one_component_keeps_ports_data_and_identity(
                 readyz = "timeout"
             assert readyz in (500, "timeout")
             with contextlib.suppress(TimeoutError, OSError):  # 5xx, or no answer in time
-                assert _config_map(cp, name)[0] >= 500
+                assert _config_map(cp, name, timeout=5)[0] >= 500
         elif component == "kube-apiserver":  # nothing listens
             with pytest.raises(ConnectionRefusedError):
                 cp.request("GET", "/readyz", timeout=5)
