@@ -7,6 +7,7 @@ kube-controller-manager run as child processes, the way controller-runtime's env
         print(cp.kubeconfig)                        # admin kubeconfig (O=system:masters)
         print(cp.get("/metrics").decode())          # raw GET as admin, e.g. apiserver metrics
         sa = cp.service_account_kubeconfig("ns", "operator")   # TokenRequest-backed kubeconfig
+        cp.stop_component("etcd"); ...; cp.start_component("etcd")   # an outage of one component
 
 What is real: a structural-schema/CEL-validating API server with RBAC authorization, the status
 subresource, server-side apply, admission, a TokenRequest-capable service-account issuer, and
@@ -468,6 +469,8 @@ class Component:
     argv: list[str]
     log_path: Path
     process: subprocess.Popen[bytes]
+    stopped_at: float = 0.0
+    """`time.monotonic()` when `stop` was called, 0 while never stopped."""
 
     @property
     def pid(self) -> int:
@@ -487,6 +490,7 @@ class Component:
         return 0
 
     def stop(self, grace: float) -> None:
+        self.stopped_at = time.monotonic()
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
@@ -497,6 +501,19 @@ class Component:
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
+
+
+@dataclass(frozen=True)
+class Restart:
+    """What `ControlPlane.start_component` did: `downtime`, seconds between the stop and the
+    new start; `ready`, seconds until the component answered its health check; `total`, until
+    the components depending on it were ready too; `also`, those it had to restart."""
+
+    component: str
+    downtime: float
+    ready: float
+    total: float
+    also: tuple[str, ...] = ()
 
 
 # Live control planes, stopped at exit and on SIGTERM/SIGHUP.
@@ -586,6 +603,10 @@ class ControlPlane:
         self.controller_manager_port = 0
         self._ssl: ssl.SSLContext | None = None
         self._lock = threading.Lock()
+        #: Components stopped by `stop_component`, kept to start them again with the same argv.
+        self._stopped: dict[str, Component] = {}
+        #: One `Restart` per component start after the first (see `start_component`).
+        self.restarts: list[Restart] = []
 
     # -- properties
 
@@ -611,7 +632,12 @@ class ControlPlane:
 
     @property
     def running(self) -> bool:
-        return bool(self.components) and all(c.alive() for c in self.components.values())
+        """Every component is up (none stopped by `stop_component`, none exited)."""
+        return (
+            bool(self.components)
+            and not self._stopped
+            and all(c.alive() for c in self.components.values())
+        )
 
     def log_path(self, component: str) -> Path:
         return self._require_workdir() / "logs" / f"{component}.log"
@@ -711,10 +737,111 @@ class ControlPlane:
         _LIVE.discard(self)
 
     def _stop_processes(self) -> None:
+        self._stopped.clear()
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             component = self.components.pop(name, None)
             if component is not None:
                 component.stop(self.stop_grace)
+
+    # -- one component at a time (fault injection)
+
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stop one component, the others keep running: SIGTERM (SIGKILL after `stop_grace`),
+        or at once SIGKILL with `kill` (a crash). `start_component(name)` starts it again as it
+        was: the same command line, so the same ports, certificates and, for etcd, data dir.
+
+        What a client sees meanwhile is an outage: etcd stopped, kube-apiserver answers
+        /readyz 500 and fails reads and writes; kube-apiserver stopped, connections are refused.
+        """
+        with self._lock:
+            if name in self._stopped:
+                raise ControlPlaneError(f"{name} is already stopped")
+            component = self.components.pop(name, None)
+            if component is None:
+                raise ControlPlaneError(
+                    f"no running component {name!r}; running: {', '.join(self.components)}"
+                )
+            if kill:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(component.pid, signal.SIGKILL)
+            component.stop(0 if kill else self.stop_grace)
+            self._stopped[name] = component
+            with contextlib.suppress(OSError), component.log_path.open("a") as log:
+                how = "killed" if kill else "stopped"
+                log.write(f"--- modelfs: {name} {how} by ControlPlane.stop_component ---\n")
+
+    def start_component(self, name: str) -> Restart:
+        """Start a component stopped by `stop_component` with its previous command line, and
+        wait until it is ready (etcd /health, kube-apiserver /readyz, kube-controller-manager
+        /healthz). Then check the components that depend on it: kube-apiserver once etcd is
+        back (its /readyz needs etcd), kube-controller-manager once the apiserver is back; one
+        that exited meanwhile is started again too (and listed in the result's `also`).
+
+        Call it from the main thread: a child started from another thread would be SIGKILLed
+        when that thread ends (PR_SET_PDEATHSIG)."""
+        with self._lock:
+            stopped = self._stopped.pop(name, None)
+            if stopped is None:
+                raise ControlPlaneError(f"{name!r} was not stopped by stop_component")
+            began = time.monotonic()
+            downtime = began - stopped.stopped_at if stopped.stopped_at else 0.0
+            self._respawn(stopped)
+            ready = time.monotonic() - began
+            also = self._revive_dependents(name)
+            restart = Restart(name, downtime, ready, time.monotonic() - began, tuple(also))
+            self.restarts.append(restart)
+            return restart
+
+    def restart(self, name: str, *, downtime: float = 0.0, kill: bool = False) -> Restart:
+        """`stop_component(name, kill=kill)`, `downtime` seconds of outage, then
+        `start_component(name)`. Blocks throughout; for an outage during which the caller does
+        other things, call the two halves itself."""
+        self.stop_component(name, kill=kill)
+        if downtime > 0:
+            time.sleep(downtime)
+        return self.start_component(name)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until every running component answers its health check (ControlPlaneError
+        after `timeout`, default `startup_timeout`)."""
+        for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
+            if name in self.components:
+                self._wait(name, self._ready_check(name), timeout)
+
+    def _ready_check(self, name: str) -> Callable[[], bool]:
+        return {
+            "etcd": self._etcd_healthy,
+            "kube-apiserver": lambda: self._status("/readyz") == 200,
+            "kube-controller-manager": self._controller_manager_healthy,
+        }[name]
+
+    def _respawn(self, previous: Component) -> None:
+        self._spawn(previous.name, Path(previous.argv[0]), {}, argv=previous.argv)
+        self._wait(previous.name, self._ready_check(previous.name))
+
+    def _revive_dependents(self, name: str) -> list[str]:
+        """After `name` came back: wait for the components that need it, restarting any that
+        died while it was down. Returns the names restarted."""
+        dependents = {
+            "etcd": ("kube-apiserver", "kube-controller-manager"),
+            "kube-apiserver": ("kube-controller-manager",),
+        }.get(name, ())
+        revived = []
+        for dependent in dependents:
+            component = self.components.get(dependent)
+            if component is None:  # stopped on purpose, or not configured
+                continue
+            if not component.alive():
+                with component.log_path.open("a") as log:
+                    log.write(
+                        f"--- modelfs: {dependent} exited ({component.process.returncode}) "
+                        f"while {name} was down; restarting it ---\n"
+                    )
+                self._respawn(component)
+                revived.append(dependent)
+            else:
+                self._wait(dependent, self._ready_check(dependent))
+        return revived
 
     def _cleanup_workdir(self) -> None:
         if self.workdir is not None and not self.keep_workdir and self._workdir_arg is None:
@@ -949,10 +1076,19 @@ class ControlPlane:
 
     # -- internals
 
-    def _spawn(self, name: str, binary: Path, flags: Mapping[str, str]) -> None:
+    def _spawn(
+        self,
+        name: str,
+        binary: Path,
+        flags: Mapping[str, str],
+        *,
+        argv: Sequence[str] | None = None,
+    ) -> None:
         if not os.access(binary, os.X_OK):
             raise ControlPlaneError(f"{binary} is missing or not executable")
-        argv = [str(binary), *(f"--{key}={value}" for key, value in flags.items())]
+        if argv is None:
+            argv = [str(binary), *(f"--{key}={value}" for key, value in flags.items())]
+        argv = list(argv)
         log_path = self.log_path(name)
         with log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -967,8 +1103,9 @@ class ControlPlane:
             )
         self.components[name] = Component(name, argv, log_path, process)
 
-    def _wait(self, name: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.startup_timeout
+    def _wait(self, name: str, ready: Callable[[], bool], timeout: float | None = None) -> None:
+        timeout = self.startup_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         component = self.components[name]
         while True:
             if not component.alive():
@@ -981,7 +1118,7 @@ class ControlPlane:
                     return
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
-                    f"{name} not ready after {self.startup_timeout:.0f}s;"
+                    f"{name} not ready after {timeout:.0f}s;"
                     f" last lines of {component.log_path}:\n{_tail(component.log_path)}"
                 )
             time.sleep(0.1)
