@@ -365,23 +365,8 @@ async def test_operator_sigkilled_three_times_during_a_rollout(
         )
 
 
-#: What the operator logs when kube-apiserver is down while it reconciles (see
-#: test_an_apiserver_outage_logs_no_error_line): "Reconcile failed" at ERROR with a traceback
-#: ending in a refused connection, for every attempt of every object being reconciled.
-OUTAGE_ERROR_LINES = (
-    r'^E\d{4} [\d:.]+ modelfs\.queue\] "Reconcile failed" kind="\w+" object="t-test-kube-apiserver-'
-    r'[^"]*" retry=[\d.]+$',
-    r"^Traceback \(most recent call last\):$",
-)
-#: The exceptions at the end of those tracebacks: the apiserver's port refusing connections,
-#: or a connection it cut while going down.
-CONNECTION_ERRORS = re.compile(
-    r"^(aiohttp\.client_exceptions\.Client(Connector|ConnectionReset|OS)Error|"
-    r"ConnectionRefusedError|ConnectionResetError)\b"
-)
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
-#: The problem lines test_kube_apiserver_outage_during_a_rollout saw, for the test after it.
-APISERVER_OUTAGE_PROBLEMS: list[str] = []
+"""The last line of a traceback: none may appear, an outage is an expected, retried failure."""
 
 
 async def _outage(
@@ -424,15 +409,14 @@ async def _outage(
     log = operator.log_text()
     problems = problem_lines(log)
     exceptions = Counter(line[:80] for line in log.splitlines() if EXCEPTION_LINE.match(line))
-    print(f"operator log: {len(problems)} problem lines; exceptions: {dict(exceptions)}")
-    allowed = [re.compile(p) for p in OUTAGE_ERROR_LINES] if component == "kube-apiserver" else []
-    assert [p for p in problems if not any(a.search(p) for a in allowed)] == []
-    assert all(CONNECTION_ERRORS.match(line) for line in exceptions), exceptions
-    if component == "kube-apiserver":
-        APISERVER_OUTAGE_PROBLEMS[:] = problems or ["(none)"]
+    warnings = sum(1 for line in log.splitlines() if line.startswith("W"))
+    print(f"operator log: {len(problems)} problem lines, {warnings} warnings")
+    # Unanswered requests are retried with a warning (pkg.kube.TRANSIENT_ERRORS), never logged
+    # as a bug: no error line, no traceback.
+    assert problems == []
+    assert not exceptions, exceptions
 
 
-@pytest.mark.operator_errors(*OUTAGE_ERROR_LINES)
 async def test_kube_apiserver_outage_during_a_rollout(
     control_plane: ControlPlane,
     operator: OperatorProcess,
@@ -455,25 +439,6 @@ async def test_etcd_outage_during_a_rollout(
 ) -> None:
     """etcd stopped 10-20 s mid-rollout: the operator, not restarted, recovers."""
     await _outage("etcd", control_plane, operator, fault_engine, k8s_api, k8s_namespace, 12003)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: modelfs.controllers.queue treats only ApiError as expected "
-    "(EXPECTED_ERRORS); a refused or reset connection while kube-apiserver is down "
-    "(aiohttp.ClientConnectorError, ClientOSError) is logged as a bug: 'Reconcile failed' at "
-    "ERROR with a Traceback, for every retry of every object being reconciled. Reproduce: "
-    "pytest e2e/test_faults.py -k apiserver -s",
-)
-def test_an_apiserver_outage_logs_no_error_line() -> None:
-    """An unreachable API server is an expected, retried failure: WARNING, as modelfs.logs
-    makes kopf's retried requests, not an error line with a traceback. Reads what the outage
-    test above saw (it runs first, in file order)."""
-    if not APISERVER_OUTAGE_PROBLEMS:
-        pytest.skip("reads the log of test_kube_apiserver_outage_during_a_rollout, not run")
-    problems = [p for p in APISERVER_OUTAGE_PROBLEMS if p != "(none)"]
-    print(f"{len(problems)} problem lines, e.g. {problems[:2]}")
-    assert problems == []
 
 
 # --------------------------------------------------------------------------- the kill windows
