@@ -74,6 +74,8 @@ CONCURRENCY = 16
 SETTLE_WITHIN = 150.0
 """After the last object is created: how long every case gets to show its verdict."""
 RESYNC_SECONDS = 30.0
+MAX_SAME_EVENTS = 2
+"""How often one object may get the same Event (reason and message): more is a storm (defect 8)."""
 FAIL_ROUNDS = "fake.dataset.baizeai.io/fail-rounds"
 CONSUMER_LABEL = "modelfs-hostile/consumer"
 ANCHOR_VERSION = "v1"
@@ -248,6 +250,45 @@ def verdict(result: Result, objects: dict[tuple[str, str, str], dict[str, Any]])
         result.detail = f"Ready={ready.get('status')} {ready.get('message', '')}"[:300]
 
 
+Events = dict[tuple[str, str, str], list[tuple[str, str, str, int]]]
+
+
+async def events_by_object(run: Run) -> Events:
+    """(namespace, kind, name) -> (type, reason, message, count) of each Event on it."""
+    core = CoreV1Api(run.api)
+    found: Events = {}
+    for namespace in run.namespaces.values():
+        listed = await core.list_namespaced_event(namespace)
+        for event in listed.items:
+            target = event.involved_object
+            key = (namespace, str(target.kind), str(target.name))
+            entry = (str(event.type), str(event.reason), str(event.message), event.count or 1)
+            found.setdefault(key, []).append(entry)
+    return found
+
+
+def check_events(run: Run, events: Events) -> list[str]:
+    """A marked case must also have a Warning Event naming the field (the status is not the only
+    place a user looks); and no object gets the same Event again and again."""
+    for result in run.results:
+        mutation = result.case.mutation
+        if result.outcome != "marked" or mutation is None:
+            continue
+        mine = events.get((result.namespace, result.case.kind, result.case.name), [])
+        if not any(t == "Warning" and names_field(m, mutation) for t, _, m, _ in mine):
+            result.outcome = "marked without a Warning Event naming the field"
+            result.detail += f" | events: {[(t, r) for t, r, _, _ in mine]}"
+    storms = []
+    for (namespace, kind, name), entries in events.items():
+        same = Counter()
+        for _, reason, message, count in entries:
+            same[(reason, message)] += count
+        for (reason, message), count in same.items():
+            if count > MAX_SAME_EVENTS:
+                storms.append(f"{kind} {namespace}/{name}: {count} x {reason} {message[:100]!r}")
+    return storms
+
+
 async def snapshot(run: Run) -> dict[tuple[str, str, str], dict[str, Any]]:
     pairs = [(ns, kind) for ns in run.namespaces.values() for kind in KINDS]
     listed = await asyncio.gather(*(run.listed(ns, kind) for ns, kind in pairs))
@@ -420,7 +461,9 @@ def draw_cases() -> tuple[list[Case], list[Bundle]]:
     return cases, [b.numbered(i) for i, b in enumerate(bundles)]
 
 
-def summary(run: Run, seconds: dict[str, float], operator: OperatorProcess) -> str:
+def summary(
+    run: Run, seconds: dict[str, float], operator: OperatorProcess, problems: list[str]
+) -> str:
     rows = []
     header = f"{'kind':<16}{'cases':>7}{'refused':>9}{'marked':>8}{'valid':>7}{'failed':>8}"
     rows.append(header)
@@ -457,7 +500,8 @@ def summary(run: Run, seconds: dict[str, float], operator: OperatorProcess) -> s
     rows.append(
         f"seed {SEED}; objects created {objects} ({dict(run.created)}); tried {len(run.results)}, "
         f"refused at admission {totals['refused']}, with a clear condition {totals['marked']}, "
-        f"silent {silent}, wrong Datasets {wrong}, operator Tracebacks "
+        f"silent {silent}, wrong Datasets {wrong}, other problems {len(problems)}, "
+        "operator Tracebacks "
         f"{log.count('Traceback (most recent call last)')}, operator error lines "
         f"{len(problem_lines(log))}"
     )
@@ -530,6 +574,8 @@ async def test_hostile_input(hostile_env: OperatorEnv, k8s_api: ApiClient, tmp_p
             await asyncio.sleep(3)
         seconds["settle"] = time.monotonic() - mark
 
+        problems += check_events(run, await events_by_object(run))
+
         # No Dataset for an invalid object: every object of the bad namespace is one or uses
         # one, and so is every ModelReference case of the consumer namespace.
         by_owner: dict[tuple[str, str], Result] = {}
@@ -563,7 +609,7 @@ async def test_hostile_input(hostile_env: OperatorEnv, k8s_api: ApiClient, tmp_p
         seconds[f"{len(drifted)} drifts reverted"] = await drift_repair(run, drifted)
         seconds["late check"] = time.monotonic() - mark
         seconds["total"] = time.monotonic() - began
-        print("\n" + summary(run, seconds, hostile_env.operator))
+        print("\n" + summary(run, seconds, hostile_env.operator, problems))
         write_results(run, tmp_path / "hostile-results.jsonl")
         print(f"verdicts: {tmp_path / 'hostile-results.jsonl'}")
 
