@@ -756,6 +756,13 @@ def normalize(text: str) -> str:
     return _BRACKETS.sub(lambda m: "." + m.group(1).strip("'\""), text)
 
 
+def _find(text: str, path: str) -> int:
+    """Where `path` occurs in `text` as a whole path (not `spec.storage.size` in `...sizeLimit`),
+    or -1."""
+    found = re.search(re.escape(path) + r"(?![A-Za-z0-9_])", text)
+    return found.end() if found else -1
+
+
 def names_field(message: str, mutation: Mutation) -> bool:
     """Whether `message` names the mutated field: its path; or an enclosing object's path
     followed by the field's own name (a CEL rule on an object reports the object and says which
@@ -763,19 +770,18 @@ def names_field(message: str, mutation: Mutation) -> bool:
     map: the entries are its data)."""
     text = normalize(message)
     path = list(mutation.path)
-    if ".".join(path) in text:
+    if _find(text, ".".join(path)) >= 0:
         return True
     if mutation.entry:
         entry_map = path if mutation.key is not None else path[:-1]
-        if ".".join(entry_map) in text:
+        if _find(text, ".".join(entry_map)) >= 0:
             return True
     names = {path[-1]}
     if mutation.entry and mutation.key is None:
         names.add(path[-2])
     for depth in range(len(path) - 1, 1, -1):
-        prefix = ".".join(path[:depth])
-        at = text.find(prefix)
-        if at >= 0 and any(name in text[at + len(prefix) :] for name in names):
+        after = _find(text, ".".join(path[:depth]))
+        if after >= 0 and any(re.search(rf"\b{re.escape(n)}\b", text[after:]) for n in names):
             return True
     return False
 
@@ -794,6 +800,7 @@ __all__ = [
     "issue_cases",
     "mutated_case",
     "names_field",
+    "normalize",
     "shared_source",
     "shared_source_spec",
     "valid_bundle",
