@@ -280,6 +280,8 @@ def check_events(run: Run, events: Events) -> list[str]:
             result.detail += f" | events: {[(t, r) for t, r, _, _ in mine]}"
     storms = []
     for (namespace, kind, name), entries in events.items():
+        if kind not in KINDS:  # a PVC's FailedBinding, say, is kube-controller-manager's
+            continue
         same = Counter()
         for _, reason, message, count in entries:
             same[(reason, message)] += count
