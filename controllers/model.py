@@ -11,9 +11,19 @@ from typing import Any
 
 from modelfs.api.v1 import Model, ModelSource
 from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.runtime import Context, Key
 from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
-from modelfs.controllers.status import now_string, status_changes, with_conditions, write_status
+from modelfs.controllers.status import (
+    Event,
+    forget_written,
+    last_written,
+    now_string,
+    ready_events,
+    remember_written,
+    status_changes,
+    with_conditions,
+    write_status,
+)
 from modelfs.pkg.dataset import ResolutionError, version_errors
 
 PLURAL = "models"
@@ -36,13 +46,15 @@ class Observed:
     syncs: list[dict[str, Any]]
     readers: list[tuple[str, str]]
     """(version, "namespace/name") of every ModelReference that names the Model."""
+    written: tuple[str, str] | None = None
+    """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
 
 
 @dataclass(frozen=True)
 class Plan:
     status: dict[str, Any]
     ready: Verdict
-    events: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
 
 def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None) -> Verdict:
@@ -113,11 +125,8 @@ def decide(observed: Observed, now: str) -> Plan:
         "observedGeneration": model.metadata.generation,
         "versions": version_statuses(model, observed.syncs, observed.readers),
     }
-    old = condition(current, "Ready")
-    events = []
-    if (old.get("reason"), old.get("message")) != (ready.reason, ready.message):
-        events.append(("Normal" if ready.ready else "Warning", ready.reason, ready.message))
-    return Plan(status, ready, events)
+    verdict = (ready.ready, ready.reason, ready.message)
+    return Plan(status, ready, ready_events(current, verdict, observed.written))
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
@@ -143,7 +152,8 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
         if ref is not None:
             readers.append((str(ref.get("spec", {}).get("version", "")), "/".join(ref_key)))
     syncs = list(ctx.indexes.syncs_of_model(key))
-    return Observed(key, body, model, source, verdict, syncs, readers)
+    written = last_written(ctx, PLURAL, body)
+    return Observed(key, body, model, source, verdict, syncs, readers, written)
 
 
 async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
@@ -156,6 +166,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
         return wait
     if await write_status(ctx, PLURAL, observed.key, stored, plan.status):
         ctx.runtime.last_status_write[(PLURAL, observed.key)] = time.monotonic()
+        remember_written(ctx, PLURAL, observed.body, plan.status)
         for type_, reason, message in plan.events:
             ctx.runtime.post_event(observed.body, type_, reason, message)
     return None
@@ -170,6 +181,7 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
     observed = await observe(ctx, key)
     if observed is None:
         ctx.runtime.last_status_write.pop((PLURAL, key), None)
+        forget_written(ctx, PLURAL, key)
         return None
     metrics.RECONCILES.labels(kind="Model").inc()
     return await act(ctx, observed, decide(observed, now_string()))

@@ -18,7 +18,17 @@ from modelfs.api.v1 import Model, ModelReference, ModelSync, Phase
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key, condition
 from modelfs.controllers.shared import first_syncer
-from modelfs.controllers.status import format_time, status_changes, with_conditions, write_status
+from modelfs.controllers.status import (
+    Event,
+    created_once,
+    forget_written,
+    format_time,
+    last_written,
+    ready_changed,
+    remember_written,
+    with_conditions,
+    write_status,
+)
 from modelfs.pkg.dataset import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -26,6 +36,7 @@ from modelfs.pkg.dataset import (
     VERSION_LABEL,
     Dataset,
     ResolutionError,
+    adoptable,
     label_value,
     ownership_conflict,
     reference_dataset_name,
@@ -46,6 +57,7 @@ NO_MODELSYNC = "NoModelSync"
 SOURCE_NOT_READY = "SourceNotReady"
 SOURCE_LOST = "SourceLost"
 CONFLICT = "DatasetConflict"
+ADOPTED = "DatasetAdopted"
 
 logger = logging.getLogger("modelfs.modelreference")
 
@@ -201,6 +213,11 @@ class Observed:
     """The source Dataset, in the Model's namespace."""
     dataset: dict[str, Any] | None
     """The REFERENCE Dataset, in the reference's namespace."""
+    written: tuple[str, str] | None = None
+    """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
+    unseen: bool = False
+    """modelfs applied the REFERENCE Dataset and the watch has not brought it back yet: the
+    index lacks it, the API server has it (a revocation deletes it all the same)."""
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
@@ -229,8 +246,11 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     source = ctx.indexes.dataset((model_key[0], source_name)) if source_name else None
     consumer = ctx.indexes.namespace(key[0])
     labels = (consumer or {}).get("labels")
-    dataset = ctx.indexes.dataset((key[0], reference_dataset_name(ref.metadata.name)))
-    return Observed(key, body, ref, model, labels, sync, source, dataset)
+    dataset_key = (key[0], reference_dataset_name(ref.metadata.name))
+    dataset = ctx.indexes.dataset(dataset_key)
+    written = last_written(ctx, PLURAL, body)
+    unseen = dataset is None and ("datasets", dataset_key) in ctx.runtime.expected
+    return Observed(key, body, ref, model, labels, sync, source, dataset, written, unseen)
 
 
 # ----------------------------------------------------------------------------- decide
@@ -243,24 +263,30 @@ class Plan:
     """A REFERENCE Dataset manifest to create (server-side apply)."""
     delete: str | None = None
     """The REFERENCE Dataset to delete, when the reference lost its right or its source."""
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-    status_events: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    status_events: list[Event] = field(default_factory=list)
     outcome: Outcome | None = None
 
 
 def converge(observed: Observed) -> Outcome:
     ref, existing = observed.ref, observed.dataset
+    # What a revocation deletes: the Dataset as the index shows it, or as modelfs applied it.
+    going = existing
+    if going is None and observed.unseen:
+        going = {"metadata": {"name": reference_dataset_name(ref.metadata.name)}}
     current = observed.body.get("status") or {}
     permission = allowed(ref, observed.model, observed.namespace_labels)
     before = condition(current, "SourceReady")
     # Lost stays lost (not "never had one") until a source is back.
     was_ready = before.get("status") == "True" or before.get("reason") == SOURCE_LOST
     name = reference_dataset_name(ref.metadata.name)
+    adopting = False
     if existing is not None:
         conflict = ownership_conflict(existing, ref.metadata.uid or "")
-        if conflict is not None:
+        if conflict is not None and not adoptable(existing, observed.body):
             verdict = (False, CONFLICT, f"{conflict}; modelfs does not take it over")
             return Outcome(Phase.FAILED, permission, verdict, verdict)
+        adopting = conflict is not None  # modelfs's own, for this reference: taken back
     if not permission[0]:
         waiting = (False, "NotAllowed", "the reference is not allowed")
         return Outcome(
@@ -268,7 +294,7 @@ def converge(observed: Observed) -> Outcome:
             permission,
             waiting,
             (False, permission[1], permission[2]),
-            events=removal(existing, permission[2]),
+            events=removal(going, permission[2]),
         )
     sync = observed.sync
     model_namespace = ref.spec.model_ref.namespace
@@ -284,7 +310,7 @@ def converge(observed: Observed) -> Outcome:
             permission,
             readiness,
             (False, readiness[1], readiness[2]),
-            events=removal(existing, readiness[2]),
+            events=removal(going, readiness[2]),
         )
     if not readiness[0] and existing is None:
         return Outcome(
@@ -314,12 +340,23 @@ def converge(observed: Observed) -> Outcome:
         if phase == Phase.READY
         else (False, phase.value.capitalize(), f"Dataset {name} is {phase.value}")
     )
+    if adopting:
+        adopted = (
+            "Normal",
+            ADOPTED,
+            f"Took back Dataset {name}: it had lost its owner reference (modelfs made it for "
+            "this ModelReference)",
+        )
+        manifest = reference_dataset(ref, source_key).to_manifest()
+        return Outcome(
+            phase, permission, readiness, ready, source_key, existing, [adopted], create=manifest
+        )
     return Outcome(phase, permission, readiness, ready, source_key, existing)
 
 
 def removal(existing: dict[str, Any] | None, why: str) -> list[tuple[str, str, str]]:
-    if existing is None:
-        return []
+    if existing is None or existing.get("metadata", {}).get("deletionTimestamp"):
+        return []  # none, or going already
     name = existing["metadata"]["name"]
     return [("Warning", "DatasetDeleted", f"Deleted Dataset {name}: {why}")]
 
@@ -328,12 +365,8 @@ def decide(observed: Observed, now: str) -> Plan:
     outcome = converge(observed)
     current = observed.body.get("status") or {}
     status = desired_status(observed.ref, current, outcome, now)
-    status_events = []
-    old = condition(current, "Ready")
-    if (
-        status_changes(current, status)
-        and (old.get("reason"), old.get("message")) != outcome.ready[1:]
-    ):
+    status_events: list[Event] = []
+    if ready_changed(current, outcome.ready[1], outcome.ready[2], observed.written):
         if outcome.ready[0]:
             status_events.append(("Normal", "Ready", outcome.ready[2]))
         elif not outcome.allowed[0]:
@@ -342,7 +375,7 @@ def decide(observed: Observed, now: str) -> Plan:
     return Plan(
         status=status,
         create=outcome.create,
-        delete=observed.dataset["metadata"]["name"] if deleting and observed.dataset else None,
+        delete=reference_dataset_name(observed.ref.metadata.name) if deleting else None,
         events=list(outcome.events or []),
         status_events=status_events,
         outcome=outcome,
@@ -356,8 +389,12 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     key, writer = observed.key, ctx.runtime.writer
     status, events = plan.status, plan.events
     if plan.delete is not None:
-        await writer.delete_dataset(key[0], plan.delete)
-        logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
+        # Whatever modelfs applied before is void: the Dataset is not expected back.
+        ctx.runtime.expected.pop(("datasets", (key[0], plan.delete)), None)
+        if await writer.delete_dataset(key[0], plan.delete):
+            logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
+        else:  # gone already: nothing to announce
+            events = [e for e in events if e[1] != "DatasetDeleted"]
     if plan.create is not None:
         name = plan.create["metadata"]["name"]
         try:
@@ -381,8 +418,11 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
             events = []
         else:
             ctx.runtime.expect("datasets", (key[0], name), created)
-            logger.info("Created reference Dataset", extra={"object": key, "dataset": name})
+            events = created_once(ctx, (key[0], name), created, events)
+            logger.info("Applied reference Dataset", extra={"object": key, "dataset": name})
     written = await write_status(ctx, PLURAL, key, observed.body.get("status") or {}, status)
+    if written:
+        remember_written(ctx, PLURAL, observed.body, status)
     for type_, reason, message in events + (plan.status_events if written else []):
         ctx.runtime.post_event(observed.body, type_, reason, message)
 
@@ -392,11 +432,15 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
         return None
     observed = await observe(ctx, key)
     if observed is None:
+        forget_written(ctx, PLURAL, key)
         return None
-    dataset_key = (key[0], reference_dataset_name(key[1]))
-    waiting = ctx.runtime.awaiting(PLURAL, key) or ctx.runtime.awaiting("datasets", dataset_key)
-    if waiting is not None:
-        return waiting
+    plan = decide(observed, format_time(datetime.now(UTC)))
+    if plan.delete is None:
+        # A revocation never waits for modelfs's own writes to come back: access ends now.
+        dataset_key = (key[0], reference_dataset_name(key[1]))
+        waiting = ctx.runtime.awaiting(PLURAL, key) or ctx.runtime.awaiting("datasets", dataset_key)
+        if waiting is not None:
+            return waiting
     metrics.RECONCILES.labels(kind="ModelReference").inc()
-    await act(ctx, observed, decide(observed, format_time(datetime.now(UTC))))
+    await act(ctx, observed, plan)
     return None

@@ -9,9 +9,18 @@ from typing import Any
 
 from modelfs.api.v1 import ModelSource
 from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.runtime import Context, Key
 from modelfs.controllers.shared import SOURCE_SECONDS, Verdict, source_verdict
-from modelfs.controllers.status import now_string, with_conditions, write_status
+from modelfs.controllers.status import (
+    Event,
+    forget_written,
+    last_written,
+    now_string,
+    ready_events,
+    remember_written,
+    with_conditions,
+    write_status,
+)
 from modelfs.pkg.dataset import ResolutionError
 
 PLURAL = "modelsources"
@@ -26,13 +35,15 @@ class Observed:
     source: ModelSource
     secret_keys: frozenset[str] | None
     models: int
+    written: tuple[str, str] | None = None
+    """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
 
 
 @dataclass(frozen=True)
 class Plan:
     status: dict[str, Any]
     verdict: Verdict
-    events: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
 
 def desired_status(
@@ -55,11 +66,8 @@ def decide(observed: Observed, now: str) -> Plan:
     result = source_verdict(observed.source, observed.secret_keys)
     current = observed.body.get("status") or {}
     status = desired_status(observed.source, current, result, observed.models, now)
-    old = condition(current, "Ready")
-    events = []
-    if (old.get("reason"), old.get("message")) != (result.reason, result.message):
-        events.append(("Normal" if result.ready else "Warning", result.reason, result.message))
-    return Plan(status, result, events)
+    verdict = (result.ready, result.reason, result.message)
+    return Plan(status, result, ready_events(current, verdict, observed.written))
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
@@ -74,12 +82,14 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     keys = None
     if source.spec.secret_ref:
         keys = await ctx.runtime.secret_keys(key[0], source.spec.secret_ref, max_age=SOURCE_SECONDS)
-    return Observed(key, body, source, keys, len(ctx.indexes.model_names_of_source(key)))
+    models = len(ctx.indexes.model_names_of_source(key))
+    return Observed(key, body, source, keys, models, last_written(ctx, PLURAL, body))
 
 
 async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     stored = observed.body.get("status") or {}
     if await write_status(ctx, PLURAL, observed.key, stored, plan.status):
+        remember_written(ctx, PLURAL, observed.body, plan.status)
         for type_, reason, message in plan.events:
             ctx.runtime.post_event(observed.body, type_, reason, message)
         if plan.events:
@@ -101,6 +111,7 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
         return waiting
     observed = await observe(ctx, key)
     if observed is None:
+        forget_written(ctx, PLURAL, key)
         return None
     metrics.RECONCILES.labels(kind="ModelSource").inc()
     await act(ctx, observed, decide(observed, now_string()))

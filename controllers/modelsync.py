@@ -13,13 +13,27 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from modelfs.api.v1 import Model, ModelSource, ModelSync, Phase
+from modelfs.api.v1.rules import retry_wait
 from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key, condition
-from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
+from modelfs.controllers.runtime import Context, Key
+from modelfs.controllers.shared import (
+    Verdict,
+    first_syncer,
+    not_shared,
+    reference_target,
+    shares_with,
+    source_verdict,
+)
 from modelfs.controllers.status import (
+    Event,
+    created_once,
+    forget_written,
     format_time,
+    last_written,
     parse_duration,
     parse_time,
+    ready_changed,
+    remember_written,
     status_changes,
     with_conditions,
     write_status,
@@ -28,6 +42,7 @@ from modelfs.pkg.dataset import (
     RULES,
     Resolution,
     ResolutionError,
+    adoptable,
     dataset_name,
     ownership_conflict,
     resolve,
@@ -54,6 +69,7 @@ MODEL_NOT_FOUND = "ModelNotFound"
 SOURCE_NOT_FOUND = "SourceNotFound"
 DUPLICATE = "DuplicateModelSync"
 CONFLICT = "DatasetConflict"
+ADOPTED = "DatasetAdopted"
 REJECTED = "DatasetRejected"
 NO_LOADER_JOB = "NoLoaderJob"
 ROUNDS_CONDITION = "Rounds"
@@ -208,7 +224,7 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
     if state == "failed":
         if attempts >= spec.retry.limit:
             return RoundPlan(None, observed, attempts, exhausted=True)
-        due = (view.failed_at or now) + parse_duration(spec.retry.backoff) * (2**attempts)
+        due = (view.failed_at or now) + retry_wait(spec.retry.backoff, attempts)
         if now >= due:
             return RoundPlan(RETRY, observed, attempts + 1)
         return RoundPlan(None, observed, attempts, due_in=(due - now).total_seconds())
@@ -387,11 +403,13 @@ def desired_status(
     return status
 
 
-def transition_events(current: dict[str, Any], outcome: Outcome) -> list[tuple[str, str, str]]:
-    """Events for what changed in the user's eyes: a new phase or a new refusal."""
-    old_ready = condition(current, "Ready")
+def transition_events(
+    current: dict[str, Any], outcome: Outcome, written: tuple[str, str] | None = None
+) -> list[Event]:
+    """Events for what changed in the user's eyes: a new phase or a new refusal. `written`: the
+    Ready modelfs last wrote, which a lagging index may not show yet (`status.ready_changed`)."""
     ready, reason, message = outcome.ready
-    if (old_ready.get("reason"), old_ready.get("message")) == (reason, message):
+    if not ready_changed(current, reason, message, written):
         return []
     if current.get("phase") == outcome.phase and outcome.phase != Phase.FAILED:
         return []
@@ -421,9 +439,21 @@ class Observed:
     error: ResolutionError | None = None
     """The Model or ModelSource could not be read."""
     dataset: dict[str, Any] | None = None
+    shared_with_us: tuple[tuple[str, str], bool] | None = None
+    """A REFERENCE source in another namespace: that Dataset, and whether it is shared with
+    this namespace (`shared.shares_with`)."""
+    written: tuple[str, str] | None = None
+    """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
+    observed = await observe_indexes(ctx, key)
+    if observed is None:
+        return None
+    return replace(observed, written=last_written(ctx, PLURAL, observed.body))
+
+
+async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
     body = ctx.indexes.sync(key)
     if body is None:
         return None
@@ -454,8 +484,13 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if source.spec.secret_ref:
         keys = await ctx.runtime.secret_keys(namespace, source.spec.secret_ref)
     dataset = ctx.indexes.dataset((namespace, dataset_name(model.metadata.name, sync.spec.version)))
+    target = reference_target(source, model, sync.spec.version)
+    shared = None
+    if target is not None:
+        labels = (ctx.indexes.namespace(namespace) or {}).get("labels")
+        shared = (target, shares_with(ctx.indexes.dataset(target), labels))
     return Observed(
-        key, body, sync, None, model, source, source_verdict(source, keys), None, dataset
+        key, body, sync, None, model, source, source_verdict(source, keys), None, dataset, shared
     )
 
 
@@ -482,7 +517,6 @@ class Plan:
     """A Dataset to leave without its owner reference (Retain, on deletion)."""
     requeue_after: float | None = None
     outcome: Outcome | None = None
-    apply_cause: str | None = None
 
 
 def finalizers_for(sync: ModelSync) -> list[str] | None:
@@ -514,11 +548,10 @@ def decide(observed: Observed, now: datetime) -> Plan:
         apply=outcome.apply,
         repair=outcome.repair,
         events=outcome.events,
-        status_events=transition_events(current, outcome) if changed else [],
+        status_events=transition_events(current, outcome, observed.written) if changed else [],
         finalizers=finalizers,
         requeue_after=due_in + 0.5 if due_in is not None else None,
         outcome=outcome,
-        apply_cause=outcome.apply_cause,
     )
 
 
@@ -547,12 +580,17 @@ def converge(observed: Observed, now: datetime) -> Outcome:
     verdict = observed.source_verdict
     if verdict is not None and not verdict.ready:
         return refused(verdict.reason, f"ModelSource {source.metadata.name!r}: {verdict.message}")
+    if observed.shared_with_us is not None and not observed.shared_with_us[1]:
+        refusal = not_shared(observed.shared_with_us[0], sync.metadata.namespace or "")
+        return refused(refusal.reason, refusal.message)
     existing = observed.dataset
     name = dataset_name(model.metadata.name, sync.spec.version)
+    adopting = False
     if existing is not None:
         conflict = ownership_conflict(existing, sync.metadata.uid or "")
-        if conflict is not None:
+        if conflict is not None and not adoptable(existing, observed.body):
             return refused(CONFLICT, f"{conflict}; modelfs does not take it over")
+        adopting = conflict is not None  # modelfs's own, for this ModelSync: taken back
     recorded_failure = sync.status.last_failure_time
     view = None
     if existing is not None:
@@ -580,8 +618,19 @@ def converge(observed: Observed, now: datetime) -> Outcome:
         repair = drift_patch(existing, desired) if existing is not None else None
         if repair is not None:
             events.append(("Normal", "DatasetReverted", f"Reverted a hand edit of Dataset {name}"))
-        events.append(apply_event(view, plan, resolution, sync))
-        cause = "create" if view is None else (plan.reason or "update").lower()
+        if adopting:
+            events.append(
+                (
+                    "Normal",
+                    ADOPTED,
+                    f"Took back Dataset {name}: it had lost its owner reference (modelfs "
+                    "made it for this ModelSync)",
+                )
+            )
+        else:
+            events.append(apply_event(view, plan, resolution, sync))
+        cause = "create" if view is None else "adopt" if adopting else (plan.reason or "update")
+        cause = cause.lower()
         # What the status says until the watch brings the Dataset back: the stored status
         # (none yet, for a new Dataset) under the spec just applied.
         predicted = {**desired, "status": (existing or {}).get("status") or {}}
@@ -709,11 +758,13 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             outcome = refused(REJECTED, f"the API server refused Dataset {dataset_key[1]}: {error}")
             current = body.get("status") or {}
             status = desired_status(observed.sync, current, outcome, format_time(datetime.now(UTC)))
-            events, status_events = [], transition_events(current, outcome)
+            events, status_events = [], transition_events(current, outcome, observed.written)
         else:
             ctx.runtime.expect(DATASETS, dataset_key, applied)
-            metrics.DATASET_APPLIES.labels(cause=plan.apply_cause or "update").inc()
-            if plan.apply_cause == "retry":
+            events = created_once(ctx, dataset_key, applied, events)
+            cause = plan.outcome.apply_cause if plan.outcome is not None else None
+            metrics.DATASET_APPLIES.labels(cause=cause or "update").inc()
+            if cause == "retry":
                 metrics.RETRIES.inc()
             logger.info(
                 "Applied Dataset",
@@ -721,11 +772,13 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                     "object": f"{key[0]}/{key[1]}",
                     "dataset": dataset_key[1],
                     "round": plan.apply["spec"]["dataSyncRound"],
-                    "trigger": plan.apply_cause,
+                    "trigger": cause,
                 },
             )
     stored = body.get("status") or {}
     written = await write_status(ctx, PLURAL, key, stored, status)
+    if written:
+        remember_written(ctx, PLURAL, body, status)
     for type_, reason, message in events + (status_events if written else []):
         ctx.runtime.post_event(body, type_, reason, message)
     record_metrics(key, stored, status, plan.outcome)
@@ -748,6 +801,7 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
     observed = await observe(ctx, key)
     if observed is None:
         metrics.forget_phase(key)
+        forget_written(ctx, PLURAL, key)
         return None
     if ctx.indexes.terminating(key[0]) and not observed.sync.metadata.deletion_timestamp:
         return None  # its namespace is going; only a Retain finalizer still needs taking off

@@ -4,10 +4,12 @@
 - A key added while a worker reconciles it waits until that reconcile ends, then runs again: one
   worker per key at a time, so reconciles of one object never overlap.
 - A reconcile that raises is retried for that key alone, with exponential backoff; a success
-  resets the backoff.
+  resets the backoff. A bug (not an API error) is logged with its traceback once per key and
+  error; while the same error repeats, each retry is one warning line without it.
 - `add_after` serves schedules and "look again later": the earliest pending time wins.
 - Two priorities: what a watch event changed is served before the resync and the initial listing
-  (`add(key, low=True)`), so new work is never queued behind a pass over every object.
+  (`add(key, low=True)`), so new work is never queued behind a pass over every object. Such a
+  pass skips a key that is backing off after a failure; a watch event does not.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class WorkQueue(Generic[K]):
         self._again: set[K] = set()
         """Keys added while a worker had them: run again once it is done."""
         self._failures: dict[K, int] = {}
+        self._errors: dict[K, str] = {}
+        """The last unexpected error of each failing key: its traceback is logged once."""
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._ready = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -72,6 +76,8 @@ class WorkQueue(Generic[K]):
 
     def add(self, key: K, *, low: bool = False) -> None:
         ADDS.labels(self.name).inc()
+        if low and key in self._failures and key in self._timers:
+            return  # backing off: its retry comes; a pass over everything does not cut it short
         waiting = self._waiting.get(key)
         if waiting is not None:
             if waiting[1] and not low:  # waiting at low priority: now it is news
@@ -117,6 +123,7 @@ class WorkQueue(Generic[K]):
     def forget(self, key: K) -> None:
         """A success: the next failure of `key` starts its backoff anew."""
         self._failures.pop(key, None)
+        self._errors.pop(key, None)
 
     # -- taking
 
@@ -133,9 +140,6 @@ class WorkQueue(Generic[K]):
             return None
         now = asyncio.get_running_loop().time()
         return max(min(t.when() for t in self._timers.values()) - now, 0.0)
-
-    def pending(self, key: K) -> bool:
-        return key in self._waiting or key in self._running or key in self._timers
 
     async def get(self) -> K:
         while True:
@@ -176,6 +180,21 @@ class WorkQueue(Generic[K]):
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
 
+    def failures(self, key: K) -> int:
+        """Failed reconciles of `key` since its last success."""
+        return self._failures.get(key, 0)
+
+    def _log_bug(self, key: K, error: Exception, delay: float) -> None:
+        """The traceback once (an error line: the e2e suite fails on it); then, while the same
+        error repeats, a warning per retry: the backoff grows, the log does not fill up."""
+        said = f"{type(error).__name__}: {error}"
+        fields = {"kind": self.name, "object": key, "error": said, "retry": delay}
+        if self._errors.get(key) == said:
+            logger.warning("Reconcile failed again", extra=fields)
+            return
+        self._errors[key] = said
+        logger.error("Reconcile failed", exc_info=error, extra=fields)
+
     async def _work(self, reconcile: Reconcile[K]) -> None:
         while True:
             key = await self.get()
@@ -190,11 +209,9 @@ class WorkQueue(Generic[K]):
                     "Reconcile failed",
                     extra={"kind": self.name, "object": key, "error": str(error), "retry": delay},
                 )
-            except Exception:  # a bug: said loudly, and still retried for this key alone
+            except Exception as error:  # a bug: said loudly once, retried for this key alone
                 delay = self.retry(key)
-                logger.exception(
-                    "Reconcile failed", extra={"kind": self.name, "object": key, "retry": delay}
-                )
+                self._log_bug(key, error, delay)
             else:
                 self.forget(key)
                 if again is not None:

@@ -98,6 +98,11 @@ class Runtime:
     deferred: set[tuple[str, Key]] = field(default_factory=set)
     """Keys whose reconcile waited for modelfs's own write to come back: run when it does."""
     last_status_write: dict[tuple[str, Key], float] = field(default_factory=dict)
+    ready_written: dict[tuple[str, Key], tuple[str, str, str]] = field(default_factory=dict)
+    """(plural, key) -> (uid, reason, message) of the Ready condition modelfs last wrote: an
+    Event announces a change of Ready once, however far the index lags (`status.ready_changed`)."""
+    datasets_created: dict[Key, str] = field(default_factory=dict)
+    """The uid of each Dataset modelfs applied: DatasetCreated is announced once per Dataset."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     parsed: OrderedDict[tuple[str, str, str], Any] = field(default_factory=OrderedDict)
     """Parsed objects by (kind, uid, resourceVersion): a version is validated once, however

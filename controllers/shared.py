@@ -4,15 +4,17 @@ module, never one another."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelfs.api.v1 import ModelSource, SourceType
+from modelfs.api.v1 import Model, ModelSource, SourceType
 from modelfs.pkg.dataset import describe_secret_keys, missing_secret_keys, source_config_errors
+from modelfs.pkg.labels import SelectorError, selector_matches, validate_selector
 
 SECRET_MISSING = "SecretMissing"
 SECRET_KEY_MISSING = "SecretKeyMissing"
+SOURCE_NOT_SHARED = "SourceNotShared"
 SOURCE_SECONDS = 60.0
 """How old the key names of a ModelSource's Secret may get before the source re-reads them
 (Secrets are not watched: watching them needs list/watch on every Secret)."""
@@ -80,3 +82,53 @@ def first_syncer(bodies: Iterable[dict[str, Any]], version: str) -> dict[str, An
         return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
 
     return min(rivals, key=age, default=None)
+
+
+# ----------------------------------------------------------------------------- REFERENCE sources
+
+
+def reference_target(source: ModelSource, model: Model, version: str) -> tuple[str, str] | None:
+    """The Dataset (namespace, name) that a REFERENCE source's version reads when it is in
+    ANOTHER namespace than the Model; None for any other case."""
+    if SourceType(source.spec.type) != SourceType.REFERENCE:
+        return None
+    config = model.spec.version_configs.get(version)
+    if config is None:
+        return None
+    repo = config.repo.removeprefix("dataset://").split("?", 1)[0]
+    namespace, _, name = repo.partition("/")
+    if not namespace or not name or namespace == model.metadata.namespace:
+        return None
+    return namespace, name
+
+
+def shares_with(dataset: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
+    """Whether `dataset` (another namespace's) is shared with a namespace of `labels`: the rule
+    the Dataset operator applies to a REFERENCE (`share`, and `shareToNamespaceSelector`
+    matching, empty for every namespace), evaluated by modelfs before it creates anything. On
+    a Dataset modelfs made, those fields are the Model's `share.namespaceSelector`: the check a
+    ModelReference gets."""
+    if dataset is None or labels is None or dataset.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    spec = dataset.get("spec") or {}
+    if spec.get("share") is not True:
+        return False
+    selector = spec.get("shareToNamespaceSelector") or {}
+    try:
+        validate_selector(selector, "shareToNamespaceSelector")
+    except SelectorError:
+        return False
+    return selector_matches(selector, labels)
+
+
+def not_shared(target: tuple[str, str], namespace: str) -> Verdict:
+    """One verdict for every reason a REFERENCE to another namespace is refused (no such
+    Dataset, not shared, shared with other namespaces, a selector in error): which one it is
+    would tell this namespace about the other."""
+    return Verdict(
+        False,
+        SOURCE_NOT_SHARED,
+        f"the REFERENCE source dataset://{target[0]}/{target[1]} is not a Dataset shared with "
+        f"namespace {namespace!r}; modelfs creates no Dataset for it. To read a model another "
+        "namespace syncs, create a ModelReference (its Model must share with this namespace)",
+    )

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modelfs.api.v1 import Condition, set_condition
+from modelfs.api.v1 import Condition, rules, set_condition
 from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key
+from modelfs.controllers.runtime import Context, Key, condition
 
-DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+Event = tuple[str, str, str]
+"""(type Normal|Warning, reason, message)"""
 
 
 def parse_duration(text: str) -> timedelta:
-    """A Go duration (`1h30m`, `90s`, `1.5h`) as a timedelta; the CRD pattern checks the form."""
-    seconds, number = 0.0, ""
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char.isdigit() or char == ".":
-            number += char
-            index += 1
-            continue
-        unit = text[index : index + 2] if text[index : index + 2] in DURATION_UNITS else char
-        seconds += float(number) * DURATION_UNITS[unit]
-        number, index = "", index + len(unit)
-    return timedelta(seconds=seconds)
+    """A Go duration (`1h30m`, `90s`, `1.5h`) as a timedelta, saturated far beyond every bound the
+    CRD sets, so no string of the CRD's pattern overflows (api/v1/rules.py)."""
+    return rules.parse_duration(text)
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -85,3 +77,80 @@ async def write_status(
     ctx.runtime.expect(plural, key, result)
     metrics.STATUS_WRITES.labels(kind=plural).inc()
     return True
+
+
+# ---------------------------------------------------------------------- Ready, announced once
+
+
+def ready_of(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The (reason, message) of a raw status's Ready condition, or None."""
+    found = condition(status, "Ready")
+    return (str(found.get("reason")), str(found.get("message"))) if found else None
+
+
+def ready_changed(
+    current: Mapping[str, Any], reason: str, message: str, written: tuple[str, str] | None
+) -> bool:
+    """Whether a Ready of (reason, message) is news: it differs from the stored status AND from
+    what modelfs itself last wrote there. The stored status comes from the index, which may not
+    show modelfs's last write yet; judged on it alone, every reconcile while it lags would
+    announce the same change again (one ModelSource posted 16 identical events so)."""
+    new = (reason, message)
+    return ready_of(current) != new and written != new
+
+
+def ready_events(
+    current: Mapping[str, Any], ready: tuple[bool, str, str], written: tuple[str, str] | None
+) -> list[Event]:
+    """The Event of a change of Ready, or none: one transition, one Event."""
+    ok, reason, message = ready
+    if not ready_changed(current, reason, message, written):
+        return []
+    return [("Normal" if ok else "Warning", reason, message)]
+
+
+def last_written(ctx: Context, plural: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The Ready (reason, message) modelfs last wrote on this very object (same uid), or None."""
+    meta = body.get("metadata", {})
+    key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+    found = ctx.runtime.ready_written.get((plural, key))
+    if found is None or found[0] != str(meta.get("uid") or ""):
+        return None
+    return found[1], found[2]
+
+
+def remember_written(
+    ctx: Context, plural: str, body: Mapping[str, Any], status: Mapping[str, Any]
+) -> None:
+    """Record the Ready that modelfs has just written on `body` (see `ready_changed`)."""
+    meta = body.get("metadata", {})
+    key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+    ready = ready_of(status)
+    if ready is not None:
+        ctx.runtime.ready_written[(plural, key)] = (str(meta.get("uid") or ""), *ready)
+
+
+def forget_written(ctx: Context, plural: str, key: Key) -> None:
+    """The object is gone: nothing to remember about it."""
+    ctx.runtime.ready_written.pop((plural, key), None)
+
+
+DATASET_CREATED = "DatasetCreated"
+CREATED_RECORDS = 20_000
+"""Datasets whose uid is remembered (forgetting one risks a second DatasetCreated at worst)."""
+
+
+def created_once(
+    ctx: Context, dataset: Key, applied: Mapping[str, Any], events: list[Event]
+) -> list[Event]:
+    """`events` without DatasetCreated when the apply found the Dataset that modelfs created
+    and announced before (same uid): the index had not shown it yet."""
+    uid = str(applied.get("metadata", {}).get("uid") or "")
+    created = ctx.runtime.datasets_created
+    before = created.pop(dataset, None)
+    created[dataset] = uid  # the newest last: the oldest go first when there are too many
+    if len(created) > CREATED_RECORDS:
+        del created[next(iter(created))]
+    if uid and before == uid:
+        return [event for event in events if event[1] != DATASET_CREATED]
+    return events

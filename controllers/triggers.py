@@ -96,9 +96,22 @@ def reference_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
 
 def dataset_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
     """A Dataset modelfs manages: the object that owns it; for a ModelSync's, also the
-    ModelReferences of its Model (it is their source)."""
-    namespace = body_key(body)[0]
+    ModelReferences of its Model (it is their source). One that lost its owner reference: the
+    objects whose status names it (they may take it back)."""
+    namespace, name = body_key(body)
     affected = Affected()
+    if not any(o.get("controller") for o in body.get("metadata", {}).get("ownerReferences") or []):
+        for plural, store, get in (
+            ("modelsyncs", ix.syncs, ix.sync),
+            ("modelreferences", ix.references, ix.reference),
+        ):
+            for key in store:
+                if (
+                    key[0] == namespace
+                    and ((get(key) or {}).get("status") or {}).get("datasetName") == name
+                ):
+                    affected.add(plural, key)
+        return affected
     for owner in body.get("metadata", {}).get("ownerReferences") or []:
         if not owner.get("controller"):
             continue

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.client.exceptions import ApiException as SyncApiException
 
 from e2e.helpers import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, REPO, dataset, error_message
 from modelfs.testing.pytest_plugin import InstallCrds, load_yaml_documents
+from tests.strategies import Refused, hostile_bodies, refused_values
 
 pytestmark = pytest.mark.e2e
 CONFIG_CRDS = REPO / "config" / "crd" / "bases"
@@ -181,3 +185,167 @@ async def test_project_crds_install(k8s_install_crds: InstallCrds) -> None:
     }
     assert expected, f"{CONFIG_CRDS} holds no CustomResourceDefinition"
     assert set(await k8s_install_crds(*files)) == expected
+
+
+# ---------------------------------------------------------------------------- modelfs admission
+# The rules of api/v1/rules.py on the real API server, through raw API calls (no kubectl, so no
+# client-side validation): each refused value gets HTTP 422 naming its field, drawn from the same
+# strategies as the pure test that resolution refuses them too (tests/test_admission_rules.py).
+
+PLURALS = {
+    "source": "modelsources",
+    "model": "models",
+    "sync": "modelsyncs",
+    "reference": "modelreferences",
+}
+
+
+@pytest.fixture
+async def modelfs_namespace(k8s_install_crds: InstallCrds, k8s_namespace: str) -> str:
+    await k8s_install_crds(*sorted(CONFIG_CRDS.glob("*.yaml")))
+    return k8s_namespace
+
+
+def manifests(bodies: dict[str, Any], namespace: str) -> dict[str, dict[str, Any]]:
+    """The hostile bodies as API objects in `namespace`."""
+    kinds = {"source": "ModelSource", "model": "Model", "sync": "ModelSync"}
+    kinds["reference"] = "ModelReference"
+    out = {}
+    for target, body in bodies.items():
+        meta = {"name": body["metadata"]["name"], "namespace": namespace}
+        out[target] = {
+            "apiVersion": "model.samzong.dev/v1",
+            "kind": kinds[target],
+            "metadata": meta,
+            "spec": body["spec"],
+        }
+    return out
+
+
+def sync_api(kubeconfig: Path) -> Any:
+    from kubernetes import client as sync_client
+    from kubernetes import config as sync_config
+
+    return sync_client.CustomObjectsApi(sync_config.new_client_from_config(str(kubeconfig)))
+
+
+def dotted(path: str) -> str:
+    """`a[key].b` as `a.key.b` (list indexes stay `[0]`)."""
+    return re.sub(r"(?<=\w)\[([^\][0-9][^\][]*)\]", r".\1", path)
+
+
+def dry_run_create(api: Any, namespace: str, target: str, body: dict[str, Any]) -> None:
+    api.create_namespaced_custom_object(
+        "model.samzong.dev", "v1", namespace, PLURALS[target], body, dry_run="All"
+    )
+
+
+async def test_the_hostile_bodies_are_accepted(
+    modelfs_namespace: str, k8s_kubeconfig: Path
+) -> None:
+    api = sync_api(k8s_kubeconfig)
+    bodies = manifests(hostile_bodies(), modelfs_namespace)
+    # values at the edges of each rule, and non-ASCII that is no control or format character
+    bodies["source"]["spec"]["config"] = {"include": "💥💥", "exclude": "日本語*", "revision": "v1"}
+    bodies["source"]["spec"]["secretRef"] = "a." + "b" * 250
+    bodies["model"]["spec"]["storage"] = {"size": "1Pi", "storageClassName": "fast.ssd"}
+    bodies["model"]["spec"]["share"] = {"namespaceSelector": EVERY_NAMESPACE}
+    # 24h and 0.036 ns: Go (and resolution) cut the fraction to whole nanoseconds
+    bodies["sync"]["spec"]["retry"] = {"backoff": "24.00000000000001h"}
+    bodies["sync"]["spec"]["schedule"] = {"interval": "8760h"}
+    for target, body in bodies.items():
+        dry_run_create(api, modelfs_namespace, target, body)
+
+
+EVERY_NAMESPACE = {
+    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]
+}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=refused_values)
+def test_every_refused_value_gets_422_naming_its_field(
+    modelfs_namespace: str, k8s_kubeconfig: Path, case: Refused
+) -> None:
+    api = sync_api(k8s_kubeconfig)
+    bodies = manifests(case.apply(hostile_bodies()), modelfs_namespace)
+    with pytest.raises(SyncApiException) as raised:
+        dry_run_create(api, modelfs_namespace, case.target, bodies[case.target])
+    assert raised.value.status == 422, raised.value.body
+    message = error_message(raised.value)
+    # CEL names a map key `[key]`, the schema's own checks (maxLength) `.key`.
+    assert f"{dotted(case.crd_field)}:" in dotted(message), (case, message)
+
+
+@pytest.mark.parametrize(
+    ("target", "spec", "field", "words"),
+    [
+        ("sync", {"retry": {"backoff": "100000000h"}}, "spec.retry.backoff", "from 1s to 24h"),
+        ("sync", {"retry": {"backoff": "2562048h"}}, "spec.retry.backoff", "from 1s to 24h"),
+        ("sync", {"retry": {"backoff": "24.0000000001h"}}, "spec.retry.backoff", "to 24h"),
+        ("source", {"secretRef": "../x"}, "spec.secretRef", "DNS subdomain"),
+        ("source", {"config": {"include": "💥\u202e"}}, "spec.config[include]", "U+202E"),
+        ("source", {"config": {"include": ""}}, "spec.config[include]", "must not be empty"),
+        ("source", {"config": {"include": "-rf"}}, "spec.config[include]", "start with '-'"),
+        ("model", {"storage": {"size": "0"}}, "spec.storage.size", "greater than 0"),
+        (
+            "model",
+            {"share": {"namespaceSelector": {"matchLabel": {"team": "b"}}}},
+            "spec.share.namespaceSelector",
+            "operator: Exists",
+        ),
+        (
+            "reference",
+            {"modelRef": {"namespace": "Team_B", "name": "mdl"}},
+            "spec.modelRef.namespace",
+            "DNS label",
+        ),
+    ],
+)
+async def test_the_reported_values_are_refused_with_what_is_allowed(
+    modelfs_namespace: str,
+    k8s_api: client.ApiClient,
+    target: str,
+    spec: dict[str, Any],
+    field: str,
+    words: str,
+) -> None:
+    """The values issue 12 found accepted, sent raw (a typo such as `matchLabel` is pruned by
+    the API server, not refused by it, so only the empty selector's rule can catch it)."""
+    body = manifests(hostile_bodies(), modelfs_namespace)[target]
+    body["spec"].update(spec)
+    with pytest.raises(ApiException) as raised:
+        await client.CustomObjectsApi(k8s_api).create_namespaced_custom_object(
+            "model.samzong.dev", "v1", modelfs_namespace, PLURALS[target], body
+        )
+    assert raised.value.status == 422
+    message = error_message(raised.value)
+    assert f"{field}:" in message and words in message, message
+
+
+async def test_an_emoji_option_round_trips_through_the_dataset_apply(
+    dataset_crd: str, k8s_api: client.ApiClient, k8s_namespace: str
+) -> None:
+    """Issue 12 defect 3: the apply patch is YAML, which has no JSON surrogate pairs."""
+    from modelfs.pkg.dataset.client import APPLY_PATCH, DatasetClient
+    from modelfs.pkg.kube.client import ApiError
+
+    values = {"include": "💥💥", "exclude": "é\u2028x\x7f", "revision": 'a\\ud83d"q'}
+    manifest = dataset("emoji")
+    manifest["metadata"]["namespace"] = k8s_namespace
+    manifest["spec"]["source"]["options"] = values
+    datasets = DatasetClient(k8s_api)
+    # What the generated client sends for a dict (JSON with surrogate pairs) is refused.
+    with pytest.raises(ApiError):
+        await datasets._patch(
+            k8s_namespace, "emoji", manifest, APPLY_PATCH, field_manager="modelfs", force=True
+        )
+    stored = await datasets.apply_manifest(manifest)
+    assert stored["spec"]["source"]["options"] == values
+    again = await Datasets(k8s_api, k8s_namespace).get("emoji")
+    assert again["spec"]["source"]["options"] == values

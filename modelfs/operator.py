@@ -7,7 +7,6 @@ Registration is kept here, in one place, so the controllers stay plain functions
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,6 +19,7 @@ from prometheus_client import start_http_server
 
 from modelfs.api.v1 import GROUP, VERSION
 from modelfs.controllers import model, modelreference, modelsource, modelsync, triggers
+from modelfs.controllers.isolation import isolated
 from modelfs.controllers.queue import WorkQueue
 from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key, snapshot
 from modelfs.pkg.dataset import (
@@ -132,7 +132,7 @@ class Operator:
         indexes = await self.indexes
         ctx = Context(self.runtime, indexes)
         for kind, reconcile in RECONCILERS.items():
-            self.queues[kind].start(functools.partial(reconcile, ctx), WORKERS[kind])
+            self.queues[kind].start(isolated(ctx, kind, reconcile), WORKERS[kind])
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
             self.enqueue(triggers.everything(indexes), low=True)

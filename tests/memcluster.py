@@ -58,8 +58,18 @@ class View(Mapping[Any, Any]):
 
 
 class MemCluster:
-    def __init__(self) -> None:
+    def __init__(self, lag: float = 0.0) -> None:
         self.objects: dict[str, dict[Key, dict[str, Any]]] = {p: {} for p in KINDS.values()}
+        """What the API server holds."""
+        self.seen: dict[str, dict[Key, dict[str, Any]]] = {p: {} for p in KINDS.values()}
+        """What the indexes hold: `objects` as the watch has brought it so far."""
+        self.lag = lag
+        """Seconds between a write and its watch event (0: at once). With a lag, writes of one
+        object within it come as ONE event, of the last version (kopf batches so): modelfs may
+        never see the version it wrote."""
+        self._emitted: dict[tuple[str, Key], int] = {}
+        self.on_apply: Callable[[Key], None] | None = None
+        """The Dataset controller's answer to an apply, written at once (e.g. its status)."""
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.secrets: dict[Key, frozenset[str]] = {}
         self.writes: list[tuple[str, str, Key]] = []
@@ -85,12 +95,12 @@ class MemCluster:
     # -- indexes
 
     def _by_name(self, plural: str) -> View:
-        return View(lambda: {k: [b] for k, b in self.objects[plural].items()})
+        return View(lambda: {k: [b] for k, b in self.seen[plural].items()})
 
     def _by_ref(self, plural: str, field: str) -> View:
         def compute() -> dict[Key, list[str]]:
             found: dict[Key, list[str]] = {}
-            for (namespace, name), body in self.objects[plural].items():
+            for (namespace, name), body in self.seen[plural].items():
                 found.setdefault((namespace, body["spec"][field]), []).append(name)
             return found
 
@@ -98,7 +108,7 @@ class MemCluster:
 
     def _references_by_model(self) -> dict[Key, list[Key]]:
         found: dict[Key, list[Key]] = {}
-        for key, body in self.objects["modelreferences"].items():
+        for key, body in self.seen["modelreferences"].items():
             target = body["spec"]["modelRef"]
             found.setdefault((target["namespace"], target["name"]), []).append(key)
         return found
@@ -129,7 +139,7 @@ class MemCluster:
     def delete(self, kind: str, key: Key) -> None:
         plural = KINDS[kind]
         body = self.objects[plural].pop(key)
-        self._emit(plural, body)
+        self._emit(plural, body, deleted=True)
 
     def _store(self, plural: str, key: Key, body: dict[str, Any]) -> dict[str, Any]:
         body["metadata"]["resourceVersion"] = str(next(self._versions))
@@ -137,17 +147,36 @@ class MemCluster:
         self._emit(plural, body)
         return copy.deepcopy(body)
 
-    def _emit(self, plural: str, body: dict[str, Any]) -> None:
-        """A watch event, delivered as kopf would: after the write returned."""
+    def _emit(self, plural: str, body: dict[str, Any], *, deleted: bool = False) -> None:
+        """A watch event, delivered as kopf would: after the write returned, the index updated
+        first (`lag` seconds after the write)."""
+        snapshot = copy.deepcopy(body)
+        key = body_key(snapshot)
+
+        def index() -> None:
+            if deleted:
+                self.seen[plural].pop(key, None)
+            else:
+                self.seen[plural][key] = snapshot
+
         if self.operator is None:
+            index()
             return
         operator = self.operator
-        snapshot = copy.deepcopy(body)
+        number = self._emitted[(plural, key)] = self._emitted.get((plural, key), 0) + 1
 
         def deliver() -> None:
+            if self.lag:
+                if self._emitted[(plural, key)] != number:
+                    return  # a later write of it comes in its place
+                index()
             operator.on_event(plural, snapshot, self.indexes, TRIGGERS[plural])
 
-        asyncio.get_running_loop().call_soon(deliver)
+        if not self.lag:
+            index()
+            asyncio.get_running_loop().call_soon(deliver)
+        else:
+            asyncio.get_running_loop().call_later(self.lag, deliver)
 
     # -- the Writer protocol (what the reconcilers call)
 
@@ -189,7 +218,10 @@ class MemCluster:
         body = copy.deepcopy(manifest)
         body["metadata"]["uid"] = old.get("metadata", {}).get("uid") or f"ds-{key[1]}"
         body["status"] = old.get("status") or {}
-        return self._store("datasets", key, body)
+        stored = self._store("datasets", key, body)
+        if self.on_apply is not None:
+            self.on_apply(key)
+        return stored
 
     async def patch_dataset(
         self, namespace: str, name: str, patch: dict[str, Any]

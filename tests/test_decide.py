@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 from modelfs.controllers import model, modelreference, modelsource, modelsync
-from modelfs.controllers.shared import Verdict, source_verdict
-from modelfs.pkg.dataset import ResolutionError
+from modelfs.controllers.shared import Verdict, reference_target, shares_with, source_verdict
+from modelfs.pkg.dataset import ResolutionError, adoptable
+from modelfs.pkg.dataset.client import FIELD_MANAGER
 from modelfs.pkg.dataset.errors import Reason
+from modelfs.pkg.dataset.ownership import MODELFS_MANAGER
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NS = "team-a"
@@ -77,7 +83,7 @@ def test_sync_creates_its_dataset_and_says_so() -> None:
     assert plan.apply["spec"]["dataSyncRound"] == 1
     assert [e[1] for e in plan.events] == ["DatasetCreated"]
     assert plan.status is not None and plan.status["phase"] == "PENDING"
-    assert plan.apply_cause == "create"
+    assert plan.outcome is not None and plan.outcome.apply_cause == "create"
 
 
 def test_sync_refuses_a_dataset_it_does_not_own() -> None:
@@ -110,7 +116,7 @@ def test_sync_raises_the_round_for_a_raised_trigger() -> None:
     raised.status.observed_sync_round = 1
     plan = modelsync.decide(observed(sync=raised, dataset=ready), NOW)
     assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 2
-    assert plan.apply_cause == "requested"
+    assert plan.outcome is not None and plan.outcome.apply_cause == "requested"
     assert plan.status is not None and plan.status["observedSyncRound"] == 3
 
 
@@ -216,14 +222,14 @@ def ref_observed(**fields: Any) -> modelreference.Observed:
         {
             "sourceRef": "src",
             "versionConfigs": {"v1": {"repo": "https://h/x/"}},
-            "share": {"namespaceSelector": {}},
+            "share": {"namespaceSelector": EVERY_NAMESPACE},
         },
     )
     syncing = sync()
     syncing.status.dataset_name = "mdl-v1"
     defaults: dict[str, Any] = {
         "model": shared,
-        "namespace_labels": {},
+        "namespace_labels": {"kubernetes.io/metadata.name": "team-b"},
         "sync": syncing,
         "source": {
             "metadata": {"name": "mdl-v1"},
@@ -233,6 +239,12 @@ def ref_observed(**fields: Any) -> modelreference.Observed:
         "dataset": None,
     }
     return modelreference.Observed((NS, "ref"), body, ref, **{**defaults, **fields})
+
+
+# How a Model shares with every namespace (an empty selector is refused: docs/decisions.md).
+EVERY_NAMESPACE = {
+    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]
+}
 
 
 def test_reference_branches() -> None:
@@ -256,3 +268,251 @@ def test_reference_branches() -> None:
 
     lost = modelreference.decide(ref_observed(sync=None, dataset=existing), "t")
     assert lost.delete == "ref" and lost.status["phase"] == "PENDING"
+
+
+# ----------------------------------------------------------------------------- adoption (defect 7)
+
+SYNC_CREATED = "2026-11-27T10:00:00Z"
+
+
+def lost_owner(**overrides: Any) -> dict[str, Any]:
+    """modelfs's Dataset of `sync()` after a hand edit removed its owner reference."""
+    manifest = modelsync.decide(observed(), NOW).apply
+    assert manifest is not None
+    meta = {
+        **manifest["metadata"],
+        "ownerReferences": [],
+        "creationTimestamp": "2026-11-27T10:00:01Z",
+        "managedFields": [{"manager": "modelfs", "operation": "Apply"}],
+        **overrides,
+    }
+    return {**manifest, "metadata": meta, "status": {"phase": "READY", "lastSucceedRound": 1}}
+
+
+def synced_before(**status: Any) -> modelsync.Observed:
+    """A ModelSync whose status names its Dataset (it resolved to it before)."""
+    seen = observed(dataset=lost_owner())
+    body = {
+        **seen.body,
+        "metadata": {**seen.body["metadata"], "creationTimestamp": SYNC_CREATED},
+        "status": {"datasetName": "mdl-v1", "phase": "READY", **status},
+    }
+    return modelsync.Observed(
+        seen.key, body, seen.sync, None, seen.model, seen.source, seen.source_verdict
+    )
+
+
+def test_sync_takes_back_its_own_dataset_that_lost_its_owner() -> None:
+    base = synced_before()
+    plan = modelsync.decide(replace(base, dataset=lost_owner()), NOW)
+    assert plan.apply is not None
+    owners = plan.apply["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [
+        ("ModelSync", "uid-sync", True)
+    ]
+    assert [e[1] for e in plan.events] == ["DatasetAdopted"]
+    assert plan.outcome is not None and plan.outcome.apply_cause == "adopt"
+    assert ready_of(plan)["reason"] != "DatasetConflict"
+
+
+def test_sync_never_takes_a_look_alike_without_all_the_evidence() -> None:
+    """Each piece of evidence alone is missing once: every such Dataset is refused."""
+    base = synced_before()
+    look_alikes = {
+        "label only (no modelfs field manager)": lost_owner(managedFields=[]),
+        "another manager": lost_owner(managedFields=[{"manager": "kubectl", "operation": "Apply"}]),
+        "no managed-by label": lost_owner(labels={"model.samzong.dev/model": "mdl"}),
+        "older than the ModelSync": lost_owner(creationTimestamp="2026-11-27T09:59:59Z"),
+        "owned by someone else": lost_owner(
+            ownerReferences=[{"kind": "X", "name": "x", "uid": "u", "controller": True}]
+        ),
+    }
+    for why, dataset in look_alikes.items():
+        plan = modelsync.decide(replace(base, dataset=dataset), NOW)
+        assert plan.apply is None, why
+        assert ready_of(plan)["reason"] == "DatasetConflict", why
+    # The ModelSync's status does not name it (a new ModelSync, e.g. after a Retain).
+    fresh = replace(base, body={**base.body, "status": {}}, dataset=lost_owner())
+    assert modelsync.decide(fresh, NOW).apply is None
+
+
+def test_adoptable_requires_every_piece_of_evidence() -> None:
+    owner = {
+        "metadata": {"name": "s", "namespace": NS, "creationTimestamp": SYNC_CREATED},
+        "status": {"datasetName": "mdl-v1"},
+    }
+    assert adoptable(lost_owner(), owner)
+    assert not adoptable(lost_owner(namespace="elsewhere"), owner)
+    assert not adoptable(lost_owner(), {**owner, "status": {"datasetName": "other"}})
+    assert not adoptable(lost_owner(creationTimestamp=None), owner)
+    assert not adoptable(lost_owner(), {**owner, "metadata": {"name": "s", "namespace": NS}})
+
+
+def test_the_field_manager_of_the_evidence_is_the_one_modelfs_applies_with() -> None:
+    assert MODELFS_MANAGER == FIELD_MANAGER
+
+
+def test_reference_takes_back_its_own_dataset_that_lost_its_owner() -> None:
+    created = modelreference.decide(ref_observed(), "t").create
+    assert created is not None
+    lost = {
+        **created,
+        "metadata": {
+            **created["metadata"],
+            "ownerReferences": [],
+            "creationTimestamp": "2026-11-27T10:00:01Z",
+            "managedFields": [{"manager": "modelfs", "operation": "Apply"}],
+        },
+        "status": {"phase": "READY"},
+    }
+    base = ref_observed(dataset=lost)
+    body = {
+        **base.body,
+        "metadata": {**base.body["metadata"], "creationTimestamp": SYNC_CREATED},
+        "status": {"datasetName": "ref"},
+    }
+    plan = modelreference.decide(replace(base, body=body), "t")
+    assert plan.create is not None and plan.create["metadata"]["ownerReferences"]
+    assert [e[1] for e in plan.events] == ["DatasetAdopted"]
+    forged = {**lost, "metadata": {**lost["metadata"], "managedFields": []}}
+    refused = modelreference.decide(replace(base, body=body, dataset=forged), "t")
+    assert refused.create is None and refused.status["phase"] == "FAILED"
+
+
+# ----------------------------------------------------------------------------- events (defect 8)
+
+
+def test_a_ready_change_is_announced_once_however_the_index_lags() -> None:
+    """The stored status (from the index) still says SecretMissing; modelfs already wrote Ready
+    and announced it: no second event. A real change (back to SecretMissing) is announced."""
+    seen = source_observed(None, None)
+    stale = {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "SecretMissing",
+                "message": "gone",
+                "lastTransitionTime": "2026-11-27T11:00:00Z",
+            }
+        ]
+    }
+    lagging = replace(seen, body={**seen.body, "status": stale})
+    first = modelsource.decide(lagging, "2026-11-27T12:00:00Z")
+    assert [e[1] for e in first.events] == ["Ready"]
+    written = (first.verdict.reason, first.verdict.message)
+    again = modelsource.decide(replace(lagging, written=written), "2026-11-27T12:00:01Z")
+    assert again.events == []
+    back = modelsource.decide(
+        replace(source_observed("tok", None), written=written), "2026-11-27T12:00:02Z"
+    )
+    assert [e[1] for e in back.events] == ["SecretMissing"]
+    model_plan = model.decide(replace(model_observed(), written=("Ready", "x")), "t")
+    assert [e[1] for e in model_plan.events] == ["Ready"]
+    assert (
+        model.decide(
+            replace(model_observed(), written=(model_plan.ready.reason, model_plan.ready.message)),
+            "t",
+        ).events
+        == []
+    )
+
+
+# ----------------------------------------------------------------------------- REFERENCE (defect 6)
+
+
+def test_a_reference_source_to_another_namespace_needs_its_share_and_says_nothing_more() -> None:
+    """A REFERENCE ModelSource whose version names another namespace's Dataset: modelfs
+    applies the share rule itself before it creates anything, and every refusal reads the same
+    (whether that Dataset exists, or shares with others, is the other namespace's business)."""
+    ref_source = parsed(ModelSource, "ModelSource", "src", {"type": "REFERENCE"})
+    ref_model = parsed(
+        Model, "Model", "mdl", {"sourceRef": "src", "versionConfigs": {"v1": {"repo": "other/ds"}}}
+    )
+    assert reference_target(ref_source, ref_model, "v1") == ("other", "ds")
+    same_ns = parsed(
+        Model, "Model", "mdl", {"sourceRef": "src", "versionConfigs": {"v1": {"repo": f"{NS}/ds"}}}
+    )
+    assert reference_target(ref_source, same_ns, "v1") is None
+    assert reference_target(SOURCE, MODEL, "v1") is None
+
+    def dataset(**spec: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "ds", "namespace": "other"}, "spec": spec}
+
+    labels = {"team": "a"}
+    refused_cases = {
+        "no such Dataset": None,
+        "not shared": dataset(),
+        "shared with other namespaces": dataset(
+            share=True, shareToNamespaceSelector={"matchLabels": {"team": "b"}}
+        ),
+        "a selector in error": dataset(
+            share=True,
+            shareToNamespaceSelector={"matchExpressions": [{"key": "team", "operator": "Bad"}]},
+        ),
+    }
+    messages = set()
+    for why, target in refused_cases.items():
+        shared = shares_with(target, labels)
+        assert not shared, why
+        seen = observed(
+            model=ref_model,
+            source=ref_source,
+            source_verdict=source_verdict(ref_source, None),
+            shared_with_us=(("other", "ds"), shared),
+        )
+        plan = modelsync.decide(seen, NOW)
+        assert plan.apply is None, why
+        ready = ready_of(plan)
+        assert ready["reason"] == "SourceNotShared", why
+        messages.add(ready["message"])
+    assert len(messages) == 1, messages
+    assert "ModelReference" in messages.pop()
+    for allowed in (
+        dataset(share=True),
+        dataset(share=True, shareToNamespaceSelector={"matchLabels": {"team": "a"}}),
+    ):
+        assert shares_with(allowed, labels)
+    seen = observed(
+        model=ref_model,
+        source=ref_source,
+        source_verdict=source_verdict(ref_source, None),
+        shared_with_us=(("other", "ds"), True),
+    )
+    plan = modelsync.decide(seen, NOW)
+    assert plan.apply is not None
+    assert plan.apply["spec"]["source"] == {"type": "REFERENCE", "uri": "dataset://other/ds"}
+
+
+EVIDENCE = ("no controller owner", "label", "field manager", "named by status", "not older")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    missing=st.sets(st.sampled_from(EVIDENCE)),
+    other_manager=st.sampled_from(["kubectl", "kubectl-client-side-apply", "Modelfs", ""]),
+    seconds_before=st.integers(min_value=1, max_value=10**6),
+)
+def test_adoption_needs_every_piece_of_evidence(
+    missing: set[str], other_manager: str, seconds_before: int
+) -> None:
+    """Whatever forgeable evidence a look-alike carries, missing any one piece is a refusal."""
+    overrides: dict[str, Any] = {}
+    if "no controller owner" in missing:
+        overrides["ownerReferences"] = [
+            {"kind": "ModelSync", "name": "x", "uid": "other", "controller": True}
+        ]
+    if "label" in missing:
+        overrides["labels"] = {"app.kubernetes.io/managed-by": "someone"}
+    if "field manager" in missing:
+        overrides["managedFields"] = [{"manager": other_manager, "operation": "Apply"}]
+    if "not older" in missing:
+        moment = datetime(2026, 11, 27, 10, 0, tzinfo=UTC).timestamp() - seconds_before
+        overrides["creationTimestamp"] = datetime.fromtimestamp(moment, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    owner = {
+        "metadata": {"name": "s", "namespace": NS, "creationTimestamp": SYNC_CREATED},
+        "status": {"datasetName": "other" if "named by status" in missing else "mdl-v1"},
+    }
+    assert adoptable(lost_owner(**overrides), owner) == (not missing)

@@ -91,14 +91,23 @@ def test_cel_rules_cover_what_admission_can_check() -> None:
     from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 
     sync_rules = rules(ModelSync)
-    assert sync_rules[".spec.modelRef"] == ["self == oldSelf"]
+    assert sync_rules[".spec.modelRef"][0] == "self == oldSelf"
+    assert "matches" in sync_rules[".spec.modelRef"][1]  # a DNS subdomain
     assert sync_rules[".spec.version"] == ["self == oldSelf"]
+    assert "duration('24h')" in sync_rules[".spec.retry.backoff"][0]
+    assert "duration('8760h')" in sync_rules[".spec.schedule.interval"][0]
     model_rules = rules(Model)
-    assert model_rules[".spec.versionConfigs{}.repo"] == ["self == oldSelf"]
+    assert model_rules[".spec.versionConfigs{}.repo"][0] == "self == oldSelf"
     assert any("matches" in r for r in model_rules[".spec.versionConfigs"])
     assert any("\\\\s" in r for r in model_rules[".spec.versionConfigs{}.repoConfig"])
     assert any("\\\\s" in r for r in rules(ModelSource)[".spec.config"])
+    assert any("startsWith('-')" in r for r in model_rules[".spec.versionConfigs{}.repoConfig{}"])
+    assert any("p{Cf}" in r for r in rules(ModelSource)[".spec.config{}"])
+    assert any("isQuantity" in r for r in model_rules[".spec.storage.size"])
+    assert any("size(self.matchLabels)" in r for r in model_rules[".spec.share.namespaceSelector"])
+    assert any("matches" in r for r in rules(ModelSource)[".spec.secretRef"])
     assert rules(ModelReference)[".spec.modelRef"] == ["self == oldSelf"]
+    assert any("matches" in r for r in rules(ModelReference)[".spec.modelRef.namespace"])
     sync_round = crd(ModelSync)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert sync_round["properties"]["spec"]["properties"]["syncRound"]["minimum"] == 1
 

@@ -4,11 +4,15 @@ end to end on an in-memory cluster (dict-backed indexes, a recording writer)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+from collections import Counter
 from typing import Any
 
 import pytest
 
-from modelfs.controllers import modelsync, triggers
+from modelfs import operator as operator_module
+from modelfs.controllers import modelsync, runtime, triggers
 from modelfs.controllers.queue import WorkQueue
 from tests.memcluster import MemCluster, obj
 
@@ -269,3 +273,172 @@ async def test_a_retain_finalizer_comes_off_in_a_namespace_being_deleted() -> No
     assert not [
         w for w in cluster.writes[writes:] if w[1] in ("events", "modelsyncs") and w[0] != "patch"
     ]
+
+
+# ----------------------------------------------------------------------------- isolation
+
+
+async def test_one_object_that_raises_is_shown_backed_off_and_holds_up_no_other(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, item 2: a reconcile that raises (here: an OverflowError out of one ModelSync's
+    decide, as `retry.backoff: 100000000h` did) is logged once with its traceback, shown on
+    that object's status and in one Event, and backed off for it alone; the 20 others, the
+    resync and the Model all go on."""
+    bad = (NS, "sync-7")
+    failed_at: list[float] = []
+    original = modelsync.decide
+    loop = asyncio.get_running_loop()
+
+    def decide(observed: modelsync.Observed, now: Any) -> modelsync.Plan:
+        if observed.key == bad:
+            failed_at.append(loop.time())
+            raise OverflowError("date value out of range")
+        return original(observed, now)
+
+    monkeypatch.setattr(modelsync, "decide", decide)
+    monkeypatch.setattr(operator_module, "RESYNC_SECONDS", 0.3)
+    caplog.set_level(logging.WARNING, logger="modelfs.queue")
+    cluster = shared_model_cluster(versions=21, references=0)
+    async with cluster.running() as operator:
+        await asyncio.sleep(1.0)
+        cluster.ready_all_datasets()
+        await asyncio.sleep(3.5)
+        backoff = operator.queues["modelsyncs"].failures(bad)
+    others = [(NS, f"sync-{i}") for i in range(21) if (NS, f"sync-{i}") != bad]
+    assert all(phase(cluster, "modelsyncs", key) == "READY" for key in others)
+    assert len(cluster.objects["datasets"]) == 20
+    assert (NS, "mdl-v7") not in cluster.objects["datasets"]
+    # Every resync (every 0.3 s) reached the others: nothing stopped at the failing one.
+    assert min(cluster.reconciles[("modelsyncs", key)] for key in others) >= 8
+    # Shown on its status and in one Event.
+    status = cluster.objects["modelsyncs"][bad]["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ReconcileError", ready
+    assert "OverflowError: date value out of range" in ready["message"]
+    assert [e for e in cluster.events if e[0] == bad] == [(bad, "Warning", "ReconcileError")]
+    # Backed off: 0.5 s, 1 s, 2 s between attempts; the resync does not cut it short.
+    gaps = [b - a for a, b in itertools.pairwise(failed_at)]
+    assert len(failed_at) >= 3 and backoff == len(failed_at), (failed_at, backoff)
+    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    # Logged once with its traceback, then one warning line per retry.
+    about = [r for r in caplog.records if getattr(r, "object", None) == bad]
+    assert [r.levelname for r in about] == ["ERROR"] + ["WARNING"] * (len(failed_at) - 1)
+    assert about[0].exc_info is not None and all(r.exc_info is None for r in about[1:])
+    # The Model lists the failing version without a phase, the others READY.
+    versions = cluster.objects["models"][(NS, "mdl")]["status"]["versions"]
+    assert [v.get("phase") for v in versions if v["sync"] != "sync-7"] == ["READY"] * 20
+
+
+async def test_a_failure_that_stops_shows_the_object_ready_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ReconcileError goes once the reconcile succeeds (a fixed object, a fixed bug)."""
+    broken = True
+    original = modelsync.decide
+
+    def decide(observed: modelsync.Observed, now: Any) -> modelsync.Plan:
+        if broken:
+            raise ValueError("boom")
+        return original(observed, now)
+
+    monkeypatch.setattr(modelsync, "decide", decide)
+    cluster = shared_model_cluster(versions=1, references=0)
+    async with cluster.running():
+        await asyncio.sleep(0.3)
+        ready = modelsync_ready(cluster, (NS, "sync-0"))
+        assert ready["reason"] == "ReconcileError" and "ValueError: boom" in ready["message"]
+        broken = False
+        sync = cluster.objects["modelsyncs"][(NS, "sync-0")]
+        cluster.put({**sync, "metadata": {**sync["metadata"], "labels": {"fixed": "yes"}}})
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+    assert modelsync_ready(cluster, (NS, "sync-0"))["reason"] == "DatasetReady"
+    reasons = [e[2] for e in cluster.events if e[0] == (NS, "sync-0")]
+    assert reasons.count("ReconcileError") == 1 and reasons[-1] == "Synced", reasons
+
+
+def modelsync_ready(cluster: MemCluster, key: tuple[str, str]) -> dict[str, Any]:
+    status = cluster.objects["modelsyncs"][key].get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+
+
+# ----------------------------------------------------------------------------- event storms
+
+
+async def test_a_lagging_index_gets_one_event_per_transition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect 8: status and event decisions read the index, which may not show modelfs's own
+    last write yet (a watch that lags more than the expectation's wait): every reconcile then
+    saw the old Ready and announced the new one again (16 identical events on one ModelSource).
+    The decision now also reads what modelfs itself last wrote."""
+    monkeypatch.setattr(runtime, "EXPECTATION_SECONDS", 0.05)
+    cluster = shared_model_cluster(versions=2, references=1)
+    cluster.lag = 0.8
+    async with cluster.running() as operator:
+        for _ in range(12):  # resyncs and fan-in while the watch lags
+            operator.enqueue(triggers.everything(cluster.indexes), low=True)
+            await asyncio.sleep(0.1)
+        await cluster.settle(quiet=2.0, within=30)
+        cluster.ready_all_datasets()
+        for _ in range(12):
+            operator.enqueue(triggers.everything(cluster.indexes), low=True)
+            await asyncio.sleep(0.1)
+        await cluster.settle(quiet=2.0, within=30)
+    assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "READY"
+    per_object = Counter((key, reason) for key, _, reason in cluster.events)
+    assert per_object[((NS, "src"), "Ready")] == 1, per_object
+    assert per_object[((NS, "mdl"), "Ready")] == 1, per_object
+    for i in range(2):
+        assert per_object[((NS, f"sync-{i}"), "Synced")] == 1, per_object
+        assert per_object[((NS, f"sync-{i}"), "DatasetCreated")] == 1, per_object
+    assert per_object[((CONSUMERS, "ref-0"), "DatasetCreated")] == 1, per_object
+    assert max(per_object.values()) == 1, sorted(per_object.items())
+
+
+# ----------------------------------------------------------------------------- revocation
+
+
+async def test_a_revocation_does_not_wait_for_modelfs_own_writes_to_come_back() -> None:
+    """Defect 10: a namespace unlabelled right after its reference got a Dataset. The watch
+    batched modelfs's apply with the Dataset controller's write that followed, so modelfs never
+    saw its own version: the reference waited for it (5 s) before it could delete. A
+    revocation now acts at once, also on a Dataset the index does not show yet."""
+    cluster = shared_model_cluster(versions=1, references=0)
+    loop = asyncio.get_running_loop()
+    async with cluster.running() as operator:
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        cluster.lag = 0.3
+        cluster.on_apply = lambda key: cluster.dataset_status(key, phase="PENDING")
+        cluster.put(
+            obj(
+                "ModelReference",
+                CONSUMERS,
+                "ref-0",
+                {"modelRef": {"namespace": NS, "name": "mdl"}, "version": "v0"},
+            )
+        )
+        for _ in range(300):
+            if ("apply", "datasets", (CONSUMERS, "ref-0")) in cluster.writes:
+                break
+            await asyncio.sleep(0.01)
+        cluster.namespace(CONSUMERS, team="c")  # unlabelled: the Model shares with team b only
+        unlabelled = loop.time()
+        operator.enqueue(triggers.namespace_changed(cluster.indexes, CONSUMERS))
+        while (CONSUMERS, "ref-0") in cluster.objects["datasets"]:
+            assert loop.time() - unlabelled < 3.0, "the REFERENCE Dataset outlived its right"
+            await asyncio.sleep(0.01)
+        took = loop.time() - unlabelled
+        await cluster.settle(quiet=1.0)
+    assert took < 1.0, took
+    assert (CONSUMERS, "ref-0") not in cluster.objects["datasets"]
+    status = cluster.objects["modelreferences"][(CONSUMERS, "ref-0")]["status"]
+    assert status["phase"] == "FAILED"
+    deleted = [
+        e for e in cluster.events if e[0] == (CONSUMERS, "ref-0") and e[2] == "DatasetDeleted"
+    ]
+    assert len(deleted) == 1, cluster.events

@@ -124,14 +124,18 @@ def test_version_config_overrides_source_config_key_by_key(
             assert options[other] == value
 
 
+# A prefix no input, manifest key or name can contain: a canary is found only if it leaked.
+CANARY_PREFIX = "CANARY\u2603SECRET:"
+
+
 @EXAMPLES
-@given(valid_inputs(), st.lists(st.text(min_size=12, max_size=40), min_size=1, max_size=4))
-def test_no_secret_value_reaches_the_dataset(inputs: dict[str, Any], secrets: list[str]) -> None:
+@given(valid_inputs(), st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=4))
+def test_no_secret_value_reaches_the_dataset(inputs: dict[str, Any], tails: list[str]) -> None:
     source_type = SourceType(inputs["source"]["spec"]["type"])
     assume(source_type in SECRET_TYPES)
     inputs["source"]["spec"]["secretRef"] = "creds"
-    serialized_inputs = json.dumps(inputs, ensure_ascii=False)
-    assume(all(secret not in serialized_inputs for secret in secrets))
+    secrets = [f"{CANARY_PREFIX}{tail}" for tail in tails]
+    assert CANARY_PREFIX not in json.dumps(inputs, ensure_ascii=False)
     # The Secret's data exists beside the inputs; resolution is given its name, never its data.
     secret_data = {f"key{index}": value for index, value in enumerate(secrets)}
     manifest = json.dumps(run(inputs).dataset.to_manifest(), ensure_ascii=False)

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, JsonValue
 
 from modelfs.api.v1.meta import MAX_MAP_ENTRIES, MAX_NAME_LENGTH, MAX_VALUE_LENGTH, ApiModel, cel
+from modelfs.api.v1.rules import (
+    DURATION_PATTERN,
+    MAX_LABEL,
+    QUANTITY_PATTERN,
+    label_key_rules,
+    label_rules,
+    label_value_rules,
+    match_labels_rules,
+    option_value_rules,
+    requirement_rules,
+    size_rules,
+    subdomain_rules,
+)
 
 # RFC 1123 label: what version names must be, since they become part of Dataset names.
 VERSION_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 MAX_VERSION_LENGTH = 63
 # An option key the Dataset loader accepts (`\w+`), and a Kubernetes quantity for sizes.
 OPTION_KEY_PATTERN = r"^[A-Za-z0-9_]+$"
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
-# A Go duration as Kubernetes writes it (`90s`, `1h30m`, `24h`).
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
 
 
 class SourceType(StrEnum):
@@ -59,6 +69,26 @@ def string_map_rules(what: str) -> list[JsonValue]:
     ]
 
 
+# An option value: bounded, and refused when the loader cannot use it (api/v1/rules.py).
+SourceConfigValue = Annotated[
+    str,
+    Field(
+        max_length=MAX_VALUE_LENGTH,
+        json_schema_extra={"x-kubernetes-validations": option_value_rules("config")},
+    ),
+]
+# Half as long as a source's: a Model holds up to 64 versions, and the CEL rules over every value
+# of every version must stay within the API server's cost budget.
+MAX_REPO_CONFIG_VALUE_LENGTH = MAX_VALUE_LENGTH // 2
+RepoConfigValue = Annotated[
+    str,
+    Field(
+        max_length=MAX_REPO_CONFIG_VALUE_LENGTH,
+        json_schema_extra={"x-kubernetes-validations": option_value_rules("repoConfig")},
+    ),
+]
+
+
 def option_map(description: str, what: str) -> Any:
     return Field(
         default_factory=dict,
@@ -75,14 +105,34 @@ class LabelSelectorOperator(StrEnum):
     DOES_NOT_EXIST = "DoesNotExist"
 
 
+# A label value: at most 63 characters (the schema's maxLength), the charset checked by CEL.
+LabelValue = Annotated[
+    str,
+    Field(
+        max_length=MAX_LABEL,
+        json_schema_extra={"x-kubernetes-validations": label_value_rules()},
+    ),
+]
+
+
 class LabelSelectorRequirement(ApiModel):
     """A label key, an operator and values, as in metav1.LabelSelectorRequirement."""
 
-    key: str = Field(max_length=MAX_NAME_LENGTH, description="The label key the rule applies to.")
+    model_config = ConfigDict(
+        **ApiModel.model_config,
+        json_schema_extra={"x-kubernetes-validations": requirement_rules()},
+    )
+
+    key: str = Field(
+        max_length=MAX_NAME_LENGTH + 64,
+        description="The label key the rule applies to: an optional DNS subdomain prefix and "
+        "'/', then a name of at most 63 characters.",
+        json_schema_extra={"x-kubernetes-validations": label_key_rules()},
+    )
     operator: LabelSelectorOperator = Field(
         description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
     )
-    values: list[str] = Field(
+    values: list[LabelValue] = Field(
         default_factory=list,
         max_length=MAX_MAP_ENTRIES,
         description="Values for In and NotIn (non-empty); must be empty for Exists and "
@@ -97,10 +147,11 @@ class LabelSelector(ApiModel):
         **ApiModel.model_config, json_schema_extra={"x-kubernetes-map-type": "atomic"}
     )
 
-    match_labels: dict[str, str] = Field(
+    match_labels: dict[str, LabelValue] = Field(
         default_factory=dict,
         max_length=MAX_MAP_ENTRIES,
         description="Labels that must all be present with exactly these values.",
+        json_schema_extra={"x-kubernetes-validations": match_labels_rules()},
     )
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list,
@@ -122,14 +173,17 @@ class Storage(ApiModel):
     storage_class_name: str | None = Field(
         default=None,
         max_length=MAX_NAME_LENGTH,
-        description="StorageClass of the PVC. Unset: the cluster's default StorageClass.",
+        description="StorageClass of the PVC (a DNS subdomain name). Unset: the cluster's "
+        "default StorageClass.",
+        json_schema_extra={"x-kubernetes-validations": subdomain_rules("storageClassName")},
     )
     size: str | None = Field(
         default=None,
         max_length=64,
         pattern=QUANTITY_PATTERN,
-        description="Requested capacity, a Kubernetes quantity such as 200Gi. Unset: 100Ti, the "
-        "Dataset operator's default.",
+        description="Requested capacity, a Kubernetes quantity such as 200Gi, greater than 0 and "
+        "at most 1Pi. Unset: 100Ti, the Dataset operator's default.",
+        json_schema_extra={"x-kubernetes-validations": size_rules("size")},
     )
     access_modes: list[AccessMode] = Field(
         default_factory=list,
@@ -142,8 +196,16 @@ class Storage(ApiModel):
 class ObjectReference(ApiModel):
     """A namespaced object by namespace and name."""
 
-    namespace: str = Field(max_length=63, description="Namespace of the object.")
-    name: str = Field(max_length=MAX_NAME_LENGTH, description="Name of the object.")
+    namespace: str = Field(
+        max_length=63,
+        description="Namespace of the object (a DNS label).",
+        json_schema_extra={"x-kubernetes-validations": label_rules("namespace")},
+    )
+    name: str = Field(
+        max_length=MAX_NAME_LENGTH,
+        description="Name of the object (a DNS subdomain name).",
+        json_schema_extra={"x-kubernetes-validations": subdomain_rules("name")},
+    )
 
 
 __all__ = [
@@ -157,6 +219,8 @@ __all__ = [
     "LabelSelectorRequirement",
     "ObjectReference",
     "Phase",
+    "RepoConfigValue",
+    "SourceConfigValue",
     "SourceType",
     "Storage",
     "option_map",

@@ -62,7 +62,9 @@ class ObjectMeta(ApiModel):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     owner_references: list[dict[str, Any]] = Field(default_factory=list)
-    finalizers: list[str] = Field(default_factory=list)
+    # None, not []: a manifest built from it must not send `finalizers: []` (that would claim
+    # the field, and clear finalizers others set).
+    finalizers: list[str] | None = None
     deletion_timestamp: str | None = None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,7 @@ from modelfs.api.v1.common import (
     VERSION_NAME_PATTERN,
     LabelSelector,
     Phase,
+    RepoConfigValue,
     Storage,
     option_map,
 )
@@ -25,8 +26,7 @@ from modelfs.api.v1.meta import (
     ObjectMeta,
     cel,
 )
-
-OptionValue = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
+from modelfs.api.v1.rules import share_selector_rules, subdomain_rules, text_rules
 
 
 class VersionConfig(ApiModel):
@@ -41,11 +41,12 @@ class VersionConfig(ApiModel):
         "'namespace/dataset' for REFERENCE. Immutable: a different repo is a new version.",
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self == oldSelf", "repo is immutable: add a new version for another repo")
+                cel("self == oldSelf", "repo is immutable: add a new version for another repo"),
+                *text_rules("repo"),
             ]
         },
     )
-    repo_config: dict[str, OptionValue] = option_map(
+    repo_config: dict[str, RepoConfigValue] = option_map(
         "Settings for this version that override the source's config key by key (revision, "
         "include, exclude, branch, commit, ...).",
         "repoConfig",
@@ -60,8 +61,10 @@ class ModelShare(ApiModel):
     """Opt-in to let ModelReferences in other namespaces read this model's synced versions."""
 
     namespace_selector: LabelSelector = Field(
-        description="Namespaces whose labels match may reference this model. An empty selector "
-        "({}) matches every namespace."
+        description="Namespaces whose labels match may reference this model. It must not be "
+        "empty: to share with every namespace, write matchExpressions: [{key: "
+        "kubernetes.io/metadata.name, operator: Exists}].",
+        json_schema_extra={"x-kubernetes-validations": share_selector_rules()},
     )
 
 
@@ -72,6 +75,7 @@ class ModelSpec(ApiModel):
         min_length=1,
         max_length=MAX_NAME_LENGTH,
         description="Name of the ModelSource (in this namespace) the versions are downloaded from.",
+        json_schema_extra={"x-kubernetes-validations": subdomain_rules("sourceRef")},
     )
     version_configs: dict[str, VersionConfig] = Field(
         min_length=1,

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from modelfs.api.v1.common import SourceType, option_map
+from modelfs.api.v1.common import SourceConfigValue, SourceType, option_map
 from modelfs.api.v1.conditions import Condition
 from modelfs.api.v1.meta import (
     AGE_COLUMN,
     MAX_NAME_LENGTH,
-    MAX_VALUE_LENGTH,
     READY_COLUMNS,
     ApiModel,
     ObjectMeta,
 )
-
-OptionValue = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
+from modelfs.api.v1.rules import subdomain_rules
 
 
 class ModelSourceSpec(ApiModel):
@@ -27,7 +25,7 @@ class ModelSourceSpec(ApiModel):
         description="Kind of source, which fixes the Dataset source type and the config keys "
         "allowed: HUGGING_FACE, MODEL_SCOPE, S3, HTTP, GIT, PVC, NFS, CONDA or REFERENCE."
     )
-    config: dict[str, OptionValue] = option_map(
+    config: dict[str, SourceConfigValue] = option_map(
         "Connection settings and defaults for every Model of this source (endpoint, region, "
         "provider, include, exclude, repoType, syncMode, ...). Which keys are allowed depends on "
         "the type; a Model version's repoConfig overrides them key by key.",
@@ -38,7 +36,8 @@ class ModelSourceSpec(ApiModel):
         max_length=MAX_NAME_LENGTH,
         description="Name of a Secret in this namespace with the credentials the type needs "
         "(token; access-key and secret-key; username and password; ssh-privatekey). Only the "
-        "name is passed on: modelfs never copies the values.",
+        "name is passed on: modelfs never copies the values. A DNS subdomain name.",
+        json_schema_extra={"x-kubernetes-validations": subdomain_rules("secretRef")},
     )
 
 

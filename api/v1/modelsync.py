@@ -17,6 +17,14 @@ from modelfs.api.v1.meta import (
     ObjectMeta,
     cel,
 )
+from modelfs.api.v1.rules import (
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    INTERVAL_MAX,
+    INTERVAL_MIN,
+    duration_rules,
+    subdomain_rules,
+)
 
 IMMUTABLE = "self == oldSelf"
 
@@ -33,11 +41,9 @@ class Schedule(ApiModel):
         max_length=32,
         pattern=DURATION_PATTERN,
         description="Start a new download round when the last success is older than this "
-        "duration (e.g. 24h, 90m). At least 10s.",
+        f"duration (e.g. 24h, 90m). From {INTERVAL_MIN} to {INTERVAL_MAX} (a year).",
         json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("duration(self) >= duration('10s')", "interval must be at least 10s")
-            ]
+            "x-kubernetes-validations": duration_rules("interval", INTERVAL_MIN, INTERVAL_MAX)
         },
     )
 
@@ -55,7 +61,11 @@ class Retry(ApiModel):
         default="1m",
         max_length=32,
         pattern=DURATION_PATTERN,
-        description="Wait before the first retry; each further retry waits twice as long.",
+        description="Wait before the first retry; each further retry waits twice as long, at "
+        f"most 24h. From {BACKOFF_MIN} to {BACKOFF_MAX}.",
+        json_schema_extra={
+            "x-kubernetes-validations": duration_rules("backoff", BACKOFF_MIN, BACKOFF_MAX)
+        },
     )
 
 
@@ -66,7 +76,12 @@ class ModelSyncSpec(ApiModel):
         min_length=1,
         max_length=MAX_NAME_LENGTH,
         description="Name of the Model (in this namespace). Immutable.",
-        json_schema_extra={"x-kubernetes-validations": [cel(IMMUTABLE, "modelRef is immutable")]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(IMMUTABLE, "modelRef is immutable"),
+                *subdomain_rules("modelRef"),
+            ]
+        },
     )
     version: str = Field(
         min_length=1,

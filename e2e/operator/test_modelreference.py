@@ -34,6 +34,12 @@ async def consumer(kube: Kube) -> AsyncIterator[Namespaces]:
                 raise
 
 
+# Sharing with every namespace is written explicitly (an empty selector is refused).
+EVERY_NAMESPACE = {
+    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]
+}
+
+
 async def shared_model(
     kube: Kube, selector: dict[str, Any] | None, sync: bool = True, versions: int = 1
 ) -> None:
@@ -158,7 +164,7 @@ async def test_a_reference_waits_for_the_source_then_becomes_ready(
     kube: Kube, consumer: Namespaces
 ) -> None:
     await kube.annotate_namespace({"fake.dataset.baizeai.io/round-duration": "4s"})
-    await shared_model(kube, {})
+    await shared_model(kube, EVERY_NAMESPACE)
     b = await consumer()
     await reference(b, kube)
     ref = await wait_ref(b, "PENDING")
@@ -188,7 +194,7 @@ async def test_relabelling_revokes_then_restores(kube: Kube, consumer: Namespace
 
 
 async def test_removing_share_from_the_model_revokes(kube: Kube, consumer: Namespaces) -> None:
-    await shared_model(kube, {})
+    await shared_model(kube, EVERY_NAMESPACE)
     await kube.wait_phase("sync", "READY")
     b = await consumer()
     await reference(b, kube)
@@ -209,7 +215,7 @@ async def test_removing_share_from_the_model_revokes(kube: Kube, consumer: Names
 async def test_deleting_the_source_modelsync_marks_the_reference_lost(
     kube: Kube, consumer: Namespaces
 ) -> None:
-    await shared_model(kube, {})
+    await shared_model(kube, EVERY_NAMESPACE)
     await kube.wait_phase("sync", "READY")
     b = await consumer()
     await reference(b, kube)
@@ -241,7 +247,7 @@ async def test_two_namespaces_read_one_source(kube: Kube, consumer: Namespaces) 
 
 
 async def test_a_version_without_modelsync_says_so(kube: Kube, consumer: Namespaces) -> None:
-    await shared_model(kube, {}, versions=2)
+    await shared_model(kube, EVERY_NAMESPACE, versions=2)
     await kube.wait_phase("sync", "READY")
     b = await consumer()
     await reference(b, kube, version="v2")

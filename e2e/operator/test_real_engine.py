@@ -121,7 +121,14 @@ async def test_b4_a_reference_dataset_creation_posts_its_event(
         {
             "sourceRef": "src",
             "versionConfigs": {"v1": {"repo": "https://h/x/"}},
-            "share": {"namespaceSelector": {}},
+            # every namespace, written explicitly (an empty selector is refused)
+            "share": {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "Exists"}
+                    ]
+                }
+            },
         },
     )
     await kube.create("ModelSync", "sync", {"modelRef": "mdl", "version": "v1"})

@@ -9,7 +9,7 @@ from modelfs.pkg.dataset.naming import (
     label_value,
     reference_dataset_name,
 )
-from modelfs.pkg.dataset.ownership import controller_owner, ownership_conflict
+from modelfs.pkg.dataset.ownership import adoptable, controller_owner, ownership_conflict
 from modelfs.pkg.dataset.resolve import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -62,6 +62,7 @@ __all__ = [
     "Reason",
     "Resolution",
     "ResolutionError",
+    "adoptable",
     "check_value",
     "controller_owner",
     "dataset_name",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, cast
 
 from kubernetes.aio.client import ApiClient, CustomObjectsApi
@@ -15,6 +16,30 @@ FIELD_MANAGER = "modelfs"
 APPLY_PATCH = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+# The generated client json.dumps() any body sent as exactly APPLY_PATCH; with a parameter it
+# sends a str body as it is (and the API server drops the parameter).
+APPLY_PATCH_TEXT = f"{APPLY_PATCH}; charset=utf-8"
+# `\uD83D\uDCA5`: a character beyond U+FFFF as JSON escapes it (a surrogate pair), preceded by
+# an odd number of backslashes (an even number escapes the backslashes themselves).
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def apply_body(manifest: dict[str, Any]) -> str:
+    """`manifest` as the YAML an apply patch must be: ASCII-only JSON (JSON is YAML), except
+    that characters beyond U+FFFF are written `\\UXXXXXXXX`. YAML has no surrogate pairs, so the
+    API server refuses JSON's `\\ud83d\\udca5` in an apply patch (an emoji in an option)."""
+
+    def combined(found: re.Match[str]) -> str:
+        high, low = int(found.group(2), 16), int(found.group(3), 16)
+        code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        return f"{found.group(1)}\\U{code:08X}"
+
+    # DEL is ASCII, so json.dumps leaves it raw, but YAML does not allow it unescaped.
+    text = json.dumps(manifest).replace("\x7f", "\\u007f")
+    return _SURROGATE_PAIR.sub(combined, text)
+
+
+_QUERY_NAMES = {"field_manager": "fieldManager", "dry_run": "dryRun"}
 
 
 class DatasetClient:
@@ -30,24 +55,52 @@ class DatasetClient:
         """One PATCH of a Dataset, read from the raw response: the generated client maps only
         200, and an apply that creates the Dataset answers 201."""
         try:
-            response = await self._api.patch_namespaced_custom_object_without_preload_content(
-                DATASET_GROUP,
-                DATASET_VERSION,
-                namespace,
-                DATASET_PLURAL,
-                name,
-                body,
-                _content_type=content_type,
-                _request_timeout=REQUEST_TIMEOUT,
-                **params,
-            )
-            data = await response.read()
-            status = int(response.status)
+            if isinstance(body, str):
+                status, data = await self._patch_text(namespace, name, body, content_type, **params)
+            else:
+                response = await self._api.patch_namespaced_custom_object_without_preload_content(
+                    DATASET_GROUP,
+                    DATASET_VERSION,
+                    namespace,
+                    DATASET_PLURAL,
+                    name,
+                    body,
+                    _content_type=content_type,
+                    _request_timeout=REQUEST_TIMEOUT,
+                    **params,
+                )
+                data = await response.read()
+                status = int(response.status)
         except ApiException as error:
             raise api_error(error) from None
         if status >= 400:
             raise api_error(ApiException(status=status, reason="patch failed", body=data.decode()))
         return cast(dict[str, Any], json.loads(data))
+
+    async def _patch_text(
+        self, namespace: str, name: str, body: str, content_type: str, **params: Any
+    ) -> tuple[int, bytes]:
+        """A PATCH whose body is sent as written: the generated method takes only dicts and
+        lists, and would json.dumps() them (see APPLY_PATCH_TEXT)."""
+        api = self._api.api_client
+        query = [(_QUERY_NAMES.get(key, key), value) for key, value in params.items()]
+        request = await api.param_serialize(
+            method="PATCH",
+            resource_path="/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
+            path_params={
+                "group": DATASET_GROUP,
+                "version": DATASET_VERSION,
+                "namespace": namespace,
+                "plural": DATASET_PLURAL,
+                "name": name,
+            },
+            query_params=query,
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = await api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+        return int(response.status), await response.read()
 
     async def apply(self, dataset: Dataset) -> dict[str, Any]:
         """Server-side apply of the fields modelfs owns; the stored object is returned."""
@@ -59,8 +112,8 @@ class DatasetClient:
         return await self._patch(
             meta["namespace"],
             meta["name"],
-            manifest,
-            APPLY_PATCH,
+            apply_body(manifest),
+            APPLY_PATCH_TEXT,
             field_manager=self.field_manager,
             force=True,
         )

@@ -13,6 +13,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync, SourceType, Storage
+from modelfs.api.v1.rules import (
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    INTERVAL_MAX,
+    INTERVAL_MIN,
+    OPTION_CONTROL,
+    check_duration,
+    check_size,
+    check_subdomain,
+    has_refused_character,
+)
 from modelfs.pkg.dataset.errors import Reason, ResolutionError
 from modelfs.pkg.dataset.naming import dataset_name, label_value
 from modelfs.pkg.dataset.sources import RULES, RepoError, check_value
@@ -63,7 +74,12 @@ def version_field(version: str) -> str:
 def source_config_errors(source: ModelSource) -> list[ResolutionError]:
     """Every problem with a ModelSource's config on its own (no Model needed)."""
     source_type = SourceType(source.spec.type)
-    errors = [
+    errors = (
+        []
+        if source.spec.secret_ref is None
+        else name_errors("ModelSource", "spec.secretRef", source.spec.secret_ref)
+    )
+    errors += [
         ResolutionError("ModelSource", f"spec.config.{key}", problem, Reason.INVALID_CONFIG)
         for key, value in sorted(source.spec.config.items())
         if (problem := check_value(source_type, key, value)) is not None
@@ -78,6 +94,12 @@ def source_config_errors(source: ModelSource) -> list[ResolutionError]:
             )
         )
     return errors
+
+
+def name_errors(kind: str, path: str, name: str) -> list[ResolutionError]:
+    """A field that names an object must be a DNS subdomain (as the CRD's CEL checks)."""
+    problem = check_subdomain(name, path.rsplit(".", 1)[-1])
+    return [] if problem is None else [ResolutionError(kind, path, problem, Reason.INVALID_SPEC)]
 
 
 def merged_config(source: ModelSource, model: Model, version: str) -> dict[str, ConfigValue]:
@@ -101,7 +123,12 @@ def merged_config(source: ModelSource, model: Model, version: str) -> dict[str, 
 
 
 def version_errors(source: ModelSource, model: Model, version: str) -> list[ResolutionError]:
-    """Problems with one version of a Model against its source: config, repo and storage."""
+    """Problems with one version of a Model against its source: config, repo and storage; with
+    the first version (so that a Model's status names it once), the Model's own fields."""
+    if version == min(model.spec.version_configs):
+        errors = model_errors(model)
+        if errors:
+            return errors[:1]
     try:
         config = merged_config(source, model, version)
         build_source(source, model, version, config)
@@ -111,6 +138,30 @@ def version_errors(source: ModelSource, model: Model, version: str) -> list[Reso
     return []
 
 
+def model_errors(model: Model) -> list[ResolutionError]:
+    """Problems with a Model's fields that are not about one version: sourceRef and share."""
+    errors = name_errors("Model", "spec.sourceRef", model.spec.source_ref)
+    try:
+        share_settings(model)
+    except ResolutionError as error:
+        errors.append(error)
+    return errors
+
+
+def sync_errors(sync: ModelSync) -> list[ResolutionError]:
+    """Problems with a ModelSync's own fields, checked as the CRD's CEL checks them."""
+    errors = name_errors("ModelSync", "spec.modelRef", sync.spec.model_ref)
+    durations = [("spec.retry.backoff", sync.spec.retry.backoff, BACKOFF_MIN, BACKOFF_MAX)]
+    if sync.spec.schedule is not None:
+        interval = sync.spec.schedule.interval
+        durations.append(("spec.schedule.interval", interval, INTERVAL_MIN, INTERVAL_MAX))
+    for path, value, low, high in durations:
+        problem = check_duration(value, path.rsplit(".", 1)[-1], low, high)
+        if problem is not None:
+            errors.append(ResolutionError("ModelSync", path, problem, Reason.INVALID_SPEC))
+    return errors
+
+
 def build_source(
     source: ModelSource, model: Model, version: str, config: Mapping[str, ConfigValue]
 ) -> DatasetSource:
@@ -118,6 +169,10 @@ def build_source(
     rules = RULES[source_type]
     values = {key: item.value for key, item in config.items()}
     repo = model.spec.version_configs[version].repo
+    if has_refused_character(repo):
+        raise ResolutionError(
+            "Model", f"{version_field(version)}.repo", OPTION_CONTROL, Reason.INVALID_REPO
+        )
     try:
         uri = rules.build_uri(repo, values)
     except RepoError as error:
@@ -143,6 +198,19 @@ def volume_claim_template(model: Model, version: str) -> dict[str, Any] | None:
     override = model.spec.version_configs[version].storage or Storage()
     if model.spec.storage is None and model.spec.version_configs[version].storage is None:
         return None
+    for where, storage in (("spec", base), (version_field(version), override)):
+        problems = [
+            (f"{where}.storage.size", check_size(storage.size, "size") if storage.size else None),
+            (
+                f"{where}.storage.storageClassName",
+                check_subdomain(storage.storage_class_name, "storageClassName")
+                if storage.storage_class_name
+                else None,
+            ),
+        ]
+        for path, problem in problems:
+            if problem is not None:
+                raise ResolutionError("Model", path, problem, Reason.INVALID_STORAGE)
     size = override.size or base.size or DEFAULT_SIZE
     modes = list(override.access_modes or base.access_modes or DEFAULT_ACCESS_MODES)
     spec: dict[str, Any] = {"accessModes": modes, "resources": {"requests": {"storage": size}}}
@@ -156,13 +224,13 @@ def share_settings(model: Model) -> dict[str, Any]:
     """The Dataset's share fields: exactly the Model's opt-in, nothing wider; none without it.
 
     The Dataset operator lets REFERENCE Datasets in namespaces matching the selector read the
-    PVC, so the selector is the Model's own (`{}`: every namespace, as the Model says).
+    PVC, so the selector is the Model's own; an empty one is refused (docs/decisions.md).
     """
     if model.spec.share is None:
         return {}
     selector = model.spec.share.namespace_selector.to_dict()
     try:
-        validate_selector(selector, "spec.share.namespaceSelector")
+        validate_selector(selector, "spec.share.namespaceSelector", allow_empty=False)
     except SelectorError as error:
         raise ResolutionError(
             "Model", error.field, str(error).split(": ", 1)[1], Reason.INVALID_SPEC
@@ -230,6 +298,9 @@ def resolve(
             f"(available: {available})",
             Reason.VERSION_NOT_FOUND,
         )
+    errors = sync_errors(sync) + model_errors(model)
+    if errors:
+        raise errors[0]
     if data_sync_round < 1:
         raise ResolutionError(
             "ModelSync", "status.datasetRound", "must be at least 1", Reason.INVALID_SPEC
@@ -332,10 +403,12 @@ __all__ = [
     "Resolution",
     "ResolutionError",
     "merged_config",
+    "model_errors",
     "parse",
     "resolve",
     "resolve_bodies",
     "source_config_errors",
+    "sync_errors",
     "version_errors",
     "volume_claim_template",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from modelfs.api.v1 import SourceType
+from modelfs.api.v1.rules import check_option_value
 from modelfs.pkg.dataset.errors import Reason
 
 OPTION_KEY = re.compile(r"^\w+$", re.ASCII)
@@ -268,6 +269,9 @@ def check_value(source_type: SourceType, key: str, value: str) -> str | None:
     if key not in rules.allowed:
         allowed = ", ".join(sorted(rules.allowed)) or "none"
         return f"is not a {source_type} key; allowed keys: {allowed}"
+    problem = check_option_value(value)
+    if problem is not None:
+        return problem
     if WHITESPACE.search(value):
         return (
             "must not contain whitespace: the Dataset loader passes the value as one unparsed "

@@ -12,6 +12,7 @@ from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.aio.client.exceptions import ApiException
 
 from modelfs.api.v1 import GROUP, VERSION
+from modelfs.api.v1.rules import check_label, check_subdomain
 
 REQUEST_TIMEOUT = 30.0
 EVENT_SOURCE = "modelfs"
@@ -107,7 +108,12 @@ class ObjectClient:
         return cast(dict[str, Any], result)
 
     async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """The key names of a Secret, or None when it does not exist. Values are dropped here."""
+        """The key names of a Secret, or None when it does not exist. Values are dropped here.
+
+        A name that is no Secret name (`..`, `../x`) is never put into a URL, where `..` would
+        read the namespace's Secret list instead: the ModelSource's status names the field."""
+        if check_subdomain(name, "secretRef") or check_label(namespace, "namespace"):
+            return None
         try:
             secret = await self._core.read_namespaced_secret(
                 name, namespace, _request_timeout=REQUEST_TIMEOUT

@@ -1,0 +1,176 @@
+"""Objects stored before the admission rules existed (the CRD's CEL bypassed) get the same
+verdict from the controllers: a False Ready condition naming the field, a Warning event, and no
+Dataset. Run through the real reconcilers on the in-memory cluster (tests/memcluster.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelfs.pkg.kube.client import ObjectClient
+from tests.memcluster import MemCluster, obj
+
+NS = "team-a"
+SOURCE = {"type": "HUGGING_FACE", "config": {}}
+MODEL = {"sourceRef": "src", "versionConfigs": {"v1": {"repo": "org/model"}}}
+SYNC = {"modelRef": "mdl", "version": "v1"}
+
+
+def cluster_with(source: dict[str, Any], model: dict[str, Any], sync: dict[str, Any]) -> MemCluster:
+    cluster = MemCluster()
+    cluster.namespace(NS)
+    cluster.put(obj("ModelSource", NS, "src", source))
+    cluster.put(obj("Model", NS, "mdl", model))
+    cluster.put(obj("ModelSync", NS, "sync", sync))
+    return cluster
+
+
+def ready(cluster: MemCluster, plural: str, name: str) -> dict[str, Any]:
+    status = cluster.objects[plural][(NS, name)].get("status") or {}
+    return next(c for c in status.get("conditions", []) if c["type"] == "Ready")
+
+
+CASES = [
+    # (what is wrong, source spec, model spec, sync spec, the object that names it, the field)
+    (
+        "backoff overflow",
+        SOURCE,
+        MODEL,
+        {**SYNC, "retry": {"backoff": "100000000h"}},
+        "sync",
+        "spec.retry.backoff",
+    ),
+    (
+        "backoff past Go",
+        SOURCE,
+        MODEL,
+        {**SYNC, "retry": {"backoff": "2562048h"}},
+        "sync",
+        "spec.retry.backoff",
+    ),
+    (
+        "interval too short",
+        SOURCE,
+        MODEL,
+        {**SYNC, "schedule": {"interval": "1s"}},
+        "sync",
+        "spec.schedule.interval",
+    ),
+    ("size 0", SOURCE, {**MODEL, "storage": {"size": "0"}}, SYNC, "model", "spec.storage.size"),
+    (
+        "size 60 digits",
+        SOURCE,
+        {**MODEL, "storage": {"size": "9" * 60}},
+        SYNC,
+        "model",
+        "spec.storage.size",
+    ),
+    (
+        "size Ei",
+        SOURCE,
+        {**MODEL, "storage": {"size": "99999999999999999999999Ei"}},
+        SYNC,
+        "model",
+        "spec.storage.size",
+    ),
+    (
+        "empty share",
+        SOURCE,
+        {**MODEL, "share": {"namespaceSelector": {}}},
+        SYNC,
+        "model",
+        "spec.share.namespaceSelector",
+    ),
+    (
+        "bad selector key",
+        SOURCE,
+        {**MODEL, "share": {"namespaceSelector": {"matchLabels": {"a b": "x"}}}},
+        SYNC,
+        "model",
+        "spec.share.namespaceSelector.matchLabels",
+    ),
+    ("secretRef path", {**SOURCE, "secretRef": "../x"}, MODEL, SYNC, "source", "spec.secretRef"),
+    ("secretRef dots", {**SOURCE, "secretRef": ".."}, MODEL, SYNC, "source", "spec.secretRef"),
+    (
+        "NUL",
+        {**SOURCE, "config": {"include": "a\x00b"}},
+        MODEL,
+        SYNC,
+        "source",
+        "spec.config.include",
+    ),
+    (
+        "BEL",
+        {**SOURCE, "config": {"exclude": "a\x07"}},
+        MODEL,
+        SYNC,
+        "source",
+        "spec.config.exclude",
+    ),
+    (
+        "U+202E",
+        {**SOURCE, "config": {"include": "a\u202eb"}},
+        MODEL,
+        SYNC,
+        "source",
+        "spec.config.include",
+    ),
+    (
+        "empty include",
+        {**SOURCE, "config": {"include": ""}},
+        MODEL,
+        SYNC,
+        "source",
+        "spec.config.include",
+    ),
+    (
+        "leading dash",
+        SOURCE,
+        {
+            **MODEL,
+            "versionConfigs": {"v1": {"repo": "org/model", "repoConfig": {"include": "-rf"}}},
+        },
+        SYNC,
+        "model",
+        "spec.versionConfigs[v1].repoConfig.include",
+    ),
+]
+PLURALS = {"source": "modelsources", "model": "models", "sync": "modelsyncs"}
+NAMES = {"source": "src", "model": "mdl", "sync": "sync"}
+
+
+@pytest.mark.parametrize(
+    ("source", "model", "sync", "target", "field"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+async def test_a_pre_upgrade_object_is_refused_on_its_status_without_a_dataset(
+    source: dict[str, Any], model: dict[str, Any], sync: dict[str, Any], target: str, field: str
+) -> None:
+    cluster = cluster_with(source, model, sync)
+    async with cluster.running():
+        await cluster.settle()
+    # the object at fault says why, naming the field
+    verdict = ready(cluster, PLURALS[target], NAMES[target])
+    assert verdict["status"] == "False" and field in verdict["message"], verdict
+    # the ModelSync that would use it is FAILED, and no Dataset exists
+    assert cluster.objects["modelsyncs"][(NS, "sync")]["status"]["phase"] == "FAILED"
+    assert ready(cluster, "modelsyncs", "sync")["status"] == "False"
+    assert cluster.objects["datasets"] == {}
+    warnings = [event for event in cluster.events if event[1] == "Warning"]
+    assert any(event[0] == (NS, NAMES[target]) for event in warnings), cluster.events
+
+
+async def test_a_secret_name_that_is_no_name_is_never_requested() -> None:
+    """`..` in a URL path would read the namespace's Secret list."""
+
+    class NoRequests:
+        async def read_namespaced_secret(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"requested {args}")
+
+    client = ObjectClient.__new__(ObjectClient)
+    client._core = NoRequests()  # type: ignore[assignment]
+    for name in ("..", "../x", ".", "a/b", "A"):
+        assert await client.secret_keys(NS, name) is None
+    assert await client.secret_keys("../kube-system", "creds") is None
