@@ -94,7 +94,8 @@ def allowed(
         return (
             False,
             VERSION_NOT_FOUND,
-            f"Model {target} has no version {ref.spec.version!r} (available: {available})",
+            f"spec.version: Model {target} has no version {ref.spec.version!r} "
+            f"(available: {available})",
         )
     return True, SHARED, f"Model {target} shares version {ref.spec.version} with {consumer!r}"
 

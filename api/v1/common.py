@@ -29,6 +29,17 @@ MAX_VERSION_LENGTH = 63
 OPTION_KEY_PATTERN = r"^[A-Za-z0-9_]+$"
 
 
+VERSION_NAME_MESSAGE = (
+    "must be a version name: lowercase letters, digits, '-' and '.', starting and ending with a "
+    f"letter or digit, at most {MAX_VERSION_LENGTH} characters (as Model.spec.versionConfigs keys)"
+)
+
+
+def version_name_rule(field: str) -> JsonValue:
+    """CEL on a field that names a version: it can only name a versionConfigs key."""
+    return cel(f"self.matches('{VERSION_NAME_PATTERN}')", f"{field} {VERSION_NAME_MESSAGE}")
+
+
 class SourceType(StrEnum):
     HUGGING_FACE = "HUGGING_FACE"
     MODEL_SCOPE = "MODEL_SCOPE"
@@ -212,6 +223,7 @@ __all__ = [
     "DURATION_PATTERN",
     "MAX_VALUE_LENGTH",
     "MAX_VERSION_LENGTH",
+    "VERSION_NAME_MESSAGE",
     "VERSION_NAME_PATTERN",
     "AccessMode",
     "LabelSelector",
@@ -224,4 +236,5 @@ __all__ = [
     "SourceType",
     "Storage",
     "option_map",
+    "version_name_rule",
 ]

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from modelfs.api.v1.common import MAX_VERSION_LENGTH, ObjectReference, Phase
+from modelfs.api.v1.common import MAX_VERSION_LENGTH, ObjectReference, Phase, version_name_rule
 from modelfs.api.v1.conditions import Condition
 from modelfs.api.v1.meta import AGE_COLUMN, ApiModel, ObjectMeta, cel
 
@@ -33,7 +33,12 @@ class ModelReferenceSpec(ApiModel):
         max_length=MAX_VERSION_LENGTH,
         description="The version to read; a ModelSync in the Model's namespace must sync it. "
         "Immutable.",
-        json_schema_extra={"x-kubernetes-validations": [cel(IMMUTABLE, "version is immutable")]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(IMMUTABLE, "version is immutable"),
+                version_name_rule("version"),
+            ]
+        },
     )
 
 

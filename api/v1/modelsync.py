@@ -7,7 +7,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from modelfs.api.v1.common import DURATION_PATTERN, MAX_VERSION_LENGTH, Phase, SourceType
+from modelfs.api.v1.common import (
+    DURATION_PATTERN,
+    MAX_VERSION_LENGTH,
+    Phase,
+    SourceType,
+    version_name_rule,
+)
 from modelfs.api.v1.conditions import Condition
 from modelfs.api.v1.meta import (
     AGE_COLUMN,
@@ -87,7 +93,12 @@ class ModelSyncSpec(ApiModel):
         min_length=1,
         max_length=MAX_VERSION_LENGTH,
         description="The version to download: a key of the Model's versionConfigs. Immutable.",
-        json_schema_extra={"x-kubernetes-validations": [cel(IMMUTABLE, "version is immutable")]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(IMMUTABLE, "version is immutable"),
+                version_name_rule("version"),
+            ]
+        },
     )
     sync_round: int = Field(
         default=1,
