@@ -9,10 +9,8 @@ function returning a plan), act (API writes through this runtime).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -22,7 +20,6 @@ from modelfs.pkg.dataset import parse
 from modelfs.pkg.kube import ApiError
 
 Parsed = TypeVar("Parsed", ModelSource, Model, ModelSync, ModelReference)
-PARSED_CACHE_SIZE = 20_000
 
 logger = logging.getLogger("modelfs.runtime")
 
@@ -52,8 +49,10 @@ def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
 
 
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain, detached copy of a kopf body, safe to keep in an index."""
-    return copy.deepcopy(dict(body))
+    """A kopf body as a plain dict to keep in an index. Shallow: kopf hands each watch event a
+    body of its own and never changes it afterwards, and modelfs never changes what it reads, so
+    a deep copy of every body of every event would be CPU and memory spent for nothing."""
+    return dict(body)
 
 
 class Writer(Protocol):
@@ -99,25 +98,31 @@ class Runtime:
     """Keys whose reconcile waited for modelfs's own write to come back: run when it does."""
     last_status_write: dict[tuple[str, Key], float] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    parsed: OrderedDict[tuple[str, str, str], Any] = field(default_factory=OrderedDict)
-    """Parsed objects by (kind, uid, resourceVersion): a version is validated once, however
-    many reconciles read it (a Model of 50 versions is read by its 50 ModelSyncs). Read-only."""
+    parsed: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)
+    """The newest parsed version of each object, by (kind, uid): (resourceVersion, object). A
+    version is validated once, however many reconciles read it (a Model of 50 versions is read
+    by its 50 ModelSyncs); one entry per object, so memory does not grow with its versions.
+    Read-only."""
 
     def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
         """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""
         meta = body.get("metadata", {})
-        version = str(meta.get("resourceVersion") or "")
-        if not version:
+        version, uid = str(meta.get("resourceVersion") or ""), str(meta.get("uid") or "")
+        if not version or not uid:
             result: Parsed = parse(kind, body)
             return result
-        key = (kind.kind_name, str(meta.get("uid") or ""), version)
+        key = (kind.kind_name, uid)
         found = self.parsed.get(key)
-        if found is None:
-            found = parse(kind, body)
-            self.parsed[key] = found
-            if len(self.parsed) > PARSED_CACHE_SIZE:
-                self.parsed.popitem(last=False)
-        return found  # type: ignore[no-any-return]
+        if found is not None and found[0] == version:
+            return found[1]  # type: ignore[no-any-return]
+        parsed: Parsed = parse(kind, body)
+        self.parsed[key] = (version, parsed)
+        return parsed
+
+    def forget(self, uid: str) -> None:
+        """An object is gone: drop what is cached about it."""
+        for kind in ("ModelSource", "Model", "ModelSync", "ModelReference"):
+            self.parsed.pop((kind, uid), None)
 
     # -- Secrets: read, never watched
 

@@ -113,6 +113,7 @@ class Operator:
         affected: Callable[[Indexes, Mapping[str, Any]], triggers.Affected],
         *,
         listing: bool = False,
+        deleted: bool = False,
     ) -> None:
         """A watch event of `body`: hand the indexes over (once), and enqueue what it affects.
         modelfs's own write coming back affects only what reads it (and a reconcile that waited
@@ -120,6 +121,8 @@ class Operator:
         if not self.indexes.done():
             self.indexes.set_result(indexes)
         key = body_key(body)
+        if deleted:
+            self.runtime.forget(str(body.get("metadata", {}).get("uid") or ""))
         if self.runtime.observed(plural, key, body):
             found = triggers.after_own_write(plural, indexes, body)
             if plural in self.queues and self.runtime.take_deferred(plural, key):
@@ -152,7 +155,9 @@ def handler(
     ) -> None:
         operator: Operator = memo.operator
         listing = event.get("type") is None  # the initial listing (a start, a re-watch)
-        operator.on_event(plural, body, Indexes.from_kwargs(kwargs), affected, listing=listing)
+        deleted = event.get("type") == "DELETED"
+        indexes = Indexes.from_kwargs(kwargs)
+        operator.on_event(plural, body, indexes, affected, listing=listing, deleted=deleted)
 
     on_event.__name__ = f"{plural}_event"
     return on_event
