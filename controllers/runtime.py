@@ -48,11 +48,28 @@ def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
+UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     """A kopf body as a plain dict to keep in an index. Shallow: kopf hands each watch event a
     body of its own and never changes it afterwards, and modelfs never changes what it reads, so
-    a deep copy of every body of every event would be CPU and memory spent for nothing."""
-    return dict(body)
+    a deep copy of every body of every event would be CPU and memory spent for nothing.
+
+    Without what modelfs never reads and the index would keep for every object:
+    `metadata.managedFields` (a third to a half of a small object's body) and kubectl's
+    last-applied copy of the whole object."""
+    kept = dict(body)
+    meta = kept.get("metadata")
+    if isinstance(meta, Mapping):
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        annotations = meta.get("annotations")
+        if annotations and any(a in annotations for a in UNREAD_ANNOTATIONS):
+            meta["annotations"] = {
+                k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS
+            }
+        kept["metadata"] = meta
+    return kept
 
 
 class Writer(Protocol):
@@ -103,6 +120,32 @@ class Runtime:
     version is validated once, however many reconciles read it (a Model of 50 versions is read
     by its 50 ModelSyncs); one entry per object, so memory does not grow with its versions.
     Read-only."""
+
+    held: dict[tuple[str, Key], float] = field(default_factory=dict)
+    """(plural, key) -> until when (monotonic) a status write of `key` is held back, to be
+    coalesced with what comes next (`hold`)."""
+
+    def hold(self, plural: str, key: Key, seconds: float) -> None:
+        """Hold status writes of `key` back for `seconds`: a state expected to be superseded
+        within them is not written; what is there when they end (or what supersedes it) is."""
+        now = time.monotonic()
+        if len(self.held) > 1000:  # objects deleted while held leave their entry behind
+            self.held = {k: until for k, until in self.held.items() if until > now}
+        self.held[(plural, key)] = now + seconds
+
+    def held_for(self, plural: str, key: Key) -> float | None:
+        """Seconds left of a hold on `key`'s status writes, or None (and the hold is over)."""
+        until = self.held.get((plural, key))
+        if until is None:
+            return None
+        left = until - time.monotonic()
+        if left <= 0:
+            del self.held[(plural, key)]
+            return None
+        return left
+
+    def release(self, plural: str, key: Key) -> None:
+        self.held.pop((plural, key), None)
 
     def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
         """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""
