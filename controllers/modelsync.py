@@ -440,7 +440,9 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if sync.metadata.deletion_timestamp:
         return Observed(key, body, sync)
     model_key = (namespace, sync.spec.model_ref)
-    first = first_syncer(ctx.indexes.syncs_of_model(model_key), sync.spec.version)
+    first = first_syncer(
+        ctx.indexes.syncs_of_version(model_key, sync.spec.version), sync.spec.version
+    )
     if first is not None and first.get("metadata", {}).get("uid") != sync.metadata.uid:
         return Observed(key, body, sync, rival=str(first["metadata"].get("name")))
     model_body = ctx.indexes.model(model_key)
@@ -729,7 +731,8 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                 },
             )
     stored = body.get("status") or {}
-    if plan.apply_cause == "create" and not stored and status.get("phase") == Phase.PENDING:
+    created = plan.outcome is not None and plan.outcome.apply_cause == "create"
+    if created and not stored and status.get("phase") == Phase.PENDING:
         ctx.runtime.hold(PLURAL, key, STATUS_SETTLE_SECONDS)  # docs/decisions.md: coalescing
     left = ctx.runtime.held_for(PLURAL, key)
     if left is not None:

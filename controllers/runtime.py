@@ -263,6 +263,8 @@ class Indexes:
     namespaces: Mapping[str, Any]
     references: Mapping[Key, Any]
     references_by_model: Mapping[Key, Any]
+    syncs_by_version: Mapping[tuple[str, str, str], Any] | None = None
+    """(namespace, Model, version) -> ModelSync names. None: found through `syncs_by_model`."""
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
@@ -276,6 +278,7 @@ class Indexes:
             syncs=kwargs["modelsync_index"],
             syncs_by_model=kwargs["modelsync_by_model_index"],
             datasets=kwargs["dataset_index"],
+            syncs_by_version=kwargs.get("modelsync_by_version_index"),
         )
 
     def namespace(self, name: str) -> dict[str, Any] | None:
@@ -310,6 +313,20 @@ class Indexes:
 
     def sync_names_of_model(self, key: Key) -> list[str]:
         return sorted(set(self.syncs_by_model.get(key, ())))
+
+    def syncs_of_version(self, key: Key, version: str) -> Iterator[dict[str, Any]]:
+        """The ModelSyncs of Model `key` for `version` (one, unless duplicated): a ModelSync's
+        verdict reads only these, not the Model's every ModelSync."""
+        if self.syncs_by_version is None:
+            for each in self.syncs_of_model(key):
+                if (each.get("spec") or {}).get("version") == version:
+                    yield each
+            return
+        namespace = key[0]
+        for name in sorted(set(self.syncs_by_version.get((namespace, key[1], version), ()))):
+            body = self.sync((namespace, name))
+            if body is not None:
+                yield body
 
     def syncs_of_model(self, key: Key) -> Iterator[dict[str, Any]]:
         namespace = key[0]

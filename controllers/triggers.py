@@ -82,15 +82,8 @@ def sync_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
     if model:
         model_key = (key[0], str(model))
         affected.add("models", model_key)
-        version = _spec(body).get("version")
-        affected.add(
-            "modelsyncs",
-            *(
-                body_key(sync)
-                for sync in ix.syncs_of_model(model_key)
-                if _spec(sync).get("version") == version
-            ),
-        )
+        version = str(_spec(body).get("version", ""))
+        affected.add("modelsyncs", *map(body_key, ix.syncs_of_version(model_key, version)))
         affected.add("modelreferences", *ix.references_of_model(model_key))
     return affected
 

@@ -70,6 +70,17 @@ async def model_by_source(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[tu
     }
 
 
+async def modelsync_by_version(
+    body: kopf.Body, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str, str], str]:
+    key = (
+        body.metadata.namespace or "",
+        str(spec.get("modelRef", "")),
+        str(spec.get("version", "")),
+    )
+    return {key: body.metadata.name or ""}
+
+
 async def modelreference_by_model(
     body: kopf.Body, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str]]:
@@ -223,6 +234,7 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
     kopf.index(plural="models", id="model_by_source_index", **ours)(model_by_source)
     kopf.index(plural="modelsyncs", id="modelsync_index", **ours)(by_name)
     kopf.index(plural="modelsyncs", id="modelsync_by_model_index", **ours)(modelsync_by_model)
+    kopf.index(plural="modelsyncs", id="modelsync_by_version_index", **ours)(modelsync_by_version)
     kopf.index(plural="modelreferences", id="modelreference_index", **ours)(by_name)
     kopf.index(plural="modelreferences", id="modelreference_by_model_index", **ours)(
         modelreference_by_model
