@@ -264,7 +264,8 @@ class Indexes:
     references: Mapping[Key, Any]
     references_by_model: Mapping[Key, Any]
     syncs_by_version: Mapping[tuple[str, str, str], Any] | None = None
-    """(namespace, Model, version) -> ModelSync names. None: found through `syncs_by_model`."""
+    """(namespace, Model, version) -> ModelSync names (in the operator, the same kopf index as
+    `syncs_by_model`, whose keys are pairs). None: found through `syncs_by_model`."""
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
@@ -278,7 +279,7 @@ class Indexes:
             syncs=kwargs["modelsync_index"],
             syncs_by_model=kwargs["modelsync_by_model_index"],
             datasets=kwargs["dataset_index"],
-            syncs_by_version=kwargs.get("modelsync_by_version_index"),
+            syncs_by_version=kwargs["modelsync_by_model_index"],  # both kinds of keys
         )
 
     def namespace(self, name: str) -> dict[str, Any] | None:

@@ -70,17 +70,6 @@ async def model_by_source(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[tu
     }
 
 
-async def modelsync_by_version(
-    body: kopf.Body, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str, str], str]:
-    key = (
-        body.metadata.namespace or "",
-        str(spec.get("modelRef", "")),
-        str(spec.get("version", "")),
-    )
-    return {key: body.metadata.name or ""}
-
-
 async def modelreference_by_model(
     body: kopf.Body, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], tuple[str, str]]:
@@ -91,10 +80,11 @@ async def modelreference_by_model(
 
 async def modelsync_by_model(
     body: kopf.Body, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], str]:
-    return {
-        (body.metadata.namespace or "", str(spec.get("modelRef", ""))): body.metadata.name or ""
-    }
+) -> dict[tuple[str, ...], str]:
+    """By (namespace, Model) and by (namespace, Model, version): one index, one call per event."""
+    namespace, model = body.metadata.namespace or "", str(spec.get("modelRef", ""))
+    name = body.metadata.name or ""
+    return {(namespace, model): name, (namespace, model, str(spec.get("version", ""))): name}
 
 
 RECONCILERS: dict[str, Reconciler] = {
@@ -234,7 +224,6 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
     kopf.index(plural="models", id="model_by_source_index", **ours)(model_by_source)
     kopf.index(plural="modelsyncs", id="modelsync_index", **ours)(by_name)
     kopf.index(plural="modelsyncs", id="modelsync_by_model_index", **ours)(modelsync_by_model)
-    kopf.index(plural="modelsyncs", id="modelsync_by_version_index", **ours)(modelsync_by_version)
     kopf.index(plural="modelreferences", id="modelreference_index", **ours)(by_name)
     kopf.index(plural="modelreferences", id="modelreference_by_model_index", **ours)(
         modelreference_by_model

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import kopf
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelfs.controllers import triggers
-from modelfs.controllers.runtime import snapshot
-from modelfs.operator import CountingToggleSet
+from modelfs.controllers.runtime import Indexes, snapshot
+from modelfs.operator import CountingToggleSet, modelsync_by_model
 from tests.memcluster import obj
 from tests.test_reconcile_core import NS, phase, shared_model_cluster
 
@@ -132,3 +133,33 @@ async def test_a_new_datasets_pending_is_written_when_it_lasts(versions: int) ->
     async with cluster.running():
         await cluster.settle()
         assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "PENDING"
+
+
+async def test_the_modelsync_index_answers_by_model_and_by_version() -> None:
+    bodies = {
+        (NS, n): {"metadata": {"namespace": NS, "name": n}, "spec": {"modelRef": "m", "version": v}}
+        for n, v in (("a", "v1"), ("b", "v1"), ("c", "v2"))
+    }
+    by_model: dict[Any, list[str]] = {}
+    for body in bodies.values():
+        entries = await modelsync_by_model(kopf.Body(body), kopf.Spec(kopf.Body(body)))
+        for key, name in entries.items():
+            by_model.setdefault(key, []).append(name)
+    empty: dict[Any, Any] = {}
+    ix = Indexes(
+        sources=empty,
+        models=empty,
+        models_by_source=empty,
+        syncs={k: [v] for k, v in bodies.items()},
+        syncs_by_model=by_model,
+        datasets=empty,
+        namespaces=empty,
+        references=empty,
+        references_by_model=empty,
+        syncs_by_version=by_model,
+    )
+    assert ix.sync_names_of_model((NS, "m")) == ["a", "b", "c"]
+    assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v1")] == ["a", "b"]
+    assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v3")] == []
+    ix.syncs_by_version = None  # the in-memory cluster's way: filtered from the Model's
+    assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v2")] == ["c"]
