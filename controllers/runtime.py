@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -25,6 +26,10 @@ logger = logging.getLogger("modelfs.runtime")
 
 Key = tuple[str, str]
 """(namespace, name)"""
+
+PARSED_SYNCS = 256
+"""Parsed ModelSyncs kept (`Runtime.parsed`): enough for the reconciles of a burst, which read
+each one several times in a row, without holding every ModelSync of a large cluster twice."""
 
 EXPECTATION_SECONDS = 5.0
 """How long a reconcile waits for the watch to bring back modelfs's own write before it goes on
@@ -115,11 +120,13 @@ class Runtime:
     """Keys whose reconcile waited for modelfs's own write to come back: run when it does."""
     last_status_write: dict[tuple[str, Key], float] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    parsed: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)
+    parsed: OrderedDict[tuple[str, str], tuple[str, Any]] = field(default_factory=OrderedDict)
     """The newest parsed version of each object, by (kind, uid): (resourceVersion, object). A
     version is validated once, however many reconciles read it (a Model of 50 versions is read
     by its 50 ModelSyncs); one entry per object, so memory does not grow with its versions.
-    Read-only."""
+    Read-only. ModelSyncs, each read by its own reconciles only, are kept for the
+    PARSED_SYNCS most recently read (a parsed one takes some 11 KiB)."""
+    parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
 
     held: dict[tuple[str, Key], float] = field(default_factory=dict)
     """(plural, key) -> until when (monotonic) a status write of `key` is held back, to be
@@ -157,15 +164,25 @@ class Runtime:
         key = (kind.kind_name, uid)
         found = self.parsed.get(key)
         if found is not None and found[0] == version:
+            if kind is ModelSync:
+                self.parsed.move_to_end(key)
             return found[1]  # type: ignore[no-any-return]
         parsed: Parsed = parse(kind, body)
         self.parsed[key] = (version, parsed)
+        if kind is ModelSync:
+            self.parsed.move_to_end(key)
+            self.parsed_syncs.add(key)
+            while len(self.parsed_syncs) > PARSED_SYNCS:  # the least recently read goes
+                oldest = next(k for k in self.parsed if k in self.parsed_syncs)
+                del self.parsed[oldest]
+                self.parsed_syncs.discard(oldest)
         return parsed
 
     def forget(self, uid: str) -> None:
         """An object is gone: drop what is cached about it."""
         for kind in ("ModelSource", "Model", "ModelSync", "ModelReference"):
             self.parsed.pop((kind, uid), None)
+        self.parsed_syncs.discard(("ModelSync", uid))
 
     # -- Secrets: read, never watched
 

@@ -163,3 +163,27 @@ async def test_the_modelsync_index_answers_by_model_and_by_version() -> None:
     assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v3")] == []
     ix.syncs_by_version = None  # the in-memory cluster's way: filtered from the Model's
     assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v2")] == ["c"]
+
+
+def test_the_parse_cache_keeps_the_recent_modelsyncs_and_every_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelfs.api.v1 import Model, ModelSync
+    from modelfs.controllers import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "PARSED_SYNCS", 3)
+    rt = runtime_module.Runtime(writer=None)  # type: ignore[arg-type]
+
+    def body(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        made = obj(kind, NS, name, spec)
+        made["metadata"].update(uid=f"uid-{name}", resourceVersion="1")
+        return made
+
+    model = body("Model", "m", {"sourceRef": "s", "versionConfigs": {"v": {"repo": "https://h/"}}})
+    first = rt.parse(Model, model)
+    syncs = [body("ModelSync", f"s{i}", {"modelRef": "m", "version": "v"}) for i in range(5)]
+    parsed = [rt.parse(ModelSync, s) for s in syncs]
+    assert rt.parse(ModelSync, syncs[4]) is parsed[4]  # kept: read once already
+    assert rt.parse(ModelSync, syncs[0]) is not parsed[0]  # evicted, parsed anew
+    assert rt.parse(Model, model) is first  # Models are read by all their ModelSyncs: kept
+    assert len(rt.parsed_syncs) == 3
