@@ -61,13 +61,18 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     body of its own and never changes it afterwards, and modelfs never changes what it reads, so
     a deep copy of every body of every event would be CPU and memory spent for nothing.
 
-    Without what modelfs never reads and the index would keep for every object:
-    `metadata.managedFields` (a third to a half of a small object's body) and kubectl's
-    last-applied copy of the whole object."""
+    Without what modelfs never reads and the index would keep for every object: the field
+    sets of `metadata.managedFields` (`fieldsV1`, a third to a half of a small object's body;
+    who manages it, when and how stays) and kubectl's last-applied copy of the whole object."""
     kept = dict(body)
     meta = kept.get("metadata")
     if isinstance(meta, Mapping):
-        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        meta = dict(meta)
+        if meta.get("managedFields"):
+            meta["managedFields"] = [
+                {k: v for k, v in entry.items() if k != "fieldsV1"}
+                for entry in meta["managedFields"]
+            ]
         annotations = meta.get("annotations")
         if annotations and any(a in annotations for a in UNREAD_ANNOTATIONS):
             meta["annotations"] = {
