@@ -61,10 +61,6 @@ ROUNDS_CONDITION = "Rounds"
 #: is): a raised dataSyncRound never succeeds on them, so modelfs never raises it.
 NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
 
-STATUS_SETTLE_SECONDS = 1.0
-"""A new Dataset's first state, PENDING, is written only if it still holds this long after the
-Dataset's creation: usually its loader Job is running by then, and one write says PROCESSING."""
-
 RoundState = Literal["processing", "succeeded", "failed", "waiting"]
 PHASE_OF_STATE: dict[RoundState, Phase] = {
     "processing": Phase.PROCESSING,
@@ -731,16 +727,6 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                 },
             )
     stored = body.get("status") or {}
-    created = plan.outcome is not None and plan.outcome.apply_cause == "create"
-    if created and not stored and status.get("phase") == Phase.PENDING:
-        ctx.runtime.hold(PLURAL, key, STATUS_SETTLE_SECONDS)  # docs/decisions.md: coalescing
-    left = ctx.runtime.held_for(PLURAL, key)
-    if left is not None:
-        if status.get("phase") == Phase.PENDING:
-            for type_, reason, message in events:
-                ctx.runtime.post_event(body, type_, reason, message)
-            return left if plan.requeue_after is None else min(left, plan.requeue_after)
-        ctx.runtime.release(PLURAL, key)
     written = await write_status(ctx, PLURAL, key, stored, status)
     for type_, reason, message in events + (status_events if written else []):
         ctx.runtime.post_event(body, type_, reason, message)

@@ -133,32 +133,6 @@ class Runtime:
     PARSED_SYNCS most recently read (a parsed one takes some 11 KiB)."""
     parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
 
-    held: dict[tuple[str, Key], float] = field(default_factory=dict)
-    """(plural, key) -> until when (monotonic) a status write of `key` is held back, to be
-    coalesced with what comes next (`hold`)."""
-
-    def hold(self, plural: str, key: Key, seconds: float) -> None:
-        """Hold status writes of `key` back for `seconds`: a state expected to be superseded
-        within them is not written; what is there when they end (or what supersedes it) is."""
-        now = time.monotonic()
-        if len(self.held) > 1000:  # objects deleted while held leave their entry behind
-            self.held = {k: until for k, until in self.held.items() if until > now}
-        self.held[(plural, key)] = now + seconds
-
-    def held_for(self, plural: str, key: Key) -> float | None:
-        """Seconds left of a hold on `key`'s status writes, or None (and the hold is over)."""
-        until = self.held.get((plural, key))
-        if until is None:
-            return None
-        left = until - time.monotonic()
-        if left <= 0:
-            del self.held[(plural, key)]
-            return None
-        return left
-
-    def release(self, plural: str, key: Key) -> None:
-        self.held.pop((plural, key), None)
-
     def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
         """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""
         meta = body.get("metadata", {})

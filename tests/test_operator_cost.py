@@ -118,28 +118,20 @@ async def test_the_duplicate_takes_over_when_the_first_is_deleted() -> None:
     assert ready["reason"] == "DatasetConflict", ready
 
 
-# ----------------------------------------------------------------------------- coalescing
+# ----------------------------------------------------------------------------- every phase
 
 
-async def test_a_new_datasets_pending_is_not_written_when_processing_follows_at_once() -> None:
+async def test_a_new_datasets_pending_is_written_even_when_processing_follows_at_once() -> None:
+    """No coalescing (docs/decisions.md): PENDING is a phase users and the sandbox see."""
     cluster = shared_model_cluster(versions=1, references=0)
     async with cluster.running():
-        await asyncio.sleep(0.3)  # created, and held
-        assert (NS, "mdl-v0") in cluster.objects["datasets"]
-        assert phase(cluster, "modelsyncs", (NS, "sync-0")) is None
+        await cluster.settle()
+        assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "PENDING"
         cluster.dataset_status((NS, "mdl-v0"), phase="PROCESSING", inProcessing=True)
         await cluster.settle()
         assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "PROCESSING"
     statuses = [w for w in cluster.writes if w[:2] == ("patch-status", "modelsyncs")]
-    assert len(statuses) == 1, cluster.writes
-
-
-@pytest.mark.parametrize("versions", [1])
-async def test_a_new_datasets_pending_is_written_when_it_lasts(versions: int) -> None:
-    cluster = shared_model_cluster(versions=versions, references=0)
-    async with cluster.running():
-        await cluster.settle()
-        assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "PENDING"
+    assert len(statuses) == 2, cluster.writes
 
 
 async def test_the_modelsync_index_answers_by_model_and_by_version() -> None:
