@@ -22,23 +22,28 @@ STATUS_WRITES = Counter("modelfs_status_writes_total", "Status patches, by kind.
 
 
 _PHASES: dict[tuple[str, str], str] = {}
+_COUNTS: dict[str, int] = {}
+"""How many ModelSyncs are in each phase: kept as they change, not recounted (a recount per
+change was quadratic in a burst)."""
 
 
 def set_phase(key: tuple[str, str], phase: str) -> None:
     """Record the phase of one ModelSync and set the per-phase gauge."""
-    if _PHASES.get(key) != phase:
+    old = _PHASES.get(key)
+    if old != phase:
         _PHASES[key] = phase
-        _publish()
+        _move(old, phase)
 
 
 def forget_phase(key: tuple[str, str]) -> None:
-    if _PHASES.pop(key, None) is not None:
-        _publish()
+    old = _PHASES.pop(key, None)
+    if old is not None:
+        _move(old, None)
 
 
-def _publish() -> None:
-    counts: dict[str, int] = {}
-    for phase in _PHASES.values():
-        counts[phase] = counts.get(phase, 0) + 1
-    for phase in ("PENDING", "PROCESSING", "READY", "FAILED"):
-        MODELSYNCS.labels(phase=phase).set(counts.get(phase, 0))
+def _move(old: str | None, new: str | None) -> None:
+    for phase, step in ((old, -1), (new, 1)):
+        if phase is not None:
+            _COUNTS[phase] = _COUNTS.get(phase, 0) + step
+            if phase in ("PENDING", "PROCESSING", "READY", "FAILED"):
+                MODELSYNCS.labels(phase=phase).set(_COUNTS[phase])

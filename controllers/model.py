@@ -93,11 +93,13 @@ def version_statuses(
     readers: dict[str, list[str]] = {}
     for version, reader in references:
         readers.setdefault(version, []).append(reader)
-    bodies = list(syncs)
+    by_version: dict[str, list[dict[str, Any]]] = {}  # one pass, not one per version
+    for body in syncs:
+        by_version.setdefault(str((body.get("spec") or {}).get("version")), []).append(body)
     rows = []
     for version in sorted(model.spec.version_configs):
         row: dict[str, Any] = {"name": version}
-        syncer = first_syncer(bodies, version)
+        syncer = first_syncer(by_version.get(version, []), version)
         if syncer is not None:
             status = syncer.get("status") or {}
             row["sync"] = syncer["metadata"]["name"]

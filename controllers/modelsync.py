@@ -466,7 +466,9 @@ async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
     if sync.metadata.deletion_timestamp:
         return Observed(key, body, sync)
     model_key = (namespace, sync.spec.model_ref)
-    first = first_syncer(ctx.indexes.syncs_of_model(model_key), sync.spec.version)
+    first = first_syncer(
+        ctx.indexes.syncs_of_version(model_key, sync.spec.version), sync.spec.version
+    )
     if first is not None and first.get("metadata", {}).get("uid") != sync.metadata.uid:
         return Observed(key, body, sync, rival=str(first["metadata"].get("name")))
     model_body = ctx.indexes.model(model_key)

@@ -9,7 +9,6 @@ function returning a plan), act (API writes through this runtime).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections import OrderedDict
@@ -22,12 +21,15 @@ from modelfs.pkg.dataset import parse
 from modelfs.pkg.kube import ApiError
 
 Parsed = TypeVar("Parsed", ModelSource, Model, ModelSync, ModelReference)
-PARSED_CACHE_SIZE = 20_000
 
 logger = logging.getLogger("modelfs.runtime")
 
 Key = tuple[str, str]
 """(namespace, name)"""
+
+PARSED_SYNCS = 256
+"""Parsed ModelSyncs kept (`Runtime.parsed`): enough for the reconciles of a burst, which read
+each one several times in a row, without holding every ModelSync of a large cluster twice."""
 
 EXPECTATION_SECONDS = 5.0
 """How long a reconcile waits for the watch to bring back modelfs's own write before it goes on
@@ -51,9 +53,33 @@ def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
+UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain, detached copy of a kopf body, safe to keep in an index."""
-    return copy.deepcopy(dict(body))
+    """A kopf body as a plain dict to keep in an index. Shallow: kopf hands each watch event a
+    body of its own and never changes it afterwards, and modelfs never changes what it reads, so
+    a deep copy of every body of every event would be CPU and memory spent for nothing.
+
+    Without what modelfs never reads and the index would keep for every object: the field
+    sets of `metadata.managedFields` (`fieldsV1`, a third to a half of a small object's body;
+    who manages it, when and how stays) and kubectl's last-applied copy of the whole object."""
+    kept = dict(body)
+    meta = kept.get("metadata")
+    if isinstance(meta, Mapping):
+        meta = dict(meta)
+        if meta.get("managedFields"):
+            meta["managedFields"] = [
+                {k: v for k, v in entry.items() if k != "fieldsV1"}
+                for entry in meta["managedFields"]
+            ]
+        annotations = meta.get("annotations")
+        if annotations and any(a in annotations for a in UNREAD_ANNOTATIONS):
+            meta["annotations"] = {
+                k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS
+            }
+        kept["metadata"] = meta
+    return kept
 
 
 class Writer(Protocol):
@@ -104,25 +130,43 @@ class Runtime:
     datasets_created: dict[Key, str] = field(default_factory=dict)
     """The uid of each Dataset modelfs applied: DatasetCreated is announced once per Dataset."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    parsed: OrderedDict[tuple[str, str, str], Any] = field(default_factory=OrderedDict)
-    """Parsed objects by (kind, uid, resourceVersion): a version is validated once, however
-    many reconciles read it (a Model of 50 versions is read by its 50 ModelSyncs). Read-only."""
+    parsed: OrderedDict[tuple[str, str], tuple[str, Any]] = field(default_factory=OrderedDict)
+    """The newest parsed version of each object, by (kind, uid): (resourceVersion, object). A
+    version is validated once, however many reconciles read it (a Model of 50 versions is read
+    by its 50 ModelSyncs); one entry per object, so memory does not grow with its versions.
+    Read-only. ModelSyncs, each read by its own reconciles only, are kept for the
+    PARSED_SYNCS most recently read (a parsed one takes some 11 KiB)."""
+    parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
 
     def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
         """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""
         meta = body.get("metadata", {})
-        version = str(meta.get("resourceVersion") or "")
-        if not version:
+        version, uid = str(meta.get("resourceVersion") or ""), str(meta.get("uid") or "")
+        if not version or not uid:
             result: Parsed = parse(kind, body)
             return result
-        key = (kind.kind_name, str(meta.get("uid") or ""), version)
+        key = (kind.kind_name, uid)
         found = self.parsed.get(key)
-        if found is None:
-            found = parse(kind, body)
-            self.parsed[key] = found
-            if len(self.parsed) > PARSED_CACHE_SIZE:
-                self.parsed.popitem(last=False)
-        return found  # type: ignore[no-any-return]
+        if found is not None and found[0] == version:
+            if kind is ModelSync:
+                self.parsed.move_to_end(key)
+            return found[1]  # type: ignore[no-any-return]
+        parsed: Parsed = parse(kind, body)
+        self.parsed[key] = (version, parsed)
+        if kind is ModelSync:
+            self.parsed.move_to_end(key)
+            self.parsed_syncs.add(key)
+            while len(self.parsed_syncs) > PARSED_SYNCS:  # the least recently read goes
+                oldest = next(k for k in self.parsed if k in self.parsed_syncs)
+                del self.parsed[oldest]
+                self.parsed_syncs.discard(oldest)
+        return parsed
+
+    def forget(self, uid: str) -> None:
+        """An object is gone: drop what is cached about it."""
+        for kind in ("ModelSource", "Model", "ModelSync", "ModelReference"):
+            self.parsed.pop((kind, uid), None)
+        self.parsed_syncs.discard(("ModelSync", uid))
 
     # -- Secrets: read, never watched
 
@@ -220,6 +264,9 @@ class Indexes:
     namespaces: Mapping[str, Any]
     references: Mapping[Key, Any]
     references_by_model: Mapping[Key, Any]
+    syncs_by_version: Mapping[tuple[str, str, str], Any] | None = None
+    """(namespace, Model, version) -> ModelSync names (in the operator, the same kopf index as
+    `syncs_by_model`, whose keys are pairs). None: found through `syncs_by_model`."""
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
@@ -233,6 +280,7 @@ class Indexes:
             syncs=kwargs["modelsync_index"],
             syncs_by_model=kwargs["modelsync_by_model_index"],
             datasets=kwargs["dataset_index"],
+            syncs_by_version=kwargs["modelsync_by_model_index"],  # both kinds of keys
         )
 
     def namespace(self, name: str) -> dict[str, Any] | None:
@@ -267,6 +315,20 @@ class Indexes:
 
     def sync_names_of_model(self, key: Key) -> list[str]:
         return sorted(set(self.syncs_by_model.get(key, ())))
+
+    def syncs_of_version(self, key: Key, version: str) -> Iterator[dict[str, Any]]:
+        """The ModelSyncs of Model `key` for `version` (one, unless duplicated): a ModelSync's
+        verdict reads only these, not the Model's every ModelSync."""
+        if self.syncs_by_version is None:
+            for each in self.syncs_of_model(key):
+                if (each.get("spec") or {}).get("version") == version:
+                    yield each
+            return
+        namespace = key[0]
+        for name in sorted(set(self.syncs_by_version.get((namespace, key[1], version), ()))):
+            body = self.sync((namespace, name))
+            if body is not None:
+                yield body
 
     def syncs_of_model(self, key: Key) -> Iterator[dict[str, Any]]:
         namespace = key[0]

@@ -73,15 +73,18 @@ def model_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
 
 
 def sync_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
-    """A ModelSync: itself, its Model (versions), the other ModelSyncs of the Model (a duplicate
-    may take over), and the Model's ModelReferences (their source)."""
+    """A ModelSync: itself, its Model (versions), the other ModelSyncs of the Model's same
+    version (a duplicate may take over; modelRef and version are immutable, so no other
+    ModelSync's verdict depends on this one), and the Model's ModelReferences (their source)."""
     key = body_key(body)
     affected = Affected().add("modelsyncs", key)
     model = _spec(body).get("modelRef")
     if model:
         model_key = (key[0], str(model))
         affected.add("models", model_key)
-        syncs_and_readers(ix, model_key, affected)
+        version = str(_spec(body).get("version", ""))
+        affected.add("modelsyncs", *map(body_key, ix.syncs_of_version(model_key, version)))
+        affected.add("modelreferences", *ix.references_of_model(model_key))
     return affected
 
 

@@ -1,0 +1,188 @@
+"""What keeps the operator cheap (issue 11's targets) without changing what it does: kopf's
+readiness set, the index snapshots, the ModelSync trigger, and the coalesced first status."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelfs.controllers import triggers
+from modelfs.controllers.runtime import Indexes, snapshot
+from modelfs.operator import CountingToggleSet, modelsync_by_model
+from tests.memcluster import obj
+from tests.test_reconcile_core import NS, phase, shared_model_cluster
+
+# ----------------------------------------------------------------------------- kopf's readiness
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    fn=st.sampled_from([all, any]),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["make", "drop", "turn"]), st.integers(0, 7), st.booleans()),
+        max_size=30,
+    ),
+)
+def test_the_counting_toggle_set_says_what_kopfs_own_says(fn: Any, steps: list[Any]) -> None:
+    async def run() -> None:
+        counting = CountingToggleSet(fn)
+        toggles: list[Any] = []
+        for action, index, value in steps:
+            if action == "make":
+                toggles.append(await counting.make_toggle(value))
+            elif toggles and action == "drop":
+                await counting.drop_toggle(toggles[index % len(toggles)])
+            elif toggles:
+                await toggles[index % len(toggles)].turn_to(value)
+            expected = fn(t.is_on() for t in counting)
+            assert counting.is_on() == expected
+            if expected:  # a waiter for the current state returns at once
+                await asyncio.wait_for(counting.wait_for(True), 1)
+            else:
+                await asyncio.wait_for(counting.wait_for(False), 1)
+
+    asyncio.run(run())
+
+
+async def test_waiters_wake_when_the_last_object_is_indexed() -> None:
+    indexed = CountingToggleSet(all)
+    objects = [await indexed.make_toggle(name=f"object-{i}") for i in range(3)]
+    waiters = [asyncio.create_task(indexed.wait_for(True)) for _ in range(5)]
+    for toggle in objects[:2]:
+        await indexed.drop_toggle(toggle)
+        await asyncio.sleep(0)
+        assert not any(w.done() for w in waiters)
+    await indexed.drop_toggle(objects[2])
+    await asyncio.wait_for(asyncio.gather(*waiters), 1)
+
+
+# ----------------------------------------------------------------------------- indexes
+
+
+def test_an_index_snapshot_keeps_all_but_field_sets_and_kubectls_copy() -> None:
+    body = {
+        "metadata": {
+            "name": "a",
+            "managedFields": [
+                {"manager": "modelfs", "operation": "Apply", "fieldsV1": {"f:x": {}}}
+            ],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "x": "1"},
+            "labels": {"l": "v"},
+        },
+        "spec": {"k": 1},
+        "status": {"phase": "READY"},
+    }
+    kept = snapshot(body)
+    assert kept == {
+        "metadata": {
+            "name": "a",
+            "managedFields": [{"manager": "modelfs", "operation": "Apply"}],
+            "annotations": {"x": "1"},
+            "labels": {"l": "v"},
+        },
+        "spec": {"k": 1},
+        "status": {"phase": "READY"},
+    }
+    assert body["metadata"]["managedFields"][0]["fieldsV1"]  # the body itself is left alone
+
+
+# ----------------------------------------------------------------------------- triggers
+
+
+def test_a_modelsync_change_reaches_only_the_modelsyncs_of_its_version() -> None:
+    cluster = shared_model_cluster(versions=3, references=1)
+    cluster.put(obj("ModelSync", NS, "dup-of-v1", {"modelRef": "mdl", "version": "v1"}))
+    affected = triggers.sync_changed(cluster.indexes, cluster.objects["modelsyncs"][(NS, "sync-1")])
+    assert affected.keys["modelsyncs"] == {(NS, "sync-1"), (NS, "dup-of-v1")}
+    assert affected.keys["models"] == {(NS, "mdl")}
+    assert len(affected.keys["modelreferences"]) == 1
+
+
+async def test_the_duplicate_takes_over_when_the_first_is_deleted() -> None:
+    cluster = shared_model_cluster(versions=2, references=0)
+    cluster.put(obj("ModelSync", NS, "zz-second", {"modelRef": "mdl", "version": "v0"}))
+    async with cluster.running():
+        await cluster.settle()
+        assert phase(cluster, "modelsyncs", (NS, "zz-second")) == "FAILED"
+        cluster.delete("ModelSync", (NS, "sync-0"))
+        await cluster.settle()
+    # Here nothing collects sync-0's Dataset, so the second stops being a duplicate and finds
+    # the Dataset owned by another: it was reconciled when the first went.
+    status = cluster.objects["modelsyncs"][(NS, "zz-second")]["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "DatasetConflict", ready
+
+
+# ----------------------------------------------------------------------------- every phase
+
+
+async def test_a_new_datasets_pending_is_written_even_when_processing_follows_at_once() -> None:
+    """No coalescing (docs/decisions.md): PENDING is a phase users and the sandbox see."""
+    cluster = shared_model_cluster(versions=1, references=0)
+    async with cluster.running():
+        await cluster.settle()
+        assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "PENDING"
+        cluster.dataset_status((NS, "mdl-v0"), phase="PROCESSING", inProcessing=True)
+        await cluster.settle()
+        assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "PROCESSING"
+    statuses = [w for w in cluster.writes if w[:2] == ("patch-status", "modelsyncs")]
+    assert len(statuses) == 2, cluster.writes
+
+
+async def test_the_modelsync_index_answers_by_model_and_by_version() -> None:
+    bodies = {
+        (NS, n): {"metadata": {"namespace": NS, "name": n}, "spec": {"modelRef": "m", "version": v}}
+        for n, v in (("a", "v1"), ("b", "v1"), ("c", "v2"))
+    }
+    by_model: dict[Any, list[str]] = {}
+    for body in bodies.values():
+        entries = await modelsync_by_model(kopf.Body(body), kopf.Spec(kopf.Body(body)))
+        for key, name in entries.items():
+            by_model.setdefault(key, []).append(name)
+    empty: dict[Any, Any] = {}
+    ix = Indexes(
+        sources=empty,
+        models=empty,
+        models_by_source=empty,
+        syncs={k: [v] for k, v in bodies.items()},
+        syncs_by_model=by_model,
+        datasets=empty,
+        namespaces=empty,
+        references=empty,
+        references_by_model=empty,
+        syncs_by_version=by_model,
+    )
+    assert ix.sync_names_of_model((NS, "m")) == ["a", "b", "c"]
+    assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v1")] == ["a", "b"]
+    assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v3")] == []
+    ix.syncs_by_version = None  # the in-memory cluster's way: filtered from the Model's
+    assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v2")] == ["c"]
+
+
+def test_the_parse_cache_keeps_the_recent_modelsyncs_and_every_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelfs.api.v1 import Model, ModelSync
+    from modelfs.controllers import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "PARSED_SYNCS", 3)
+    rt = runtime_module.Runtime(writer=None)  # type: ignore[arg-type]
+
+    def body(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        made = obj(kind, NS, name, spec)
+        made["metadata"].update(uid=f"uid-{name}", resourceVersion="1")
+        return made
+
+    model = body("Model", "m", {"sourceRef": "s", "versionConfigs": {"v": {"repo": "https://h/"}}})
+    first = rt.parse(Model, model)
+    syncs = [body("ModelSync", f"s{i}", {"modelRef": "m", "version": "v"}) for i in range(5)]
+    parsed = [rt.parse(ModelSync, s) for s in syncs]
+    assert rt.parse(ModelSync, syncs[4]) is parsed[4]  # kept: read once already
+    assert rt.parse(ModelSync, syncs[0]) is not parsed[0]  # evicted, parsed anew
+    assert rt.parse(Model, model) is first  # Models are read by all their ModelSyncs: kept
+    assert len(rt.parsed_syncs) == 3
