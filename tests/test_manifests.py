@@ -93,7 +93,8 @@ def test_cel_rules_cover_what_admission_can_check() -> None:
     sync_rules = rules(ModelSync)
     assert sync_rules[".spec.modelRef"][0] == "self == oldSelf"
     assert "matches" in sync_rules[".spec.modelRef"][1]  # a DNS subdomain
-    assert sync_rules[".spec.version"] == ["self == oldSelf"]
+    assert sync_rules[".spec.version"][0] == "self == oldSelf"
+    assert "matches" in sync_rules[".spec.version"][1]  # only a version name can name a version
     assert "duration('24h')" in sync_rules[".spec.retry.backoff"][0]
     assert "duration('8760h')" in sync_rules[".spec.schedule.interval"][0]
     model_rules = rules(Model)
@@ -108,6 +109,7 @@ def test_cel_rules_cover_what_admission_can_check() -> None:
     assert any("matches" in r for r in rules(ModelSource)[".spec.secretRef"])
     assert rules(ModelReference)[".spec.modelRef"] == ["self == oldSelf"]
     assert any("matches" in r for r in rules(ModelReference)[".spec.modelRef.namespace"])
+    assert any("matches" in r for r in rules(ModelReference)[".spec.version"])
     sync_round = crd(ModelSync)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert sync_round["properties"]["spec"]["properties"]["syncRound"]["minimum"] == 1
 
