@@ -76,6 +76,11 @@ ROUNDS_CONDITION = "Rounds"
 #: Dataset source types the Dataset operator runs no loader Job for (it mounts the data where it
 #: is): a raised dataSyncRound never succeeds on them, so modelfs never raises it.
 NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
+SERVED_ROUND_ANNOTATION = "model.samzong.dev/served-sync-round"
+ATTEMPTS_ANNOTATION = "model.samzong.dev/round-attempts"
+"""Written on the Dataset in the same apply as its round: the ModelSync trigger (syncRound) and
+the retry count that round serves. The ModelSync status is a second write; a kill between the two
+would otherwise lose what the round served (docs/decisions.md, "What a round serves")."""
 
 RoundState = Literal["processing", "succeeded", "failed", "waiting"]
 PHASE_OF_STATE: dict[RoundState, Phase] = {
@@ -111,6 +116,11 @@ class DatasetView:
     last_sync_time: str | None
     loader_job: bool = True
     """Whether the Dataset's type runs a loader Job per round (not PVC, NFS, REFERENCE)."""
+    served_sync_round: int | None = None
+    """The syncRound its current round serves (`SERVED_ROUND_ANNOTATION`); None on a Dataset
+    written before modelfs recorded it."""
+    served_attempts: int | None = None
+    """The retries used when its current round started (`ATTEMPTS_ANNOTATION`)."""
 
     @property
     def failure_message(self) -> str:
@@ -118,8 +128,15 @@ class DatasetView:
         return "; ".join(m for m in messages if m) or "the loader Job failed"
 
 
+def annotation_count(annotations: dict[str, Any], key: str) -> int | None:
+    """A non-negative count recorded in an annotation; None when absent or not a count."""
+    value = str(annotations.get(key) or "")
+    return int(value) if value.isdigit() else None
+
+
 def view_dataset(body: dict[str, Any]) -> DatasetView:
     spec, status = body.get("spec") or {}, body.get("status") or {}
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
     current = int(spec.get("dataSyncRound") or 1)
     rounds = [r for r in status.get("syncRoundStatuses") or [] if r.get("round") == current]
     this_round = rounds[-1] if rounds else {}
@@ -150,6 +167,8 @@ def view_dataset(body: dict[str, Any]) -> DatasetView:
         pvc_name=status.get("pvcName"),
         last_sync_time=status.get("lastSyncTime"),
         loader_job=str((spec.get("source") or {}).get("type")) not in NO_LOADER_JOB_TYPES,
+        served_sync_round=annotation_count(annotations, SERVED_ROUND_ANNOTATION),
+        served_attempts=annotation_count(annotations, ATTEMPTS_ANNOTATION),
     )
 
 
@@ -212,8 +231,18 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
         # A trigger is served by saying so (`rounds_verdict`), never by a round that cannot
         # succeed; the Dataset operator retries a failing reconcile of these types itself.
         return RoundPlan(None, spec.sync_round, 0)
-    observed = status.observed_sync_round or spec.sync_round
-    attempts = status.attempts or 0
+    # The Dataset records what its round serves in the same write as the round; the status is
+    # written after it and lags by one round when a kill falls between the two, so the Dataset's
+    # record wins. The retries belong to the round: its own count, not a larger one of the
+    # round before (a requested round starts again at 0). A Dataset from before that record (no
+    # annotation) leaves the old reading: no status = trigger served.
+    if view.served_sync_round is None:
+        observed = status.observed_sync_round or spec.sync_round
+        attempts = status.attempts or 0
+    else:
+        observed = max(status.observed_sync_round or 0, view.served_sync_round)
+        served = view.served_attempts
+        attempts = served if served is not None else status.attempts or 0
     state = round_state(view)
     if state == "succeeded":
         attempts = 0
@@ -248,6 +277,19 @@ def pruned(value: Any) -> Any:
     if isinstance(value, list):
         return [pruned(v) for v in value]
     return value
+
+
+def with_served(manifest: dict[str, Any], plan: RoundPlan) -> dict[str, Any]:
+    """The manifest recording what its round serves (`SERVED_ROUND_ANNOTATION`). Every apply
+    carries it (server-side apply would drop a field modelfs stops sending), but a change in it
+    alone is no reason to apply: `needs_apply` leaves annotations out."""
+    meta = manifest["metadata"]
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        SERVED_ROUND_ANNOTATION: str(plan.observed_sync_round),
+        ATTEMPTS_ANNOTATION: str(plan.attempts),
+    }
+    return manifest
 
 
 def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
@@ -609,7 +651,7 @@ def converge(observed: Observed, now: datetime) -> Outcome:
             (False, "DatasetDeleting", f"waiting for Dataset {name} to be deleted"),
             resolution=resolution,
         )
-    desired = resolution.dataset.to_manifest()
+    desired = with_served(resolution.dataset.to_manifest(), plan)
     events: list[tuple[str, str, str]] = []
     apply = repair = cause = None
     after = view
