@@ -19,8 +19,10 @@ from modelfs.controllers.status import (
     last_written,
     now_string,
     ready_events,
+    refuse_unparsed,
     remember_written,
     status_changes,
+    unparsed_error,
     with_conditions,
     write_status,
 )
@@ -136,7 +138,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     try:
         model = ctx.runtime.parse(Model, body)
     except ResolutionError as error:
-        logger.warning("Refused Model", extra={"object": key, "error": str(error)})
+        logger.debug("Refused Model", extra={"object": key, "error": str(error)})
         return None
     source_body = ctx.indexes.source((key[0], model.spec.source_ref))
     source = verdict = None
@@ -178,6 +180,11 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
     waiting = ctx.runtime.awaiting(PLURAL, key)
     if waiting is not None:
         return waiting
+    body = ctx.indexes.model(key)
+    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
+        error = unparsed_error(ctx, Model, body)
+        if error is not None:
+            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=False)
     observed = await observe(ctx, key)
     if observed is None:
         ctx.runtime.last_status_write.pop((PLURAL, key), None)

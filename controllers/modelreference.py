@@ -25,7 +25,9 @@ from modelfs.controllers.status import (
     format_time,
     last_written,
     ready_changed,
+    refuse_unparsed,
     remember_written,
+    unparsed_error,
     with_conditions,
     write_status,
 )
@@ -228,7 +230,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     try:
         ref = ctx.runtime.parse(ModelReference, body)
     except ResolutionError as error:
-        logger.warning("Refused ModelReference", extra={"object": key, "error": str(error)})
+        logger.debug("Refused ModelReference", extra={"object": key, "error": str(error)})
         return None
     model_key = (ref.spec.model_ref.namespace, ref.spec.model_ref.name)
     model_body = ctx.indexes.model(model_key)
@@ -431,6 +433,11 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
 async def reconcile(ctx: Context, key: Key) -> float | None:
     if ctx.indexes.terminating(key[0]):
         return None
+    body = ctx.indexes.reference(key)
+    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
+        error = unparsed_error(ctx, ModelReference, body)
+        if error is not None:
+            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=True)
     observed = await observe(ctx, key)
     if observed is None:
         forget_written(ctx, PLURAL, key)

@@ -33,8 +33,10 @@ from modelfs.controllers.status import (
     parse_duration,
     parse_time,
     ready_changed,
+    refuse_unparsed,
     remember_written,
     status_changes,
+    unparsed_error,
     with_conditions,
     write_status,
 )
@@ -502,7 +504,7 @@ async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
     try:
         sync = ctx.runtime.parse(ModelSync, body)
     except ResolutionError as error:
-        logger.warning("Refused ModelSync", extra={"object": key, "error": str(error)})
+        logger.debug("Refused ModelSync", extra={"object": key, "error": str(error)})
         return None
     namespace = key[0]
     if sync.metadata.deletion_timestamp:
@@ -840,6 +842,13 @@ def record_metrics(
 
 async def reconcile(ctx: Context, key: Key) -> float | None:
     """Observe, decide, act, for one ModelSync. Returns when to look again, or None."""
+    body = ctx.indexes.sync(key)
+    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
+        error = unparsed_error(ctx, ModelSync, body)
+        if error is not None:
+            if ctx.indexes.terminating(key[0]):
+                return None
+            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=True)
     observed = await observe(ctx, key)
     if observed is None:
         metrics.forget_phase(key)

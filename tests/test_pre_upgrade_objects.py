@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from modelfs.controllers import triggers
 from modelfs.pkg.kube.client import ObjectClient
 from tests.memcluster import MemCluster, obj
 
@@ -174,3 +175,72 @@ async def test_a_secret_name_that_is_no_name_is_never_requested() -> None:
     for name in ("..", "../x", ".", "a/b", "A"):
         assert await client.secret_keys(NS, name) is None
     assert await client.secret_keys("../kube-system", "creds") is None
+
+
+UNPARSED = [
+    # (what is wrong, kind, plural, spec, the field named, whether it has a phase)
+    ("source type enum", "ModelSource", "modelsources", {"type": "FTP"}, "spec.type", False),
+    (
+        "model sourceRef too long",
+        "Model",
+        "models",
+        {**MODEL, "sourceRef": "s" * 300},
+        "spec.sourceRef",
+        False,
+    ),
+    (
+        "sync version too long",
+        "ModelSync",
+        "modelsyncs",
+        {**SYNC, "version": "v" * 64},
+        "spec.version",
+        True,
+    ),
+    (
+        "reference modelRef name",
+        "ModelReference",
+        "modelreferences",
+        {"modelRef": {"namespace": NS, "name": "x" * 300}, "version": "v1"},
+        "spec.modelRef.name",
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "plural", "spec", "field", "phase"),
+    [case[1:] for case in UNPARSED],
+    ids=[case[0] for case in UNPARSED],
+)
+async def test_an_object_that_no_longer_parses_is_refused_on_its_status_once(
+    kind: str,
+    plural: str,
+    spec: dict[str, Any],
+    field: str,
+    phase: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cluster = MemCluster()
+    cluster.namespace(NS)
+    cluster.put(obj(kind, NS, "bad", spec))
+    caplog.set_level("DEBUG")
+    async with cluster.running():
+        await cluster.settle()
+        for _ in range(3):  # resyncs: no new write, event or warning
+            cluster.operator.enqueue(triggers.everything(cluster.indexes))  # type: ignore[union-attr]
+            await cluster.settle()
+    status = cluster.objects[plural][(NS, "bad")]["status"]
+    verdict = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert verdict["status"] == "False" and verdict["reason"] == "InvalidSpec", verdict
+    assert verdict["message"].startswith(f"{kind} {field}: "), verdict
+    assert status["observedGeneration"] == 1
+    assert status.get("phase") == ("FAILED" if phase else None)
+    assert cluster.objects["datasets"] == {}
+    assert [e for e in cluster.events if e[0] == (NS, "bad")] == [
+        ((NS, "bad"), "Warning", "InvalidSpec")
+    ]
+    assert [w for w in cluster.writes if w[0] == "patch-status"] == [
+        ("patch-status", plural, (NS, "bad"))
+    ]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
