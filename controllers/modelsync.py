@@ -49,6 +49,7 @@ from modelfs.pkg.dataset import (
     ownership_conflict,
     resolve,
 )
+from modelfs.pkg.dataset.resolve import model_errors
 from modelfs.pkg.kube import InvalidError
 
 PLURAL = "modelsyncs"
@@ -70,6 +71,7 @@ REQUESTED, SCHEDULED, RETRY = "Requested", "Scheduled", "Retry"
 MODEL_NOT_FOUND = "ModelNotFound"
 SOURCE_NOT_FOUND = "SourceNotFound"
 DUPLICATE = "DuplicateModelSync"
+SHARE_WITHDRAWN = "DatasetShareWithdrawn"
 CONFLICT = "DatasetConflict"
 ADOPTED = "DatasetAdopted"
 REJECTED = "DatasetRejected"
@@ -364,6 +366,8 @@ class Outcome:
     apply: dict[str, Any] | None = None
     repair: dict[str, Any] | None = None
     apply_cause: str | None = None
+    withdraw: tuple[str, dict[str, Any]] | None = None
+    """(Dataset name, merge patch): the share of a Dataset whose Model's share is invalid."""
 
 
 def refused(reason: str, message: str) -> Outcome:
@@ -557,6 +561,8 @@ class Plan:
     """Posted when the status is written (a new phase, a new refusal)."""
     finalizers: list[str] | None = None
     """The ModelSync's finalizers, when they change (Retain)."""
+    withdraw: tuple[str, dict[str, Any]] | None = None
+    """(Dataset name, merge patch) taking an invalid share off the Dataset."""
     orphan: str | None = None
     """A Dataset to leave without its owner reference (Retain, on deletion)."""
     requeue_after: float | None = None
@@ -594,6 +600,7 @@ def decide(observed: Observed, now: datetime) -> Plan:
         events=outcome.events,
         status_events=transition_events(current, outcome, observed.written) if changed else [],
         finalizers=finalizers,
+        withdraw=outcome.withdraw,
         requeue_after=due_in + 0.5 if due_in is not None else None,
         outcome=outcome,
     )
@@ -644,7 +651,19 @@ def converge(observed: Observed, now: datetime) -> Outcome:
     try:
         resolution = resolve(source, model, sync, data_sync_round=next_round)
     except ResolutionError as error:
-        return refused(str(error.reason), str(error))
+        outcome = refused(str(error.reason), str(error))
+        if existing is not None:
+            outcome.withdraw = share_withdrawal(existing, model)
+        if outcome.withdraw is not None:
+            outcome.events.append(
+                (
+                    "Normal",
+                    SHARE_WITHDRAWN,
+                    f"Withdrew the share of Dataset {name}: the share of Model "
+                    f"{model.metadata.name!r} is invalid, so it shares with no namespace",
+                )
+            )
+        return outcome
     resolved_message = f"Dataset {name} from {resolution.uri}"
     if existing is not None and existing.get("metadata", {}).get("deletionTimestamp"):
         return Outcome(
@@ -702,6 +721,22 @@ def converge(observed: Observed, now: datetime) -> Outcome:
         repair=repair,
         apply_cause=cause,
     )
+
+
+def share_withdrawal(existing: dict[str, Any], model: Model) -> tuple[str, dict[str, Any]] | None:
+    """The merge patch that takes the share off modelfs's Dataset when its Model's share is
+    invalid (stored before the admission rules): an invalid share shares with nobody, rather
+    than keeping the selector it was created with (`{}`: every namespace). None when the share
+    is valid, absent, or already off the Dataset."""
+    if model.spec.share is None:
+        return None
+    if not any(e.field.startswith("spec.share") for e in model_errors(model)):
+        return None
+    spec = existing.get("spec") or {}
+    if not pruned({k: spec.get(k) for k in ("share", "shareToNamespaceSelector")}):
+        return None
+    name = str(existing.get("metadata", {}).get("name", ""))
+    return name, {"spec": {"share": None, "shareToNamespaceSelector": None}}
 
 
 def rounds_verdict(
@@ -819,6 +854,13 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                     "trigger": cause,
                 },
             )
+    if plan.withdraw is not None:
+        withdrawn = await writer.patch_dataset(key[0], plan.withdraw[0], plan.withdraw[1])
+        ctx.runtime.expect(DATASETS, (key[0], plan.withdraw[0]), withdrawn)
+        logger.info(
+            "Withdrew Dataset share",
+            extra={"object": f"{key[0]}/{key[1]}", "dataset": plan.withdraw[0]},
+        )
     stored = body.get("status") or {}
     written = await write_status(ctx, PLURAL, key, stored, status)
     if written:

@@ -244,3 +244,59 @@ async def test_an_object_that_no_longer_parses_is_refused_on_its_status_once(
     ]
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [{}, {"matchLabels": {"a b": "x"}}],
+    ids=["empty", "bad key"],
+)
+async def test_an_invalid_share_stored_before_the_upgrade_shares_with_nobody(
+    selector: dict[str, Any],
+) -> None:
+    """A Model whose share turned invalid: its Dataset loses the share it was created with
+    (`{}` shared with every namespace), and the ModelReferences reading it are revoked."""
+    consumers = "team-b"
+    cluster = MemCluster()
+    cluster.namespace(NS)
+    cluster.namespace(consumers, team="b")
+    cluster.put(obj("ModelSource", NS, "src", {"type": "HTTP"}))
+    shared = {
+        "sourceRef": "src",
+        "versionConfigs": {"v1": {"repo": "https://h/x/"}},
+        "share": {"namespaceSelector": {"matchLabels": {"team": "b"}}},
+    }
+    cluster.put(obj("Model", NS, "mdl", shared))
+    cluster.put(obj("ModelSync", NS, "sync", SYNC))
+    cluster.put(
+        obj(
+            "ModelReference",
+            consumers,
+            "ref",
+            {"modelRef": {"namespace": NS, "name": "mdl"}, "version": "v1"},
+        )
+    )
+    async with cluster.running():
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        assert cluster.objects["datasets"][(NS, "mdl-v1")]["spec"]["share"] is True
+        reference_datasets = [k for k in cluster.objects["datasets"] if k[0] == consumers]
+        assert len(reference_datasets) == 1
+        model = cluster.objects["models"][(NS, "mdl")]
+        cluster.put({**model, "spec": {**shared, "share": {"namespaceSelector": selector}}})
+        await cluster.settle()
+        for _ in range(2):  # resyncs change nothing more
+            cluster.operator.enqueue(triggers.everything(cluster.indexes))  # type: ignore[union-attr]
+            await cluster.settle()
+    source = cluster.objects["datasets"][(NS, "mdl-v1")]
+    assert "share" not in source["spec"] and "shareToNamespaceSelector" not in source["spec"]
+    assert [k for k in cluster.objects["datasets"] if k[0] == consumers] == []
+    assert ready(cluster, "models", "mdl")["status"] == "False"
+    assert "spec.share.namespaceSelector" in ready(cluster, "models", "mdl")["message"]
+    withdrawn = [e for e in cluster.events if e[2] == "DatasetShareWithdrawn"]
+    assert withdrawn == [((NS, "sync"), "Normal", "DatasetShareWithdrawn")]
+    status = cluster.objects["modelreferences"][(consumers, "ref")]["status"]
+    assert status["phase"] == "FAILED"
