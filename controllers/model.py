@@ -27,11 +27,14 @@ from modelfs.controllers.status import (
     write_status,
 )
 from modelfs.pkg.dataset import ResolutionError, version_errors
+from modelfs.pkg.dataset.resolve import name_errors
 
 PLURAL = "models"
 SOURCE_NOT_FOUND = "SourceNotFound"
 SOURCE_NOT_READY = "SourceNotReady"
 INVALID_VERSION = "InvalidVersion"
+INVALID_SHARE = "InvalidShare"
+INVALID_SOURCE_REF = "InvalidSourceRef"
 MIN_WRITE_INTERVAL = 1.0
 """A Model's status is written at most once a second, however many ModelSyncs change at once."""
 
@@ -59,8 +62,19 @@ class Plan:
     events: list[Event] = field(default_factory=list)
 
 
+def model_reason(error: ResolutionError) -> str:
+    """The reason for a problem of the Model itself: its share, its sourceRef, or a version."""
+    if error.field.startswith("spec.share"):
+        return INVALID_SHARE
+    if error.field == "spec.sourceRef":
+        return INVALID_SOURCE_REF
+    return INVALID_VERSION
+
+
 def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None) -> Verdict:
     """A Model is Ready when its source exists and is ready and every version is valid."""
+    for error in name_errors("Model", "spec.sourceRef", model.spec.source_ref):
+        return Verdict(False, INVALID_SOURCE_REF, str(error))  # no such name can exist
     if source is None:
         return Verdict(
             False,
@@ -75,7 +89,7 @@ def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None)
     if errors:
         first = errors[0]
         message = "; ".join(f"{e.kind} {e.field}: {e.message}" for e in errors)
-        reason = INVALID_VERSION if first.kind == "Model" else str(first.reason)
+        reason = model_reason(first) if first.kind == "Model" else str(first.reason)
         return Verdict(False, reason, message)
     if verdict is not None and not verdict.ready:
         return Verdict(

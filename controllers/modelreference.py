@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelfs.api.v1 import Model, ModelReference, ModelSync, Phase
+from modelfs.api.v1.rules import check_label, check_subdomain
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key, condition
 from modelfs.controllers.shared import first_syncer
@@ -54,6 +55,7 @@ MODEL_NOT_FOUND = "ModelNotFound"
 NOT_SHARED = "NotShared"
 NAMESPACE_NOT_SELECTED = "NamespaceNotSelected"
 INVALID_SELECTOR = "InvalidSelector"
+INVALID_MODEL_REF = "InvalidModelRef"
 VERSION_NOT_FOUND = "VersionNotFound"
 NO_MODELSYNC = "NoModelSync"
 SOURCE_NOT_READY = "SourceNotReady"
@@ -75,6 +77,17 @@ def allowed(
     """Whether the Model shares with the reference's namespace, by modelfs's own evaluation."""
     target = f"{ref.spec.model_ref.namespace}/{ref.spec.model_ref.name}"
     consumer = ref.metadata.namespace or ""
+    reference = ref.spec.model_ref
+    problems = [
+        (f"spec.modelRef.{what}", problem)
+        for what, problem in (
+            ("namespace", check_label(reference.namespace, "namespace")),
+            ("name", check_subdomain(reference.name, "name")),
+        )
+        if problem is not None
+    ]
+    for path, problem in problems:  # stored before the rule: no such Model can exist
+        return False, INVALID_MODEL_REF, f"ModelReference {path}: {problem}"
     if model is None:
         return False, MODEL_NOT_FOUND, f"Model {target} does not exist"
     if model.spec.share is None:

@@ -49,7 +49,7 @@ from modelfs.pkg.dataset import (
     ownership_conflict,
     resolve,
 )
-from modelfs.pkg.dataset.resolve import model_errors
+from modelfs.pkg.dataset.resolve import model_errors, name_errors
 from modelfs.pkg.kube import InvalidError
 
 PLURAL = "modelsyncs"
@@ -70,6 +70,8 @@ MANAGED_SPEC_KEYS = (
 REQUESTED, SCHEDULED, RETRY = "Requested", "Scheduled", "Retry"
 MODEL_NOT_FOUND = "ModelNotFound"
 SOURCE_NOT_FOUND = "SourceNotFound"
+INVALID_MODEL_REF = "InvalidModelRef"
+INVALID_SOURCE_REF = "InvalidSourceRef"
 DUPLICATE = "DuplicateModelSync"
 SHARE_WITHDRAWN = "DatasetShareWithdrawn"
 CONFLICT = "DatasetConflict"
@@ -618,10 +620,14 @@ def converge(observed: Observed, now: datetime) -> Outcome:
     if observed.error is not None:
         return refused(str(observed.error.reason), str(observed.error))
     model, source = observed.model, observed.source
+    for error in name_errors("ModelSync", "spec.modelRef", sync.spec.model_ref):
+        return refused(INVALID_MODEL_REF, str(error))  # stored before the rule; no such Model
     if model is None:
         return refused(
             MODEL_NOT_FOUND, f"Model {sync.spec.model_ref!r} does not exist in this namespace"
         )
+    for error in name_errors("Model", "spec.sourceRef", model.spec.source_ref):
+        return refused(INVALID_SOURCE_REF, f"Model {model.metadata.name!r}: {error}")
     if source is None:
         return refused(
             SOURCE_NOT_FOUND,

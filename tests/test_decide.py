@@ -617,3 +617,41 @@ def test_a_requested_round_starts_its_retries_afresh_whatever_the_status_lags() 
     plan = modelsync.decide(observed(sync=limited, dataset=failed), NOW)
     assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 3
     assert plan.outcome is not None and plan.outcome.apply_cause == "retry"
+
+
+def test_a_model_names_what_is_wrong_with_its_own_reason() -> None:
+    versions = {"v1": {"repo": "https://h/x/"}}
+    cases = [
+        ({"sourceRef": "Bad_Name", "versionConfigs": versions}, "InvalidSourceRef", "sourceRef"),
+        (
+            {"sourceRef": "src", "versionConfigs": versions, "share": {"namespaceSelector": {}}},
+            "InvalidShare",
+            "spec.share.namespaceSelector",
+        ),
+    ]
+    for spec, reason, named in cases:
+        the_model = parsed(Model, "Model", "mdl", spec)
+        verdict = model.readiness(the_model, SOURCE, source_verdict(SOURCE, None))
+        assert not verdict.ready and verdict.reason == reason and named in verdict.message
+    # an invalid sourceRef name is never "does not exist", even with no such ModelSource
+    bad = parsed(Model, "Model", "mdl", {"sourceRef": "Bad_Name", "versionConfigs": versions})
+    verdict = model.readiness(bad, None, None)
+    assert verdict.reason == "InvalidSourceRef" and "does not exist" not in verdict.message
+    plan = modelsync.decide(observed(model=bad, source=None), NOW)
+    assert ready_of(plan)["reason"] == "InvalidSourceRef" and plan.apply is None
+    plan = modelsync.decide(observed(sync=sync(modelRef="Bad_Name"), model=None), NOW)
+    assert ready_of(plan)["reason"] == "InvalidModelRef" and plan.apply is None
+    assert "spec.modelRef" in ready_of(plan)["message"]
+
+
+def test_a_reference_to_an_invalid_model_name_says_the_name_is_invalid() -> None:
+    for model_ref, path in (
+        ({"namespace": "team-b", "name": "Bad_Name"}, "spec.modelRef.name"),
+        ({"namespace": "Team", "name": "mdl"}, "spec.modelRef.namespace"),
+    ):
+        ref = parsed(
+            ModelReference, "ModelReference", "ref", {"modelRef": model_ref, "version": "v1"}
+        )
+        verdict = modelreference.allowed(ref, None, {"team": "a"})
+        assert verdict[0] is False and verdict[1] == "InvalidModelRef", verdict
+        assert path in verdict[2] and "does not exist" not in verdict[2]
