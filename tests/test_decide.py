@@ -655,3 +655,41 @@ def test_a_reference_to_an_invalid_model_name_says_the_name_is_invalid() -> None
         verdict = modelreference.allowed(ref, None, {"team": "a"})
         assert verdict[0] is False and verdict[1] == "InvalidModelRef", verdict
         assert path in verdict[2] and "does not exist" not in verdict[2]
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(
+    sync_round=st.integers(1, 6),
+    served_back=st.integers(0, 5),
+    attempts=st.integers(0, 4),
+    lag=st.one_of(st.none(), st.integers(0, 5)),
+    lag_attempts=st.integers(0, 4),
+    outcome=st.sampled_from(["READY", "FAILED", "PROCESSING"]),
+)
+def test_a_lagging_or_missing_status_plans_as_an_up_to_date_one(
+    sync_round: int,
+    served_back: int,
+    attempts: int,
+    lag: int | None,
+    lag_attempts: int,
+    outcome: str,
+) -> None:
+    """Whatever the status says of the rounds before (a kill between the two writes), what the
+    Dataset records of its own round decides."""
+    served_round = max(1, sync_round - served_back)
+    round_status: dict[str, Any] = {"phase": outcome, "lastSucceedRound": 2}
+    if outcome == "FAILED":
+        round_status = FAILED_ROUND_2
+    elif outcome == "PROCESSING":
+        round_status = {"phase": "PROCESSING", "inProcessing": True, "lastSucceedRound": 1}
+    dataset = served(owned(round_status, round_=2), served_round, attempts)
+    view = modelsync.with_failure_time(modelsync.view_dataset(dataset), None, NOW)
+
+    def plan(observed_round: int | None, used: int | None) -> modelsync.RoundPlan:
+        the_sync = sync(syncRound=sync_round, retry={"limit": 3, "backoff": "1s"})
+        the_sync.status.observed_sync_round = observed_round
+        the_sync.status.attempts = used
+        return modelsync.plan_round(the_sync, view, NOW)
+
+    lagging = None if lag is None else max(1, served_round - lag)
+    assert plan(lagging, lag_attempts) == plan(served_round, attempts)
