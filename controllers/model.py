@@ -19,17 +19,22 @@ from modelfs.controllers.status import (
     last_written,
     now_string,
     ready_events,
+    refuse_unparsed,
     remember_written,
     status_changes,
+    unparsed_error,
     with_conditions,
     write_status,
 )
 from modelfs.pkg.dataset import ResolutionError, version_errors
+from modelfs.pkg.dataset.resolve import name_errors
 
 PLURAL = "models"
 SOURCE_NOT_FOUND = "SourceNotFound"
 SOURCE_NOT_READY = "SourceNotReady"
 INVALID_VERSION = "InvalidVersion"
+INVALID_SHARE = "InvalidShare"
+INVALID_SOURCE_REF = "InvalidSourceRef"
 MIN_WRITE_INTERVAL = 1.0
 """A Model's status is written at most once a second, however many ModelSyncs change at once."""
 
@@ -57,8 +62,19 @@ class Plan:
     events: list[Event] = field(default_factory=list)
 
 
+def model_reason(error: ResolutionError) -> str:
+    """The reason for a problem of the Model itself: its share, its sourceRef, or a version."""
+    if error.field.startswith("spec.share"):
+        return INVALID_SHARE
+    if error.field == "spec.sourceRef":
+        return INVALID_SOURCE_REF
+    return INVALID_VERSION
+
+
 def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None) -> Verdict:
     """A Model is Ready when its source exists and is ready and every version is valid."""
+    for error in name_errors("Model", "spec.sourceRef", model.spec.source_ref):
+        return Verdict(False, INVALID_SOURCE_REF, str(error))  # no such name can exist
     if source is None:
         return Verdict(
             False,
@@ -73,7 +89,7 @@ def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None)
     if errors:
         first = errors[0]
         message = "; ".join(f"{e.kind} {e.field}: {e.message}" for e in errors)
-        reason = INVALID_VERSION if first.kind == "Model" else str(first.reason)
+        reason = model_reason(first) if first.kind == "Model" else str(first.reason)
         return Verdict(False, reason, message)
     if verdict is not None and not verdict.ready:
         return Verdict(
@@ -138,7 +154,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     try:
         model = ctx.runtime.parse(Model, body)
     except ResolutionError as error:
-        logger.warning("Refused Model", extra={"object": key, "error": str(error)})
+        logger.debug("Refused Model", extra={"object": key, "error": str(error)})
         return None
     source_body = ctx.indexes.source((key[0], model.spec.source_ref))
     source = verdict = None
@@ -180,6 +196,11 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
     waiting = ctx.runtime.awaiting(PLURAL, key)
     if waiting is not None:
         return waiting
+    body = ctx.indexes.model(key)
+    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
+        error = unparsed_error(ctx, Model, body)
+        if error is not None:
+            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=False)
     observed = await observe(ctx, key)
     if observed is None:
         ctx.runtime.last_status_write.pop((PLURAL, key), None)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelfs.api.v1 import Model, ModelReference, ModelSync, Phase
+from modelfs.api.v1.rules import check_label, check_subdomain
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key, condition
 from modelfs.controllers.shared import first_syncer
@@ -25,7 +26,9 @@ from modelfs.controllers.status import (
     format_time,
     last_written,
     ready_changed,
+    refuse_unparsed,
     remember_written,
+    unparsed_error,
     with_conditions,
     write_status,
 )
@@ -52,6 +55,7 @@ MODEL_NOT_FOUND = "ModelNotFound"
 NOT_SHARED = "NotShared"
 NAMESPACE_NOT_SELECTED = "NamespaceNotSelected"
 INVALID_SELECTOR = "InvalidSelector"
+INVALID_MODEL_REF = "InvalidModelRef"
 VERSION_NOT_FOUND = "VersionNotFound"
 NO_MODELSYNC = "NoModelSync"
 SOURCE_NOT_READY = "SourceNotReady"
@@ -73,6 +77,17 @@ def allowed(
     """Whether the Model shares with the reference's namespace, by modelfs's own evaluation."""
     target = f"{ref.spec.model_ref.namespace}/{ref.spec.model_ref.name}"
     consumer = ref.metadata.namespace or ""
+    reference = ref.spec.model_ref
+    problems = [
+        (f"spec.modelRef.{what}", problem)
+        for what, problem in (
+            ("namespace", check_label(reference.namespace, "namespace")),
+            ("name", check_subdomain(reference.name, "name")),
+        )
+        if problem is not None
+    ]
+    for path, problem in problems:  # stored before the rule: no such Model can exist
+        return False, INVALID_MODEL_REF, f"ModelReference {path}: {problem}"
     if model is None:
         return False, MODEL_NOT_FOUND, f"Model {target} does not exist"
     if model.spec.share is None:
@@ -228,7 +243,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     try:
         ref = ctx.runtime.parse(ModelReference, body)
     except ResolutionError as error:
-        logger.warning("Refused ModelReference", extra={"object": key, "error": str(error)})
+        logger.debug("Refused ModelReference", extra={"object": key, "error": str(error)})
         return None
     model_key = (ref.spec.model_ref.namespace, ref.spec.model_ref.name)
     model_body = ctx.indexes.model(model_key)
@@ -431,6 +446,11 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
 async def reconcile(ctx: Context, key: Key) -> float | None:
     if ctx.indexes.terminating(key[0]):
         return None
+    body = ctx.indexes.reference(key)
+    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
+        error = unparsed_error(ctx, ModelReference, body)
+        if error is not None:
+            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=True)
     observed = await observe(ctx, key)
     if observed is None:
         forget_written(ctx, PLURAL, key)

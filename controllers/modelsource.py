@@ -17,7 +17,9 @@ from modelfs.controllers.status import (
     last_written,
     now_string,
     ready_events,
+    refuse_unparsed,
     remember_written,
+    unparsed_error,
     with_conditions,
     write_status,
 )
@@ -77,7 +79,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     try:
         source = ctx.runtime.parse(ModelSource, body)
     except ResolutionError as error:
-        logger.warning("Refused ModelSource", extra={"object": key, "error": str(error)})
+        logger.debug("Refused ModelSource", extra={"object": key, "error": str(error)})
         return None
     keys = None
     if source.spec.secret_ref:
@@ -109,6 +111,11 @@ async def reconcile(ctx: Context, key: Key) -> float | None:
     waiting = ctx.runtime.awaiting(PLURAL, key)
     if waiting is not None:
         return waiting
+    body = ctx.indexes.source(key)
+    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
+        error = unparsed_error(ctx, ModelSource, body)
+        if error is not None:
+            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=False)
     observed = await observe(ctx, key)
     if observed is None:
         forget_written(ctx, PLURAL, key)

@@ -33,8 +33,10 @@ from modelfs.controllers.status import (
     parse_duration,
     parse_time,
     ready_changed,
+    refuse_unparsed,
     remember_written,
     status_changes,
+    unparsed_error,
     with_conditions,
     write_status,
 )
@@ -47,6 +49,7 @@ from modelfs.pkg.dataset import (
     ownership_conflict,
     resolve,
 )
+from modelfs.pkg.dataset.resolve import model_errors, name_errors
 from modelfs.pkg.kube import InvalidError
 
 PLURAL = "modelsyncs"
@@ -67,7 +70,10 @@ MANAGED_SPEC_KEYS = (
 REQUESTED, SCHEDULED, RETRY = "Requested", "Scheduled", "Retry"
 MODEL_NOT_FOUND = "ModelNotFound"
 SOURCE_NOT_FOUND = "SourceNotFound"
+INVALID_MODEL_REF = "InvalidModelRef"
+INVALID_SOURCE_REF = "InvalidSourceRef"
 DUPLICATE = "DuplicateModelSync"
+SHARE_WITHDRAWN = "DatasetShareWithdrawn"
 CONFLICT = "DatasetConflict"
 ADOPTED = "DatasetAdopted"
 REJECTED = "DatasetRejected"
@@ -76,6 +82,11 @@ ROUNDS_CONDITION = "Rounds"
 #: Dataset source types the Dataset operator runs no loader Job for (it mounts the data where it
 #: is): a raised dataSyncRound never succeeds on them, so modelfs never raises it.
 NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
+SERVED_ROUND_ANNOTATION = "model.samzong.dev/served-sync-round"
+ATTEMPTS_ANNOTATION = "model.samzong.dev/round-attempts"
+"""Written on the Dataset in the same apply as its round: the ModelSync trigger (syncRound) and
+the retry count that round serves. The ModelSync status is a second write; a kill between the two
+would otherwise lose what the round served (docs/decisions.md, "What a round serves")."""
 
 RoundState = Literal["processing", "succeeded", "failed", "waiting"]
 PHASE_OF_STATE: dict[RoundState, Phase] = {
@@ -111,6 +122,11 @@ class DatasetView:
     last_sync_time: str | None
     loader_job: bool = True
     """Whether the Dataset's type runs a loader Job per round (not PVC, NFS, REFERENCE)."""
+    served_sync_round: int | None = None
+    """The syncRound its current round serves (`SERVED_ROUND_ANNOTATION`); None on a Dataset
+    written before modelfs recorded it."""
+    served_attempts: int | None = None
+    """The retries used when its current round started (`ATTEMPTS_ANNOTATION`)."""
 
     @property
     def failure_message(self) -> str:
@@ -118,8 +134,15 @@ class DatasetView:
         return "; ".join(m for m in messages if m) or "the loader Job failed"
 
 
+def annotation_count(annotations: dict[str, Any], key: str) -> int | None:
+    """A non-negative count recorded in an annotation; None when absent or not a count."""
+    value = str(annotations.get(key) or "")
+    return int(value) if value.isdigit() else None
+
+
 def view_dataset(body: dict[str, Any]) -> DatasetView:
     spec, status = body.get("spec") or {}, body.get("status") or {}
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
     current = int(spec.get("dataSyncRound") or 1)
     rounds = [r for r in status.get("syncRoundStatuses") or [] if r.get("round") == current]
     this_round = rounds[-1] if rounds else {}
@@ -150,6 +173,8 @@ def view_dataset(body: dict[str, Any]) -> DatasetView:
         pvc_name=status.get("pvcName"),
         last_sync_time=status.get("lastSyncTime"),
         loader_job=str((spec.get("source") or {}).get("type")) not in NO_LOADER_JOB_TYPES,
+        served_sync_round=annotation_count(annotations, SERVED_ROUND_ANNOTATION),
+        served_attempts=annotation_count(annotations, ATTEMPTS_ANNOTATION),
     )
 
 
@@ -212,8 +237,18 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
         # A trigger is served by saying so (`rounds_verdict`), never by a round that cannot
         # succeed; the Dataset operator retries a failing reconcile of these types itself.
         return RoundPlan(None, spec.sync_round, 0)
-    observed = status.observed_sync_round or spec.sync_round
-    attempts = status.attempts or 0
+    # The Dataset records what its round serves in the same write as the round; the status is
+    # written after it and lags by one round when a kill falls between the two, so the Dataset's
+    # record wins. The retries belong to the round: its own count, not a larger one of the
+    # round before (a requested round starts again at 0). A Dataset from before that record (no
+    # annotation) leaves the old reading: no status = trigger served.
+    if view.served_sync_round is None:
+        observed = status.observed_sync_round or spec.sync_round
+        attempts = status.attempts or 0
+    else:
+        observed = max(status.observed_sync_round or 0, view.served_sync_round)
+        served = view.served_attempts
+        attempts = served if served is not None else status.attempts or 0
     state = round_state(view)
     if state == "succeeded":
         attempts = 0
@@ -248,6 +283,19 @@ def pruned(value: Any) -> Any:
     if isinstance(value, list):
         return [pruned(v) for v in value]
     return value
+
+
+def with_served(manifest: dict[str, Any], plan: RoundPlan) -> dict[str, Any]:
+    """The manifest recording what its round serves (`SERVED_ROUND_ANNOTATION`). Every apply
+    carries it (server-side apply would drop a field modelfs stops sending), but a change in it
+    alone is no reason to apply: `needs_apply` leaves annotations out."""
+    meta = manifest["metadata"]
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        SERVED_ROUND_ANNOTATION: str(plan.observed_sync_round),
+        ATTEMPTS_ANNOTATION: str(plan.attempts),
+    }
+    return manifest
 
 
 def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
@@ -320,6 +368,8 @@ class Outcome:
     apply: dict[str, Any] | None = None
     repair: dict[str, Any] | None = None
     apply_cause: str | None = None
+    withdraw: tuple[str, dict[str, Any]] | None = None
+    """(Dataset name, merge patch): the share of a Dataset whose Model's share is invalid."""
 
 
 def refused(reason: str, message: str) -> Outcome:
@@ -460,7 +510,7 @@ async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
     try:
         sync = ctx.runtime.parse(ModelSync, body)
     except ResolutionError as error:
-        logger.warning("Refused ModelSync", extra={"object": key, "error": str(error)})
+        logger.debug("Refused ModelSync", extra={"object": key, "error": str(error)})
         return None
     namespace = key[0]
     if sync.metadata.deletion_timestamp:
@@ -515,6 +565,8 @@ class Plan:
     """Posted when the status is written (a new phase, a new refusal)."""
     finalizers: list[str] | None = None
     """The ModelSync's finalizers, when they change (Retain)."""
+    withdraw: tuple[str, dict[str, Any]] | None = None
+    """(Dataset name, merge patch) taking an invalid share off the Dataset."""
     orphan: str | None = None
     """A Dataset to leave without its owner reference (Retain, on deletion)."""
     requeue_after: float | None = None
@@ -552,6 +604,7 @@ def decide(observed: Observed, now: datetime) -> Plan:
         events=outcome.events,
         status_events=transition_events(current, outcome, observed.written) if changed else [],
         finalizers=finalizers,
+        withdraw=outcome.withdraw,
         requeue_after=due_in + 0.5 if due_in is not None else None,
         outcome=outcome,
     )
@@ -569,10 +622,14 @@ def converge(observed: Observed, now: datetime) -> Outcome:
     if observed.error is not None:
         return refused(str(observed.error.reason), str(observed.error))
     model, source = observed.model, observed.source
+    for error in name_errors("ModelSync", "spec.modelRef", sync.spec.model_ref):
+        return refused(INVALID_MODEL_REF, str(error))  # stored before the rule; no such Model
     if model is None:
         return refused(
             MODEL_NOT_FOUND, f"Model {sync.spec.model_ref!r} does not exist in this namespace"
         )
+    for error in name_errors("Model", "spec.sourceRef", model.spec.source_ref):
+        return refused(INVALID_SOURCE_REF, f"Model {model.metadata.name!r}: {error}")
     if source is None:
         return refused(
             SOURCE_NOT_FOUND,
@@ -602,7 +659,19 @@ def converge(observed: Observed, now: datetime) -> Outcome:
     try:
         resolution = resolve(source, model, sync, data_sync_round=next_round)
     except ResolutionError as error:
-        return refused(str(error.reason), str(error))
+        outcome = refused(str(error.reason), str(error))
+        if existing is not None:
+            outcome.withdraw = share_withdrawal(existing, model)
+        if outcome.withdraw is not None:
+            outcome.events.append(
+                (
+                    "Normal",
+                    SHARE_WITHDRAWN,
+                    f"Withdrew the share of Dataset {name}: the share of Model "
+                    f"{model.metadata.name!r} is invalid, so it shares with no namespace",
+                )
+            )
+        return outcome
     resolved_message = f"Dataset {name} from {resolution.uri}"
     if existing is not None and existing.get("metadata", {}).get("deletionTimestamp"):
         return Outcome(
@@ -611,7 +680,7 @@ def converge(observed: Observed, now: datetime) -> Outcome:
             (False, "DatasetDeleting", f"waiting for Dataset {name} to be deleted"),
             resolution=resolution,
         )
-    desired = resolution.dataset.to_manifest()
+    desired = with_served(resolution.dataset.to_manifest(), plan)
     events: list[tuple[str, str, str]] = []
     apply = repair = cause = None
     after = view
@@ -660,6 +729,22 @@ def converge(observed: Observed, now: datetime) -> Outcome:
         repair=repair,
         apply_cause=cause,
     )
+
+
+def share_withdrawal(existing: dict[str, Any], model: Model) -> tuple[str, dict[str, Any]] | None:
+    """The merge patch that takes the share off modelfs's Dataset when its Model's share is
+    invalid (stored before the admission rules): an invalid share shares with nobody, rather
+    than keeping the selector it was created with (`{}`: every namespace). None when the share
+    is valid, absent, or already off the Dataset."""
+    if model.spec.share is None:
+        return None
+    if not any(e.field.startswith("spec.share") for e in model_errors(model)):
+        return None
+    spec = existing.get("spec") or {}
+    if not pruned({k: spec.get(k) for k in ("share", "shareToNamespaceSelector")}):
+        return None
+    name = str(existing.get("metadata", {}).get("name", ""))
+    return name, {"spec": {"share": None, "shareToNamespaceSelector": None}}
 
 
 def rounds_verdict(
@@ -777,6 +862,13 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                     "trigger": cause,
                 },
             )
+    if plan.withdraw is not None:
+        withdrawn = await writer.patch_dataset(key[0], plan.withdraw[0], plan.withdraw[1])
+        ctx.runtime.expect(DATASETS, (key[0], plan.withdraw[0]), withdrawn)
+        logger.info(
+            "Withdrew Dataset share",
+            extra={"object": f"{key[0]}/{key[1]}", "dataset": plan.withdraw[0]},
+        )
     stored = body.get("status") or {}
     written = await write_status(ctx, PLURAL, key, stored, status)
     if written:
@@ -800,6 +892,13 @@ def record_metrics(
 
 async def reconcile(ctx: Context, key: Key) -> float | None:
     """Observe, decide, act, for one ModelSync. Returns when to look again, or None."""
+    body = ctx.indexes.sync(key)
+    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
+        error = unparsed_error(ctx, ModelSync, body)
+        if error is not None:
+            if ctx.indexes.terminating(key[0]):
+                return None
+            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=True)
     observed = await observe(ctx, key)
     if observed is None:
         metrics.forget_phase(key)

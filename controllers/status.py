@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from modelfs.api.v1 import Condition, rules, set_condition
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.pkg.dataset import ResolutionError
+
+logger = logging.getLogger("modelfs.status")
+Parsed = TypeVar("Parsed")
 
 Event = tuple[str, str, str]
 """(type Normal|Warning, reason, message)"""
@@ -154,3 +159,69 @@ def created_once(
     if uid and before == uid:
         return [event for event in events if event[1] != DATASET_CREATED]
     return events
+
+
+# ---------------------------------------------------------------------- objects that do not parse
+
+
+def unparsed_error(
+    ctx: Context, kind: type[Parsed], body: Mapping[str, Any]
+) -> ResolutionError | None:
+    """Why `body` does not parse as `kind` (a spec stored before a schema check existed), or
+    None when it parses. Parsed once per version (`Runtime.parse`)."""
+    try:
+        ctx.runtime.parse(kind, body)  # type: ignore[type-var]
+    except ResolutionError as error:
+        return error
+    return None
+
+
+def unparsed_status(
+    current: dict[str, Any], error: ResolutionError, generation: int | None, now: str, phase: bool
+) -> dict[str, Any]:
+    """The status of an object whose spec does not parse: what it had, with Ready False naming
+    the field and what is allowed (and phase FAILED for kinds that have one)."""
+    reason, message = str(error.reason), str(error)
+    status = {
+        **current,
+        "conditions": with_conditions(
+            current.get("conditions") or [], [("Ready", False, reason, message)], generation, now
+        ),
+        "observedGeneration": generation,
+    }
+    if phase:
+        status["phase"] = "FAILED"
+    return status
+
+
+async def refuse_unparsed(
+    ctx: Context,
+    plural: str,
+    key: Key,
+    body: Mapping[str, Any],
+    error: ResolutionError,
+    *,
+    phase: bool,
+) -> float | None:
+    """Give an object whose spec does not parse the verdict of any other refusal: Ready False on
+    its status (a merge patch of the status alone: the spec cannot be written back), one Warning
+    event and one log line when the verdict changes. Nothing else of it is touched."""
+    waiting = ctx.runtime.awaiting(plural, key)
+    if waiting is not None:
+        return waiting
+    current = dict(body.get("status") or {})
+    generation = body.get("metadata", {}).get("generation")
+    status = unparsed_status(current, error, generation, now_string(), phase)
+    events = ready_events(
+        current, (False, str(error.reason), str(error)), last_written(ctx, plural, body)
+    )
+    if await write_status(ctx, plural, key, current, status):
+        remember_written(ctx, plural, body, status)
+        for type_, reason, message in events:
+            ctx.runtime.post_event(body, type_, reason, message)
+        if events:
+            logger.warning(
+                "Refused object whose spec does not parse",
+                extra={"object": f"{key[0]}/{key[1]}", "kind": plural, "error": str(error)},
+            )
+    return None

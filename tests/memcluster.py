@@ -227,7 +227,7 @@ class MemCluster:
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
         self.writes.append(("patch", "datasets", (namespace, name)))
-        body = copy.deepcopy(self.objects["datasets"][(namespace, name)])
+        body = merge_patched(copy.deepcopy(self.objects["datasets"][(namespace, name)]), patch)
         return self._store("datasets", (namespace, name), body)
 
     async def delete_dataset(self, namespace: str, name: str) -> bool:
@@ -327,6 +327,18 @@ class MemCluster:
 
 
 # ----------------------------------------------------------------------------- builders
+
+
+def merge_patched(body: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`body` after a JSON merge patch (RFC 7386): None deletes, maps merge."""
+    for key, value in patch.items():
+        if value is None:
+            body.pop(key, None)
+        elif isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = merge_patched(body[key], value)
+        else:
+            body[key] = copy.deepcopy(value)
+    return body
 
 
 def obj(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

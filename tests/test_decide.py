@@ -516,3 +516,180 @@ def test_adoption_needs_every_piece_of_evidence(
         "status": {"datasetName": "other" if "named by status" in missing else "mdl-v1"},
     }
     assert adoptable(lost_owner(**overrides), owner) == (not missing)
+
+
+def served(body: dict[str, Any], sync_round: int | None, attempts: int = 0) -> dict[str, Any]:
+    """The Dataset as an apply leaves it: what its round serves recorded on it (None: a Dataset
+    from before that record)."""
+    meta = dict(body["metadata"])
+    annotations = dict(meta.pop("annotations", None) or {})
+    annotations.pop(modelsync.SERVED_ROUND_ANNOTATION, None)
+    annotations.pop(modelsync.ATTEMPTS_ANNOTATION, None)
+    if sync_round is not None:
+        annotations[modelsync.SERVED_ROUND_ANNOTATION] = str(sync_round)
+        annotations[modelsync.ATTEMPTS_ANNOTATION] = str(attempts)
+    if annotations:
+        meta["annotations"] = annotations
+    return {**body, "metadata": meta}
+
+
+def test_the_dataset_records_what_its_round_serves_in_the_same_apply() -> None:
+    created = modelsync.decide(observed(sync=sync(syncRound=4)), NOW).apply
+    assert created is not None
+    assert created["metadata"]["annotations"] == {
+        modelsync.SERVED_ROUND_ANNOTATION: "4",
+        modelsync.ATTEMPTS_ANNOTATION: "0",
+    }
+    raised = sync(syncRound=3)
+    raised.status.observed_sync_round = 1
+    ready = served(owned({"phase": "READY", "lastSucceedRound": 1}), 1)
+    plan = modelsync.decide(observed(sync=raised, dataset=ready), NOW)
+    assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 2
+    assert plan.apply["metadata"]["annotations"][modelsync.SERVED_ROUND_ANNOTATION] == "3"
+
+
+def test_a_kill_after_a_raised_round_was_applied_starts_no_extra_round() -> None:
+    # Killed between the two writes serving syncRound 2: the Dataset's round 2 (recorded as
+    # serving syncRound 2) ran and succeeded, the status still says trigger 1.
+    raised = sync(syncRound=2)
+    raised.status.observed_sync_round = 1
+    raised.status.attempts = 0
+    done = served(owned({"phase": "READY", "lastSucceedRound": 2}, round_=2), 2)
+    plan = modelsync.decide(observed(sync=raised, dataset=done), NOW)
+    assert plan.apply is None and plan.events == []
+    assert plan.status is not None and plan.status["observedSyncRound"] == 2
+    assert plan.status["phase"] == "READY"
+
+
+def test_a_round_raised_after_an_unrecorded_creation_is_downloaded() -> None:
+    # Killed between the Dataset's creation (serving syncRound 1) and the first status write;
+    # the user raised syncRound to 2 meanwhile: round 2 is owed.
+    raised = sync(syncRound=2)
+    ready = served(owned({"phase": "READY", "lastSucceedRound": 1}), 1)
+    plan = modelsync.decide(observed(sync=raised, dataset=ready), NOW)
+    assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 2
+    assert plan.outcome is not None and plan.outcome.apply_cause == "requested"
+    assert plan.status is not None and plan.status["observedSyncRound"] == 2
+
+
+def test_a_dataset_from_before_the_record_keeps_the_old_reading() -> None:
+    raised = sync(syncRound=2)
+    ready = served(owned({"phase": "READY", "lastSucceedRound": 1}), None)
+    plan = modelsync.decide(observed(sync=raised, dataset=ready), NOW)
+    assert plan.apply is None  # no status: the trigger counts as served, as before the record
+    assert plan.status is not None and plan.status["observedSyncRound"] == 2
+
+
+FAILED_ROUND_2 = {
+    "phase": "FAILED",
+    "lastSucceedRound": 1,
+    "syncRoundStatuses": [
+        {
+            "round": 2,
+            "jobName": "j",
+            "startTime": "2026-11-27T10:00:00Z",
+            "endTime": "2026-11-27T10:01:00Z",
+            "succeed": False,
+        }
+    ],
+}
+
+
+def test_a_kill_after_a_retry_was_applied_uses_no_extra_retry() -> None:
+    # Round 2 was the one retry allowed (recorded on the Dataset); the status never counted it.
+    limited = sync(retry={"limit": 1, "backoff": "1s"})
+    limited.status.observed_sync_round = 1
+    limited.status.attempts = 0
+    failed = served(owned(FAILED_ROUND_2, round_=2), 1, attempts=1)
+    plan = modelsync.decide(observed(sync=limited, dataset=failed), NOW)
+    assert plan.apply is None
+    assert ready_of(plan)["reason"] == "RetryLimitReached"
+    assert plan.status is not None and plan.status["attempts"] == 1
+
+
+def test_a_requested_round_starts_its_retries_afresh_whatever_the_status_lags() -> None:
+    # Round 2 was requested (retries back to 0) after round 1 had used its retry; killed before
+    # the status said so: round 2's failure still gets its retry.
+    limited = sync(syncRound=2, retry={"limit": 1, "backoff": "1s"})
+    limited.status.observed_sync_round = 1
+    limited.status.attempts = 1
+    failed = served(owned(FAILED_ROUND_2, round_=2), 2, attempts=0)
+    plan = modelsync.decide(observed(sync=limited, dataset=failed), NOW)
+    assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 3
+    assert plan.outcome is not None and plan.outcome.apply_cause == "retry"
+
+
+def test_a_model_names_what_is_wrong_with_its_own_reason() -> None:
+    versions = {"v1": {"repo": "https://h/x/"}}
+    cases = [
+        ({"sourceRef": "Bad_Name", "versionConfigs": versions}, "InvalidSourceRef", "sourceRef"),
+        (
+            {"sourceRef": "src", "versionConfigs": versions, "share": {"namespaceSelector": {}}},
+            "InvalidShare",
+            "spec.share.namespaceSelector",
+        ),
+    ]
+    for spec, reason, named in cases:
+        the_model = parsed(Model, "Model", "mdl", spec)
+        verdict = model.readiness(the_model, SOURCE, source_verdict(SOURCE, None))
+        assert not verdict.ready and verdict.reason == reason and named in verdict.message
+    # an invalid sourceRef name is never "does not exist", even with no such ModelSource
+    bad = parsed(Model, "Model", "mdl", {"sourceRef": "Bad_Name", "versionConfigs": versions})
+    verdict = model.readiness(bad, None, None)
+    assert verdict.reason == "InvalidSourceRef" and "does not exist" not in verdict.message
+    plan = modelsync.decide(observed(model=bad, source=None), NOW)
+    assert ready_of(plan)["reason"] == "InvalidSourceRef" and plan.apply is None
+    plan = modelsync.decide(observed(sync=sync(modelRef="Bad_Name"), model=None), NOW)
+    assert ready_of(plan)["reason"] == "InvalidModelRef" and plan.apply is None
+    assert "spec.modelRef" in ready_of(plan)["message"]
+
+
+def test_a_reference_to_an_invalid_model_name_says_the_name_is_invalid() -> None:
+    for model_ref, path in (
+        ({"namespace": "team-b", "name": "Bad_Name"}, "spec.modelRef.name"),
+        ({"namespace": "Team", "name": "mdl"}, "spec.modelRef.namespace"),
+    ):
+        ref = parsed(
+            ModelReference, "ModelReference", "ref", {"modelRef": model_ref, "version": "v1"}
+        )
+        verdict = modelreference.allowed(ref, None, {"team": "a"})
+        assert verdict[0] is False and verdict[1] == "InvalidModelRef", verdict
+        assert path in verdict[2] and "does not exist" not in verdict[2]
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(
+    sync_round=st.integers(1, 6),
+    served_back=st.integers(0, 5),
+    attempts=st.integers(0, 4),
+    lag=st.one_of(st.none(), st.integers(0, 5)),
+    lag_attempts=st.integers(0, 4),
+    outcome=st.sampled_from(["READY", "FAILED", "PROCESSING"]),
+)
+def test_a_lagging_or_missing_status_plans_as_an_up_to_date_one(
+    sync_round: int,
+    served_back: int,
+    attempts: int,
+    lag: int | None,
+    lag_attempts: int,
+    outcome: str,
+) -> None:
+    """Whatever the status says of the rounds before (a kill between the two writes), what the
+    Dataset records of its own round decides."""
+    served_round = max(1, sync_round - served_back)
+    round_status: dict[str, Any] = {"phase": outcome, "lastSucceedRound": 2}
+    if outcome == "FAILED":
+        round_status = FAILED_ROUND_2
+    elif outcome == "PROCESSING":
+        round_status = {"phase": "PROCESSING", "inProcessing": True, "lastSucceedRound": 1}
+    dataset = served(owned(round_status, round_=2), served_round, attempts)
+    view = modelsync.with_failure_time(modelsync.view_dataset(dataset), None, NOW)
+
+    def plan(observed_round: int | None, used: int | None) -> modelsync.RoundPlan:
+        the_sync = sync(syncRound=sync_round, retry={"limit": 3, "backoff": "1s"})
+        the_sync.status.observed_sync_round = observed_round
+        the_sync.status.attempts = used
+        return modelsync.plan_round(the_sync, view, NOW)
+
+    lagging = None if lag is None else max(1, served_round - lag)
+    assert plan(lagging, lag_attempts) == plan(served_round, attempts)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from modelfs.controllers import triggers
 from modelfs.pkg.kube.client import ObjectClient
 from tests.memcluster import MemCluster, obj
 
@@ -174,3 +175,128 @@ async def test_a_secret_name_that_is_no_name_is_never_requested() -> None:
     for name in ("..", "../x", ".", "a/b", "A"):
         assert await client.secret_keys(NS, name) is None
     assert await client.secret_keys("../kube-system", "creds") is None
+
+
+UNPARSED = [
+    # (what is wrong, kind, plural, spec, the field named, whether it has a phase)
+    ("source type enum", "ModelSource", "modelsources", {"type": "FTP"}, "spec.type", False),
+    (
+        "model sourceRef too long",
+        "Model",
+        "models",
+        {**MODEL, "sourceRef": "s" * 300},
+        "spec.sourceRef",
+        False,
+    ),
+    (
+        "sync version too long",
+        "ModelSync",
+        "modelsyncs",
+        {**SYNC, "version": "v" * 64},
+        "spec.version",
+        True,
+    ),
+    (
+        "reference modelRef name",
+        "ModelReference",
+        "modelreferences",
+        {"modelRef": {"namespace": NS, "name": "x" * 300}, "version": "v1"},
+        "spec.modelRef.name",
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "plural", "spec", "field", "phase"),
+    [case[1:] for case in UNPARSED],
+    ids=[case[0] for case in UNPARSED],
+)
+async def test_an_object_that_no_longer_parses_is_refused_on_its_status_once(
+    kind: str,
+    plural: str,
+    spec: dict[str, Any],
+    field: str,
+    phase: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cluster = MemCluster()
+    cluster.namespace(NS)
+    cluster.put(obj(kind, NS, "bad", spec))
+    caplog.set_level("DEBUG")
+    async with cluster.running():
+        await cluster.settle()
+        for _ in range(3):  # resyncs: no new write, event or warning
+            cluster.operator.enqueue(triggers.everything(cluster.indexes))  # type: ignore[union-attr]
+            await cluster.settle()
+    status = cluster.objects[plural][(NS, "bad")]["status"]
+    verdict = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert verdict["status"] == "False" and verdict["reason"] == "InvalidSpec", verdict
+    assert verdict["message"].startswith(f"{kind} {field}: "), verdict
+    assert status["observedGeneration"] == 1
+    assert status.get("phase") == ("FAILED" if phase else None)
+    assert cluster.objects["datasets"] == {}
+    assert [e for e in cluster.events if e[0] == (NS, "bad")] == [
+        ((NS, "bad"), "Warning", "InvalidSpec")
+    ]
+    assert [w for w in cluster.writes if w[0] == "patch-status"] == [
+        ("patch-status", plural, (NS, "bad"))
+    ]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [{}, {"matchLabels": {"a b": "x"}}],
+    ids=["empty", "bad key"],
+)
+async def test_an_invalid_share_stored_before_the_upgrade_shares_with_nobody(
+    selector: dict[str, Any],
+) -> None:
+    """A Model whose share turned invalid: its Dataset loses the share it was created with
+    (`{}` shared with every namespace), and the ModelReferences reading it are revoked."""
+    consumers = "team-b"
+    cluster = MemCluster()
+    cluster.namespace(NS)
+    cluster.namespace(consumers, team="b")
+    cluster.put(obj("ModelSource", NS, "src", {"type": "HTTP"}))
+    shared = {
+        "sourceRef": "src",
+        "versionConfigs": {"v1": {"repo": "https://h/x/"}},
+        "share": {"namespaceSelector": {"matchLabels": {"team": "b"}}},
+    }
+    cluster.put(obj("Model", NS, "mdl", shared))
+    cluster.put(obj("ModelSync", NS, "sync", SYNC))
+    cluster.put(
+        obj(
+            "ModelReference",
+            consumers,
+            "ref",
+            {"modelRef": {"namespace": NS, "name": "mdl"}, "version": "v1"},
+        )
+    )
+    async with cluster.running():
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        assert cluster.objects["datasets"][(NS, "mdl-v1")]["spec"]["share"] is True
+        reference_datasets = [k for k in cluster.objects["datasets"] if k[0] == consumers]
+        assert len(reference_datasets) == 1
+        model = cluster.objects["models"][(NS, "mdl")]
+        cluster.put({**model, "spec": {**shared, "share": {"namespaceSelector": selector}}})
+        await cluster.settle()
+        for _ in range(2):  # resyncs change nothing more
+            cluster.operator.enqueue(triggers.everything(cluster.indexes))  # type: ignore[union-attr]
+            await cluster.settle()
+    source = cluster.objects["datasets"][(NS, "mdl-v1")]
+    assert "share" not in source["spec"] and "shareToNamespaceSelector" not in source["spec"]
+    assert [k for k in cluster.objects["datasets"] if k[0] == consumers] == []
+    assert ready(cluster, "models", "mdl")["status"] == "False"
+    assert "spec.share.namespaceSelector" in ready(cluster, "models", "mdl")["message"]
+    withdrawn = [e for e in cluster.events if e[2] == "DatasetShareWithdrawn"]
+    assert withdrawn == [((NS, "sync"), "Normal", "DatasetShareWithdrawn")]
+    status = cluster.objects["modelreferences"][(consumers, "ref")]["status"]
+    assert status["phase"] == "FAILED"

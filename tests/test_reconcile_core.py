@@ -15,6 +15,7 @@ import pytest
 from modelfs import operator as operator_module
 from modelfs.controllers import modelsync, runtime, triggers
 from modelfs.controllers.queue import WorkQueue
+from modelfs.controllers.runtime import Key
 from tests.memcluster import MemCluster, obj
 
 NS, CONSUMERS = "team-a", "team-b"
@@ -484,3 +485,67 @@ async def test_a_revocation_does_not_wait_for_modelfs_own_writes_to_come_back() 
         e for e in cluster.events if e[0] == (CONSUMERS, "ref-0") and e[2] == "DatasetDeleted"
     ]
     assert len(deleted) == 1, cluster.events
+
+
+# ----------------------------------------------------------------------------- kill windows
+
+
+def killed_after_the_dataset_write(cluster: MemCluster, meanwhile: Any = None) -> list[Key]:
+    """The next apply of a Dataset is stored, then the reconcile dies before its status write
+    (a kill between the two writes of a round); `meanwhile` runs then (the user's edit while the
+    operator is down). The retried reconcile starts from what the kill left, as a restart would."""
+    killed: list[Key] = []
+
+    def kill(key: Key) -> None:
+        if killed:
+            return
+        killed.append(key)
+        if meanwhile is not None:
+            meanwhile()
+        raise RuntimeError("killed between the Dataset write and the status write")
+
+    cluster.on_apply = kill
+    return killed
+
+
+def raise_sync_round(cluster: MemCluster, key: Key, to: int) -> None:
+    stored = cluster.objects["modelsyncs"][key]
+    cluster.put({**stored, "spec": {**stored["spec"], "syncRound": to}})
+
+
+async def test_a_kill_after_a_raised_round_was_applied_starts_no_extra_round() -> None:
+    cluster = shared_model_cluster(versions=1, references=0)
+    key = (NS, "sync-0")
+    async with cluster.running():
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        assert cluster.objects["modelsyncs"][key]["status"]["observedSyncRound"] == 1
+        killed = killed_after_the_dataset_write(cluster)
+        raise_sync_round(cluster, key, 2)
+        await cluster.settle()
+        assert killed == [(NS, "mdl-v0")]
+        assert cluster.objects["datasets"][(NS, "mdl-v0")]["spec"]["dataSyncRound"] == 2
+        cluster.ready_all_datasets()  # round 2 ran and succeeded
+        await cluster.settle()
+    dataset = cluster.objects["datasets"][(NS, "mdl-v0")]
+    assert dataset["spec"]["dataSyncRound"] == 2, "syncRound 2 asked for ONE round"
+    status = cluster.objects["modelsyncs"][key]["status"]
+    assert status["observedSyncRound"] == 2 and status["phase"] == "READY"
+
+
+async def test_a_round_raised_while_down_after_an_unrecorded_creation_is_downloaded() -> None:
+    cluster = shared_model_cluster(versions=1, references=0)
+    key = (NS, "sync-0")
+    killed = killed_after_the_dataset_write(cluster, lambda: raise_sync_round(cluster, key, 2))
+    async with cluster.running():
+        await cluster.settle()
+        assert killed == [(NS, "mdl-v0")]
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        assert cluster.objects["datasets"][(NS, "mdl-v0")]["spec"]["dataSyncRound"] == 2
+        cluster.ready_all_datasets()
+        await cluster.settle()
+    status = cluster.objects["modelsyncs"][key]["status"]
+    assert status["observedSyncRound"] == 2 and status["phase"] == "READY"
+    assert status["datasetRound"] == 2
