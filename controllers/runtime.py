@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 from modelfs.pkg.dataset import parse
-from modelfs.pkg.kube import ApiError
+from modelfs.pkg.kube import TRANSIENT_ERRORS
 
 Parsed = TypeVar("Parsed", ModelSource, Model, ModelSync, ModelReference)
 
@@ -235,7 +235,7 @@ class Runtime:
     ) -> None:
         try:
             await self.writer.create_event(body, type_, reason, message)
-        except ApiError as error:
+        except TRANSIENT_ERRORS as error:
             logger.warning(
                 "Event not posted",
                 extra={"object": body_key(body), "reason": reason, "error": str(error)},

@@ -147,7 +147,8 @@ class Operator:
             self.runtime.forget(str(body.get("metadata", {}).get("uid") or ""))
         if self.runtime.observed(plural, key, body):
             found = triggers.after_own_write(plural, indexes, body)
-            if plural in self.queues and self.runtime.take_deferred(plural, key):
+            # taken whatever the kind: a Dataset has no queue, what waited for it is its reader
+            if self.runtime.take_deferred(plural, key) and plural in self.queues:
                 found.add(plural, key)
         else:
             found = affected(indexes, body)

@@ -73,6 +73,21 @@ async def test_one_worker_per_key_and_failures_back_off_per_key() -> None:
     assert 1 <= len(calls["good"]) <= 3  # merged or re-run after, never lost, never parallel
 
 
+async def test_a_wait_for_an_own_dataset_write_is_taken_when_it_comes_back() -> None:
+    """A ModelSync that waited for its Dataset apply to come back through the watch: the wait
+    is taken when it does (Datasets have no queue; the ModelSync, their reader, is enqueued),
+    so nothing is kept per Dataset for ever."""
+    cluster = shared_model_cluster(versions=1, references=0)
+    operator = operator_module.Operator(cluster.runtime)
+    dataset = {"metadata": {"name": "mdl-v0", "namespace": NS, "resourceVersion": "7"}}
+    cluster.runtime.expect("datasets", (NS, "mdl-v0"), dataset)
+    assert cluster.runtime.awaiting("datasets", (NS, "mdl-v0")) is not None
+    operator.on_event("datasets", dataset, cluster.indexes, triggers.dataset_changed)
+    assert cluster.runtime.deferred == set()
+    assert "datasets" not in operator.queues
+    await operator.stop()
+
+
 async def test_add_after_keeps_the_earliest_time() -> None:
     queue: WorkQueue[str] = WorkQueue("test")
     queue.add_after("a", 10)
