@@ -4,6 +4,7 @@ out, the corrected source syncs to READY."""
 from __future__ import annotations
 
 from e2e.operator.kube import Kube, condition
+from modelfs.controllers.modelsync import ATTEMPTS_ANNOTATION, SERVED_ROUND_ANNOTATION
 
 HF_CONFIG = {"endpoint": "https://huggingface.co", "exclude": "*.bin"}
 QWEN_VERSIONS = {"v2.5.0": {"repo": "qwen/Qwen2.5-7B-Instruct", "repoConfig": {"revision": "main"}}}
@@ -59,11 +60,12 @@ async def test_quick_start_as_the_seed_wrote_it_is_refused_then_fixed(kube: Kube
     assert labels["model.samzong.dev/version"] == "v2.5.0"
     (owner,) = dataset["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("ModelSync", "qwen-sync", True)
-    # Nothing of kopf's lands on a Dataset: no annotations of ours, finalizers are the fake's.
-    assert not any(
-        k.startswith(("kopf", "model.samzong.dev"))
-        for k in dataset["metadata"].get("annotations", {})
-    )
+    # Nothing of kopf's lands on a Dataset; modelfs's only annotations are the round record
+    # (the syncRound and retries the round serves, written with it); finalizers are the engine's.
+    annotations = dataset["metadata"].get("annotations", {})
+    assert not any(k.startswith("kopf") for k in annotations)
+    ours = {k: v for k, v in annotations.items() if k.startswith("model.samzong.dev")}
+    assert ours == {SERVED_ROUND_ANNOTATION: "1", ATTEMPTS_ANNOTATION: "0"}
     assert "model.samzong.dev/finalizer" not in dataset["metadata"].get("finalizers", [])
 
     model = await kube.wait(
