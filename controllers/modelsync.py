@@ -456,15 +456,18 @@ def desired_status(
 def transition_events(
     current: dict[str, Any], outcome: Outcome, written: tuple[str, str] | None = None
 ) -> list[Event]:
-    """Events for what changed in the user's eyes: a new phase or a new refusal. `written`: the
-    Ready modelfs last wrote, which a lagging index may not show yet (`status.ready_changed`)."""
+    """Events for what changed in the user's eyes: a failure, a new refusal, and the end of a
+    round that an Event started (RoundStarted, RoundRetried: a Dataset round past the first).
+    The first round's end is told by the status (Ready, `lastSyncTime`). `written`: the Ready
+    modelfs last wrote, which a lagging index may not show yet (`status.ready_changed`)."""
     ready, reason, message = outcome.ready
     if not ready_changed(current, reason, message, written):
         return []
     if current.get("phase") == outcome.phase and outcome.phase != Phase.FAILED:
         return []
     if ready:
-        return [("Normal", "Synced", message)]
+        later_round = outcome.view is not None and outcome.view.round > 1
+        return [("Normal", "Synced", message)] if later_round else []
     if outcome.phase == Phase.FAILED:
         return [("Warning", reason, message)]
     return []
@@ -699,7 +702,9 @@ def converge(observed: Observed, now: datetime) -> Outcome:
                 )
             )
         else:
-            events.append(apply_event(view, plan, resolution, sync))
+            announced = apply_event(view, plan, resolution, sync)
+            if announced is not None:
+                events.append(announced)
         cause = "create" if view is None else "adopt" if adopting else (plan.reason or "update")
         cause = cause.lower()
         # What the status says until the watch brings the Dataset back: the stored status
@@ -790,10 +795,12 @@ def plan_round_after(
 
 def apply_event(
     before: DatasetView | None, plan: RoundPlan, resolution: Resolution, sync: ModelSync
-) -> tuple[str, str, str]:
+) -> tuple[str, str, str] | None:
+    """The Event of an apply, or None for a new Dataset: that is told by the status
+    (`datasetName`, `source`, Resolved) and the log (docs/decisions.md, "Events")."""
     name = resolution.name
     if before is None:
-        return ("Normal", "DatasetCreated", f"Created Dataset {name} from {resolution.uri}")
+        return None
     if plan.reason == RETRY:
         return (
             "Normal",

@@ -77,12 +77,13 @@ def test_sync_refusals_name_what_is_wrong() -> None:
         assert ("Warning", reason, ready["message"]) in plan.status_events
 
 
-def test_sync_creates_its_dataset_and_says_so() -> None:
+def test_sync_creates_its_dataset_and_says_so_in_its_status() -> None:
     plan = modelsync.decide(observed(), NOW)
     assert plan.apply is not None and plan.apply["metadata"]["name"] == "mdl-v1"
     assert plan.apply["spec"]["dataSyncRound"] == 1
-    assert [e[1] for e in plan.events] == ["DatasetCreated"]
+    assert plan.events == [] and plan.status_events == []  # the status tells it (decisions.md)
     assert plan.status is not None and plan.status["phase"] == "PENDING"
+    assert plan.status["datasetName"] == "mdl-v1"
     assert plan.outcome is not None and plan.outcome.apply_cause == "create"
 
 
@@ -107,7 +108,14 @@ def test_sync_mirrors_a_ready_dataset_without_writing_it() -> None:
     assert plan.apply is None and plan.events == []
     assert plan.status is not None and plan.status["phase"] == "READY"
     assert plan.status["pvcName"] == "mdl-v1"
-    assert ("Normal", "Synced", ready_of(plan)["message"]) in plan.status_events
+    assert plan.status_events == []  # the first round's end: Ready and lastSyncTime say it
+
+
+def test_sync_announces_the_end_of_a_round_an_event_started() -> None:
+    second = owned({"phase": "READY", "lastSucceedRound": 2, "pvcName": "mdl-v1"}, round_=2)
+    plan = modelsync.decide(observed(dataset=second), NOW)
+    assert plan.status is not None and plan.status["phase"] == "READY"
+    assert [("Normal", "Synced", ready_of(plan)["message"])] == plan.status_events
 
 
 def test_sync_raises_the_round_for_a_raised_trigger() -> None:

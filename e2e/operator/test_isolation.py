@@ -218,20 +218,32 @@ async def test_defect6_a_reference_source_to_an_unshared_namespace_creates_nothi
 
 async def test_defect8_one_event_per_transition_after_a_settle(kube: Kube) -> None:
     """Eight ModelSyncs of one Model from one source: exactly one Ready event on the source and
-    the Model, one DatasetCreated and one Synced on each ModelSync."""
+    the Model; none on a ModelSync for its first round (its status tells it), and exactly one
+    RoundStarted and one Synced for a raised second round."""
     versions = 8
     await http_model(kube, versions=versions)
     for i in range(versions):
         await kube.create("ModelSync", f"sync-{i}", {"modelRef": "mdl", "version": f"v{i}"})
     for i in range(versions):
         await kube.wait_phase(f"sync-{i}", "READY", within=120)
+    for i in range(versions):
+        await kube.patch("ModelSync", f"sync-{i}", {"spec": {"syncRound": 2}})
+    for i in range(versions):
+        await kube.wait(
+            "ModelSync",
+            f"sync-{i}",
+            lambda b: b["status"].get("datasetRound") == 2 and b["status"].get("phase") == "READY",
+            within=120,
+            what="round 2 READY",
+        )
     await asyncio.sleep(8)  # settled: the Model's last write, the Events posted in background
     per_object = Counter((e.involved_object.name, e.reason) for e in await kube.events())
     print(f"\ndefect 8: events per object and reason: {dict(sorted(per_object.items()))}")
     assert per_object[("src", "Ready")] == 1, per_object
     assert per_object[("mdl", "Ready")] == 1, per_object
     for i in range(versions):
-        assert per_object[(f"sync-{i}", "DatasetCreated")] == 1, per_object
+        assert per_object[(f"sync-{i}", "DatasetCreated")] == 0, per_object
+        assert per_object[(f"sync-{i}", "RoundStarted")] == 1, per_object
         assert per_object[(f"sync-{i}", "Synced")] == 1, per_object
     ours = {k: n for k, n in per_object.items() if k[0] in {"src", "mdl"} or "sync" in k[0]}
     assert max(ours.values()) == 1, ours
