@@ -19,6 +19,8 @@ from typing import Any
 from modelfs.controllers.runtime import Indexes, Key, body_key
 
 KINDS = ("modelsources", "models", "modelsyncs", "modelreferences")
+OWNER_KINDS = {"ModelSync": "modelsyncs", "ModelReference": "modelreferences"}
+"""The kinds that own Datasets, by kind name: their plural."""
 
 
 @dataclass
@@ -135,9 +137,12 @@ def namespace_changed(ix: Indexes, name: str) -> Affected:
     return Affected().add("modelreferences", *(k for k in ix.references if k[0] == name))
 
 
-def after_own_write(plural: str, ix: Indexes, body: Mapping[str, Any]) -> Affected:
+def after_own_write(
+    plural: str, ix: Indexes, body: Mapping[str, Any], *, waited: bool = False
+) -> Affected:
     """modelfs's own write came back (a status, a finalizer, a Dataset it applied): the object
-    itself has nothing new to reconcile; only what reads its status does."""
+    itself has nothing new to reconcile; only what reads its status does. `waited`: a reconcile
+    stopped to wait for this write (`Runtime.awaiting`); for a Dataset, that is its owner's."""
     if plural == "modelsources":  # a Secret re-check may have changed the verdict
         affected = source_changed(ix, body)
         affected.keys["modelsources"].clear()
@@ -146,8 +151,14 @@ def after_own_write(plural: str, ix: Indexes, body: Mapping[str, Any]) -> Affect
         affected = sync_changed(ix, body)
         affected.keys["modelsyncs"].clear()
         return affected
-    if plural == "datasets":  # whose reconcile may wait for it
-        return dataset_changed(ix, body)
+    if plural == "datasets":  # the Model's references read it; its owner only if it waited
+        affected = dataset_changed(ix, body)
+        if not waited:
+            for owner in body.get("metadata", {}).get("ownerReferences") or []:
+                kind = OWNER_KINDS.get(str(owner.get("kind")))
+                if owner.get("controller") and kind:
+                    affected.keys[kind].discard((body_key(body)[0], str(owner.get("name"))))
+        return affected
     return Affected()  # a Model's or a ModelReference's status: nobody reads it
 
 

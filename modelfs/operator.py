@@ -146,9 +146,10 @@ class Operator:
         if deleted:
             self.runtime.forget(str(body.get("metadata", {}).get("uid") or ""))
         if self.runtime.observed(plural, key, body):
-            found = triggers.after_own_write(plural, indexes, body)
-            # taken whatever the kind: a Dataset has no queue, what waited for it is its reader
-            if self.runtime.take_deferred(plural, key) and plural in self.queues:
+            # taken whatever the kind: a Dataset has no queue, what waited for it is its owner
+            waited = self.runtime.take_deferred(plural, key)
+            found = triggers.after_own_write(plural, indexes, body, waited=waited)
+            if waited and plural in self.queues:
                 found.add(plural, key)
         else:
             found = affected(indexes, body)
