@@ -12,7 +12,12 @@ from typing import Any
 from modelfs.api.v1 import Model, ModelSource
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key
-from modelfs.controllers.shared import Verdict, first_syncer, source_verdict
+from modelfs.controllers.shared import (
+    Verdict,
+    first_syncer,
+    model_version_errors,
+    source_verdict,
+)
 from modelfs.controllers.status import (
     Event,
     forget_written,
@@ -26,7 +31,7 @@ from modelfs.controllers.status import (
     with_conditions,
     write_status,
 )
-from modelfs.pkg.dataset import ResolutionError, version_errors
+from modelfs.pkg.dataset import ResolutionError
 from modelfs.pkg.dataset.resolve import name_errors
 
 PLURAL = "models"
@@ -81,11 +86,7 @@ def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None)
             SOURCE_NOT_FOUND,
             f"ModelSource {model.spec.source_ref!r} does not exist in this namespace",
         )
-    errors = [
-        error
-        for version in sorted(model.spec.version_configs)
-        for error in version_errors(source, model, version)
-    ]
+    errors = model_version_errors(source, model)
     if errors:
         first = errors[0]
         message = "; ".join(f"{e.kind} {e.field}: {e.message}" for e in errors)

@@ -21,6 +21,7 @@ from modelfs.controllers.shared import (
     first_syncer,
     not_shared,
     reference_target,
+    resolved,
     shares_with,
     source_verdict,
 )
@@ -47,7 +48,6 @@ from modelfs.pkg.dataset import (
     adoptable,
     dataset_name,
     ownership_conflict,
-    resolve,
 )
 from modelfs.pkg.dataset.resolve import model_errors, name_errors
 from modelfs.pkg.kube import InvalidError
@@ -660,7 +660,7 @@ def converge(observed: Observed, now: datetime) -> Outcome:
     plan = plan_round(sync, view, now)
     next_round = (view.round + 1 if plan.reason else view.round) if view else 1
     try:
-        resolution = resolve(source, model, sync, data_sync_round=next_round)
+        resolution = resolved(source, model, sync, data_sync_round=next_round)
     except ResolutionError as error:
         outcome = refused(str(error.reason), str(error))
         if existing is not None:

@@ -4,12 +4,21 @@ module, never one another."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from modelfs.api.v1 import Model, ModelSource, SourceType
-from modelfs.pkg.dataset import describe_secret_keys, missing_secret_keys, source_config_errors
+from modelfs.api.v1 import Model, ModelSource, ModelSync, SourceType
+from modelfs.pkg.dataset import (
+    Resolution,
+    ResolutionError,
+    describe_secret_keys,
+    missing_secret_keys,
+    resolve,
+    source_config_errors,
+    version_errors,
+)
 from modelfs.pkg.labels import SelectorError, selector_matches, validate_selector
 
 SECRET_MISSING = "SecretMissing"
@@ -131,4 +140,86 @@ def not_shared(target: tuple[str, str], namespace: str) -> Verdict:
         f"the REFERENCE source dataset://{target[0]}/{target[1]} is not a Dataset shared with "
         f"namespace {namespace!r}; modelfs creates no Dataset for it. To read a model another "
         "namespace syncs, create a ModelReference (its Model must share with this namespace)",
+    )
+
+
+# ----------------------------------------------------------------------------- spec memos
+
+Value = TypeVar("Value")
+
+
+class SpecMemo(Generic[Value]):
+    """The results of a pure function of objects' specs, by the (uid, generation) of each
+    object: a spec is resolved once per change, however many reconciles read it (a Model's 50
+    versions were checked on every reconcile of the Model, and a ModelSync resolved on every
+    watch event of its Dataset). The API server bumps `metadata.generation` on every change of
+    a spec, and only then; what these functions read besides the spec (uid, name, namespace)
+    never changes. ResolutionErrors are kept too and raised again. Bounded: the least recently
+    used go first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, tuple[Value | None, ResolutionError | None]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: Hashable | None, compute: Callable[[], Value]) -> Value:
+        if key is None:  # an object without uid or generation (built in a test): no memo
+            return compute()
+        found = self.entries.get(key)
+        if found is None:
+            try:
+                found = (compute(), None)
+            except ResolutionError as refused:
+                found = (None, refused)
+            self.entries[key] = found
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        else:
+            self.entries.move_to_end(key)
+        value, error = found
+        if error is not None:
+            raise error.with_traceback(None)
+        return value  # type: ignore[return-value]
+
+
+def spec_key(*objects: ModelSource | Model | ModelSync) -> tuple[Any, ...] | None:
+    """(uid, generation) of each object, or None when one lacks either."""
+    key: list[Any] = []
+    for each in objects:
+        uid, generation = each.metadata.uid, each.metadata.generation
+        if not uid or generation is None:
+            return None
+        key += (uid, generation)
+    return tuple(key)
+
+
+RESOLUTIONS: SpecMemo[Resolution] = SpecMemo(1024)
+VERSION_ERRORS: SpecMemo[list[ResolutionError]] = SpecMemo(256)
+
+
+def resolved(
+    source: ModelSource, model: Model, sync: ModelSync, *, data_sync_round: int
+) -> Resolution:
+    """`pkg.dataset.resolve`, once per spec generation of the three and round. The Resolution
+    is shared: read it, never change it (`Dataset.to_manifest` returns a new dict)."""
+    key = spec_key(source, model, sync)
+    return RESOLUTIONS.get(
+        key and (*key, data_sync_round),
+        lambda: resolve(source, model, sync, data_sync_round=data_sync_round),
+    )
+
+
+def model_version_errors(source: ModelSource, model: Model) -> list[ResolutionError]:
+    """What is wrong with each version of `model` against `source`, in version order; once per
+    spec generation of the two."""
+    return list(
+        VERSION_ERRORS.get(
+            spec_key(source, model),
+            lambda: [
+                error
+                for version in sorted(model.spec.version_configs)
+                for error in version_errors(source, model, version)
+            ],
+        )
     )

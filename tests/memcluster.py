@@ -16,6 +16,7 @@ import contextlib
 import copy
 import itertools
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
@@ -129,7 +130,10 @@ class MemCluster:
         stored = copy.deepcopy(body)
         meta = stored["metadata"]
         old = self.objects[plural].get(key)
-        meta.setdefault("uid", (old or {}).get("metadata", {}).get("uid") or f"uid-{key[1]}")
+        # unique, as the API server's: modelfs remembers resolutions per uid and generation
+        meta.setdefault(
+            "uid", (old or {}).get("metadata", {}).get("uid") or f"uid-{key[1]}-{uuid.uuid4().hex}"
+        )
         meta.setdefault("creationTimestamp", f"2026-11-27T00:00:{next(self._versions) % 60:02d}Z")
         meta["generation"] = int((old or {}).get("metadata", {}).get("generation") or 0) + 1
         if old is not None and "status" in old and "status" not in stored:
@@ -216,7 +220,7 @@ class MemCluster:
         self.writes.append(("apply", "datasets", key))
         old = self.objects["datasets"].get(key) or {}
         body = copy.deepcopy(manifest)
-        body["metadata"]["uid"] = old.get("metadata", {}).get("uid") or f"ds-{key[1]}"
+        body["metadata"]["uid"] = old.get("metadata", {}).get("uid") or f"ds-{uuid.uuid4().hex}"
         body["status"] = old.get("status") or {}
         stored = self._store("datasets", key, body)
         if self.on_apply is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +22,15 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NS = "team-a"
 
 
+GENERATIONS = itertools.count(1)
+
+
 def parsed(cls: Any, kind: str, name: str, spec: dict[str, Any], **meta: Any) -> Any:
-    metadata = {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1, **meta}
+    """An object as the API server stores it; each one built is a new generation of its spec
+    (resolution is remembered per uid and generation: `controllers.shared.SpecMemo`)."""
+    generation = next(GENERATIONS)
+    metadata = {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": generation}
+    metadata.update(meta)
     return cls.model_validate({"metadata": metadata, "spec": spec})
 
 
