@@ -250,6 +250,36 @@ def first_value(store: Any) -> dict[str, Any] | None:
     return values[-1] if values else None
 
 
+BY_SOURCE, BY_MODEL, BY_VERSION = "@source", "@model", "@version"
+"""The tags of secondary keys in a kind's one index: `@` is in no namespace name."""
+
+
+class Tagged(Mapping[Any, Any]):
+    """One view of a kind's index: its objects by (namespace, name) when `tag` is None, else its
+    secondary keys of `tag`, looked up without the tag."""
+
+    def __init__(self, index: Mapping[Any, Any], tag: str | None = None) -> None:
+        self.index, self.tag = index, tag
+
+    def __getitem__(self, key: Any) -> Any:
+        if self.tag is None:
+            if len(key) != 2:
+                raise KeyError(key)
+            return self.index[key]
+        return self.index[(self.tag, *key)]
+
+    def __iter__(self) -> Iterator[Any]:
+        for key in self.index:
+            if self.tag is None:
+                if len(key) == 2:
+                    yield key
+            elif key[0] == self.tag:
+                yield key[1:]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass
 class Indexes:
     """kopf's in-memory indexes (or dicts in unit tests), by the names the operator registers
@@ -270,17 +300,20 @@ class Indexes:
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
+        """The operator's kopf indexes: one per kind, secondary keys tagged (`Tagged`)."""
+        models, syncs = kwargs["model_index"], kwargs["modelsync_index"]
+        references = kwargs["modelreference_index"]
         return cls(
             namespaces=kwargs["namespace_index"],
-            references=kwargs["modelreference_index"],
-            references_by_model=kwargs["modelreference_by_model_index"],
+            references=Tagged(references),
+            references_by_model=Tagged(references, BY_MODEL),
             sources=kwargs["modelsource_index"],
-            models=kwargs["model_index"],
-            models_by_source=kwargs["model_by_source_index"],
-            syncs=kwargs["modelsync_index"],
-            syncs_by_model=kwargs["modelsync_by_model_index"],
+            models=Tagged(models),
+            models_by_source=Tagged(models, BY_SOURCE),
+            syncs=Tagged(syncs),
+            syncs_by_model=Tagged(syncs, BY_MODEL),
             datasets=kwargs["dataset_index"],
-            syncs_by_version=kwargs["modelsync_by_model_index"],  # both kinds of keys
+            syncs_by_version=Tagged(syncs, BY_VERSION),
         )
 
     def namespace(self, name: str) -> dict[str, Any] | None:

@@ -25,7 +25,17 @@ from modelfs.api.v1 import GROUP, VERSION
 from modelfs.controllers import model, modelreference, modelsource, modelsync, triggers
 from modelfs.controllers.isolation import isolated
 from modelfs.controllers.queue import WorkQueue
-from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key, snapshot
+from modelfs.controllers.runtime import (
+    BY_MODEL,
+    BY_SOURCE,
+    BY_VERSION,
+    Context,
+    Indexes,
+    Key,
+    Runtime,
+    body_key,
+    snapshot,
+)
 from modelfs.pkg.dataset import (
     DATASET_GROUP,
     DATASET_PLURAL,
@@ -64,27 +74,44 @@ async def namespace_summary(body: kopf.Body, **_: Any) -> dict[str, dict[str, An
     }
 
 
-async def model_by_source(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[tuple[str, str], str]:
+# One index per kind: kopf invokes each index function on every watch event of its kind, with
+# the whole handler machinery around it, so a kind's secondary keys share its one function.
+# By name: (namespace, name) -> the snapshot; secondary keys start with a tag
+# (`controllers.runtime.TAGS`), which no namespace name can.
+
+
+async def model_index(
+    body: kopf.Body, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, ...], dict[str, Any] | str]:
+    """By name, and by (namespace, ModelSource)."""
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     return {
-        (body.metadata.namespace or "", str(spec.get("sourceRef", ""))): body.metadata.name or ""
+        (namespace, name): snapshot(body),
+        (BY_SOURCE, namespace, str(spec.get("sourceRef", ""))): name,
     }
 
 
-async def modelreference_by_model(
+async def modelreference_index(
     body: kopf.Body, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], tuple[str, str]]:
+) -> dict[tuple[str, ...], dict[str, Any] | tuple[str, str]]:
+    """By name, and by the Model it reads (namespace, name) -> (namespace, name)."""
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     target = spec.get("modelRef") or {}
-    key = (str(target.get("namespace", "")), str(target.get("name", "")))
-    return {key: (body.metadata.namespace or "", body.metadata.name or "")}
+    model = (str(target.get("namespace", "")), str(target.get("name", "")))
+    return {(namespace, name): snapshot(body), (BY_MODEL, *model): (namespace, name)}
 
 
-async def modelsync_by_model(
+async def modelsync_index(
     body: kopf.Body, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, ...], str]:
-    """By (namespace, Model) and by (namespace, Model, version): one index, one call per event."""
-    namespace, model = body.metadata.namespace or "", str(spec.get("modelRef", ""))
-    name = body.metadata.name or ""
-    return {(namespace, model): name, (namespace, model, str(spec.get("version", ""))): name}
+) -> dict[tuple[str, ...], dict[str, Any] | str]:
+    """By name, by (namespace, Model) and by (namespace, Model, version)."""
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    model = str(spec.get("modelRef", ""))
+    return {
+        (namespace, name): snapshot(body),
+        (BY_MODEL, namespace, model): name,
+        (BY_VERSION, namespace, model, str(spec.get("version", ""))): name,
+    }
 
 
 RECONCILERS: dict[str, Reconciler] = {
@@ -222,14 +249,9 @@ def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
     }
     kopf.index("", "v1", "namespaces", id="namespace_index", registry=registry)(namespace_summary)
     kopf.index(plural="modelsources", id="modelsource_index", **ours)(by_name)
-    kopf.index(plural="models", id="model_index", **ours)(by_name)
-    kopf.index(plural="models", id="model_by_source_index", **ours)(model_by_source)
-    kopf.index(plural="modelsyncs", id="modelsync_index", **ours)(by_name)
-    kopf.index(plural="modelsyncs", id="modelsync_by_model_index", **ours)(modelsync_by_model)
-    kopf.index(plural="modelreferences", id="modelreference_index", **ours)(by_name)
-    kopf.index(plural="modelreferences", id="modelreference_by_model_index", **ours)(
-        modelreference_by_model
-    )
+    kopf.index(plural="models", id="model_index", **ours)(model_index)
+    kopf.index(plural="modelsyncs", id="modelsync_index", **ours)(modelsync_index)
+    kopf.index(plural="modelreferences", id="modelreference_index", **ours)(modelreference_index)
     # Every Dataset, not only modelfs's: a name taken by someone else's Dataset must be seen.
     kopf.index(id="dataset_index", **{**datasets, "labels": None})(by_name)
 
