@@ -48,6 +48,7 @@ from modelfs.pkg.dataset import (
     adoptable,
     dataset_name,
     ownership_conflict,
+    pruned,
 )
 from modelfs.pkg.dataset.resolve import model_errors, name_errors
 from modelfs.pkg.kube import InvalidError
@@ -270,19 +271,6 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
             return RoundPlan(SCHEDULED, observed, 0)
         return RoundPlan(None, observed, 0, due_in=(due - now).total_seconds())
     return RoundPlan(None, observed, attempts)
-
-
-def pruned(value: Any) -> Any:
-    """`value` without None and empty maps or lists, at any depth: `{}` and absent mean the same
-    to the Dataset operator. Its finalizer Update writes `resources: {}` and
-    `volumeClaimTemplate: {metadata: {}, spec: {resources: {}}, status: {}}` into the spec
-    (FACTS.md, Measured 8); compared raw, that looks like a change nobody made."""
-    if isinstance(value, dict):
-        kept = {k: pruned(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v is not None and v != {} and v != []}
-    if isinstance(value, list):
-        return [pruned(v) for v in value]
-    return value
 
 
 def with_served(manifest: dict[str, Any], plan: RoundPlan) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelfs.controllers.runtime import Indexes, Key, body_key
+from modelfs.pkg.dataset import pruned
 
 KINDS = ("modelsources", "models", "modelsyncs", "modelreferences")
 OWNER_KINDS = {"ModelSync": "modelsyncs", "ModelReference": "modelreferences"}
@@ -130,6 +131,22 @@ def dataset_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
             if model:
                 affected.add("modelreferences", *ix.references_of_model((namespace, str(model))))
     return affected
+
+
+def dataset_reads(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What any reconciler reads of a Dataset: its spec (as the Dataset operator reads it:
+    `pruned`), status, labels, annotations, owners and deletion. A watch event that changes
+    none of these (the Dataset operator's finalizer and spec write-back, a managedFields
+    timestamp) affects nobody."""
+    meta = body.get("metadata", {})
+    return (
+        pruned(body.get("spec") or {}),
+        body.get("status"),
+        meta.get("labels"),
+        meta.get("annotations"),
+        meta.get("ownerReferences"),
+        meta.get("deletionTimestamp"),
+    )
 
 
 def namespace_changed(ix: Indexes, name: str) -> Affected:

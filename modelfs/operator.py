@@ -145,6 +145,8 @@ class Operator:
         self.queues: dict[str, WorkQueue[Key]] = {k: WorkQueue(k) for k in RECONCILERS}
         self.indexes: asyncio.Future[Indexes] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task[None]] = []
+        self.dataset_reads: dict[Key, tuple[Any, ...]] = {}
+        """Per Dataset, what the reconcilers read of it as last seen (`triggers.dataset_reads`)."""
 
     def enqueue(self, affected: triggers.Affected, *, low: bool = False) -> None:
         """`low`: a pass over objects that did not change (the resync, the initial listing)."""
@@ -172,6 +174,10 @@ class Operator:
         key = body_key(body)
         if deleted:
             self.runtime.forget(str(body.get("metadata", {}).get("uid") or ""))
+        if plural == "datasets" and not self.dataset_read_changed(key, body, deleted):
+            if self.runtime.observed(plural, key, body) and self.runtime.take_deferred(plural, key):
+                self.enqueue(triggers.after_own_write(plural, indexes, body, waited=True))
+            return
         if self.runtime.observed(plural, key, body):
             # taken whatever the kind: a Dataset has no queue, what waited for it is its owner
             waited = self.runtime.take_deferred(plural, key)
@@ -181,6 +187,17 @@ class Operator:
         else:
             found = affected(indexes, body)
         self.enqueue(found, low=listing)
+
+    def dataset_read_changed(self, key: Key, body: Mapping[str, Any], deleted: bool) -> bool:
+        """Whether this event changes what the reconcilers read of Dataset `key`. The resync
+        still visits every owner, whatever was skipped here."""
+        if deleted:
+            self.dataset_reads.pop(key, None)
+            return True
+        reads = triggers.dataset_reads(body)
+        unchanged = self.dataset_reads.get(key) == reads
+        self.dataset_reads[key] = reads
+        return not unchanged
 
     async def start(self) -> None:
         indexes = await self.indexes

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelfs.controllers import triggers
-from modelfs.controllers.runtime import Indexes, snapshot
-from modelfs.operator import CountingToggleSet, modelsync_by_model
+from modelfs.controllers.runtime import BY_MODEL, BY_VERSION, Indexes, Tagged, snapshot
+from modelfs.operator import CountingToggleSet, modelsync_index
 from tests.memcluster import obj
 from tests.test_reconcile_core import NS, phase, shared_model_cluster
 
@@ -139,23 +139,23 @@ async def test_the_modelsync_index_answers_by_model_and_by_version() -> None:
         (NS, n): {"metadata": {"namespace": NS, "name": n}, "spec": {"modelRef": "m", "version": v}}
         for n, v in (("a", "v1"), ("b", "v1"), ("c", "v2"))
     }
-    by_model: dict[Any, list[str]] = {}
+    index: dict[Any, list[Any]] = {}
     for body in bodies.values():
-        entries = await modelsync_by_model(kopf.Body(body), kopf.Spec(kopf.Body(body)))
-        for key, name in entries.items():
-            by_model.setdefault(key, []).append(name)
+        entries = await modelsync_index(kopf.Body(body), kopf.Spec(kopf.Body(body)))
+        for key, value in entries.items():
+            index.setdefault(key, []).append(value)
     empty: dict[Any, Any] = {}
     ix = Indexes(
         sources=empty,
         models=empty,
         models_by_source=empty,
-        syncs={k: [v] for k, v in bodies.items()},
-        syncs_by_model=by_model,
+        syncs=Tagged(index),
+        syncs_by_model=Tagged(index, BY_MODEL),
         datasets=empty,
         namespaces=empty,
         references=empty,
         references_by_model=empty,
-        syncs_by_version=by_model,
+        syncs_by_version=Tagged(index, BY_VERSION),
     )
     assert ix.sync_names_of_model((NS, "m")) == ["a", "b", "c"]
     assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v1")] == ["a", "b"]
@@ -186,3 +186,26 @@ def test_the_parse_cache_keeps_the_recent_modelsyncs_and_every_model(
     assert rt.parse(ModelSync, syncs[0]) is not parsed[0]  # evicted, parsed anew
     assert rt.parse(Model, model) is first  # Models are read by all their ModelSyncs: kept
     assert len(rt.parsed_syncs) == 3
+
+
+async def test_a_dataset_event_that_changes_nothing_read_reconciles_nothing() -> None:
+    """The Dataset operator's finalizer Update (a finalizer, the spec's empty shells) changes
+    nothing a reconciler reads: no reconcile. Its status writes do."""
+    cluster = shared_model_cluster(versions=1, references=0)
+    sync_key, dataset_key = (NS, "sync-0"), (NS, "mdl-v0")
+    async with cluster.running():
+        await cluster.settle()
+        before = cluster.reconciles[("modelsyncs", sync_key)]
+        body = cluster.objects["datasets"][dataset_key]
+        written_back = {
+            **body,
+            "metadata": {**body["metadata"], "finalizers": ["dataset.baizeai.io/finalizer"]},
+            "spec": {**body["spec"], "volumeClaimTemplate": {"metadata": {}, "status": {}}},
+        }
+        cluster._store("datasets", dataset_key, written_back)
+        await cluster.settle()
+        assert cluster.reconciles[("modelsyncs", sync_key)] == before
+        cluster.dataset_status(dataset_key, phase="PROCESSING", inProcessing=True)
+        await cluster.settle()
+        assert cluster.reconciles[("modelsyncs", sync_key)] == before + 1
+        assert phase(cluster, "modelsyncs", sync_key) == "PROCESSING"

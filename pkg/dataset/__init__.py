@@ -40,6 +40,7 @@ from modelfs.pkg.dataset.types import (
     DatasetSpec,
     DatasetStatus,
     DatasetType,
+    pruned,
 )
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "missing_secret_keys",
     "ownership_conflict",
     "parse",
+    "pruned",
     "reference_dataset_name",
     "resolve",
     "resolve_bodies",
