@@ -88,28 +88,36 @@ class ObjectClient:
     ) -> None:
         """A core/v1 Event about `involved` (a raw object), posted through the API client, so it
         works from any task: kopf's own event queue exists only inside its handler tasks."""
-        meta = involved.get("metadata", {})
-        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": name,
-                "namespace": namespace,
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:MAX_EVENT_MESSAGE],
-            "source": {"component": EVENT_SOURCE},
-            "reportingComponent": EVENT_SOURCE,
-            "reportingInstance": socket.gethostname()[:128],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        event = event_body(involved, type_, reason, message)
+        namespace = event["metadata"]["namespace"]
         await request(self._api, "POST", object_path("", "v1", "events", namespace), event)
+
+
+def event_body(
+    involved: Mapping[str, Any], type_: str, reason: str, message: str
+) -> dict[str, Any]:
+    """The core/v1 Event `create_event` posts about `involved` (a raw object)."""
+    meta = involved.get("metadata", {})
+    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{name}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": name,
+            "namespace": namespace,
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "reportingInstance": socket.gethostname()[:128],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
