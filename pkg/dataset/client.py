@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, cast
+from typing import Any
 
-from kubernetes.aio.client import ApiClient, CustomObjectsApi
-from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.client import ApiClient
 
 from modelfs.pkg.dataset.types import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, Dataset
-from modelfs.pkg.kube.client import REQUEST_TIMEOUT, NotFoundError, api_error
+from modelfs.pkg.kube.rest import JSON, JSON_PATCH, MERGE_PATCH, object_path, request
 
 FIELD_MANAGER = "modelfs"
 APPLY_PATCH = "application/apply-patch+yaml"
-JSON_PATCH = "application/json-patch+json"
-MERGE_PATCH = "application/merge-patch+json"
-# The generated client json.dumps() any body sent as exactly APPLY_PATCH; with a parameter it
+# The client's REST layer json.dumps() any body sent as exactly APPLY_PATCH; with a parameter it
 # sends a str body as it is (and the API server drops the parameter).
 APPLY_PATCH_TEXT = f"{APPLY_PATCH}; charset=utf-8"
 # `\uD83D\uDCA5`: a character beyond U+FFFF as JSON escapes it (a surrogate pair), preceded by
@@ -42,72 +39,54 @@ def apply_body(manifest: dict[str, Any]) -> str:
 _QUERY_NAMES = {"field_manager": "fieldManager", "dry_run": "dryRun"}
 
 
+def _query_value(value: Any) -> str:
+    """A query parameter as the generated client writes it (booleans in lower case)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 class DatasetClient:
-    """Datasets (dataset.baizeai.io/v1alpha1) as modelfs writes them."""
+    """Datasets (dataset.baizeai.io/v1alpha1) as modelfs writes them, sent with
+    `pkg.kube.rest.request` (no generated layers: see there)."""
 
     def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER) -> None:
-        self._api = CustomObjectsApi(api)
+        self._api = api
         self.field_manager = field_manager
+
+    async def _request(
+        self,
+        method: str,
+        namespace: str,
+        name: str,
+        body: Any = None,
+        content_type: str = JSON,
+        *,
+        missing_ok: bool = False,
+        **params: Any,
+    ) -> tuple[int, dict[str, Any] | None]:
+        """One request on the Dataset (a 404 is `(404, None)` when `missing_ok`). An apply that
+        creates the Dataset answers 201 with the object, as 200 does."""
+        path = object_path(DATASET_GROUP, DATASET_VERSION, DATASET_PLURAL, namespace, name)
+        query = {_QUERY_NAMES.get(key, key): _query_value(value) for key, value in params.items()}
+        return await request(
+            self._api, method, path, body, content_type, query=query, missing_ok=missing_ok
+        )
 
     async def _patch(
         self, namespace: str, name: str, body: Any, content_type: str, **params: Any
     ) -> dict[str, Any]:
-        """One PATCH of a Dataset, read from the raw response: the generated client maps only
-        200, and an apply that creates the Dataset answers 201."""
-        try:
-            if isinstance(body, str):
-                status, data = await self._patch_text(namespace, name, body, content_type, **params)
-            else:
-                response = await self._api.patch_namespaced_custom_object_without_preload_content(
-                    DATASET_GROUP,
-                    DATASET_VERSION,
-                    namespace,
-                    DATASET_PLURAL,
-                    name,
-                    body,
-                    _content_type=content_type,
-                    _request_timeout=REQUEST_TIMEOUT,
-                    **params,
-                )
-                data = await response.read()
-                status = int(response.status)
-        except ApiException as error:
-            raise api_error(error) from None
-        if status >= 400:
-            raise api_error(ApiException(status=status, reason="patch failed", body=data.decode()))
-        return cast(dict[str, Any], json.loads(data))
-
-    async def _patch_text(
-        self, namespace: str, name: str, body: str, content_type: str, **params: Any
-    ) -> tuple[int, bytes]:
-        """A PATCH whose body is sent as written: the generated method takes only dicts and
-        lists, and would json.dumps() them (see APPLY_PATCH_TEXT)."""
-        api = self._api.api_client
-        query = [(_QUERY_NAMES.get(key, key), value) for key, value in params.items()]
-        request = await api.param_serialize(
-            method="PATCH",
-            resource_path="/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}",
-            path_params={
-                "group": DATASET_GROUP,
-                "version": DATASET_VERSION,
-                "namespace": namespace,
-                "plural": DATASET_PLURAL,
-                "name": name,
-            },
-            query_params=query,
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = await api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
-        return int(response.status), await response.read()
+        """A PATCH that must find the Dataset: NotFoundError (the server's message) when the
+        Dataset or its namespace is gone."""
+        _, result = await self._request("PATCH", namespace, name, body, content_type, **params)
+        return result or {}
 
     async def apply(self, dataset: Dataset) -> dict[str, Any]:
         """Server-side apply of the fields modelfs owns; the stored object is returned."""
         return await self.apply_manifest(dataset.to_manifest())
 
     async def apply_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """`apply` of a manifest (`Dataset.to_manifest()`)."""
+        """`apply` of a manifest (`Dataset.to_manifest()`), sent as the text of `apply_body`."""
         meta = manifest["metadata"]
         return await self._patch(
             meta["namespace"],
@@ -125,37 +104,13 @@ class DatasetClient:
         )
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result = await self._api.get_namespaced_custom_object(
-                DATASET_GROUP,
-                DATASET_VERSION,
-                namespace,
-                DATASET_PLURAL,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise api_error(error) from None
-        return cast(dict[str, Any], result)
+        _, result = await self._request("GET", namespace, name, missing_ok=True)
+        return result
 
     async def delete(self, namespace: str, name: str) -> bool:
         """Delete the Dataset; False when it was already gone."""
-        try:
-            await self._api.delete_namespaced_custom_object(
-                DATASET_GROUP,
-                DATASET_VERSION,
-                namespace,
-                DATASET_PLURAL,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise api_error(error) from None
-        return True
+        status, _ = await self._request("DELETE", namespace, name, missing_ok=True)
+        return status != 404
 
     async def orphan(self, namespace: str, name: str, owner_uid: str) -> bool:
         """Remove the owner reference of `owner_uid`, so garbage collection keeps the Dataset.
@@ -172,8 +127,7 @@ class DatasetClient:
             {"op": "test", "path": f"/metadata/ownerReferences/{index}/uid", "value": owner_uid},
             {"op": "remove", "path": f"/metadata/ownerReferences/{index}"},
         ]
-        try:
-            await self._patch(namespace, name, patch, JSON_PATCH)
-        except NotFoundError:
-            return False
-        return True
+        status, _ = await self._request(
+            "PATCH", namespace, name, patch, JSON_PATCH, missing_ok=True
+        )
+        return status != 404

@@ -2,122 +2,67 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import aiohttp
-from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.aio.client import ApiClient, CoreV1Api
 from kubernetes.aio.client.exceptions import ApiException
 
 from modelfs.api.v1 import GROUP, VERSION
 from modelfs.api.v1.rules import check_label, check_subdomain
+from modelfs.pkg.kube.errors import (
+    REQUEST_TIMEOUT,
+    TRANSIENT_ERRORS,
+    ApiError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    api_error,
+)
+from modelfs.pkg.kube.rest import MERGE_PATCH, object_path, request
 
-REQUEST_TIMEOUT = 30.0
 EVENT_SOURCE = "modelfs"
 MAX_EVENT_MESSAGE = 1024
 
-
-class ApiError(RuntimeError):
-    """An API call failed; `status` is the HTTP status (0 when there was no response)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    ApiError,
-    aiohttp.ClientError,
-    TimeoutError,
-    ConnectionError,
-)
-"""What a request to the API server can fail with and succeed later: an API error, or no answer
-at all (kube-apiserver restarting: a refused or reset connection, a timeout). Retried with a
-warning, never reported as a bug."""
-
-
-class NotFoundError(ApiError):
-    """404: the object (or its namespace) does not exist."""
-
-
-class ConflictError(ApiError):
-    """409: the object changed or another field manager owns the field."""
-
-
-class InvalidError(ApiError):
-    """422: the API server refused the object (schema or CEL rule)."""
-
-
-def _message(error: ApiException) -> str:
-    try:
-        body = json.loads(error.body or "")
-        return str(body.get("message") or error.reason)
-    except (ValueError, AttributeError):
-        return str(error.reason or "API error")
-
-
-def api_error(error: ApiException) -> ApiError:
-    """The modelfs error for an API exception: its status and the server's message, no body."""
-    status = int(error.status or 0)
-    message = f"{status}: {_message(error)}"
-    if status == 404:
-        return NotFoundError(status, message)
-    if status == 409:
-        return ConflictError(status, message)
-    if status == 422:
-        return InvalidError(status, message)
-    return ApiError(status, message)
+__all__ = [
+    "REQUEST_TIMEOUT",
+    "TRANSIENT_ERRORS",
+    "ApiError",
+    "ConflictError",
+    "InvalidError",
+    "NotFoundError",
+    "ObjectClient",
+    "api_error",
+]
 
 
 class ObjectClient:
     """Status patches on modelfs objects, and the key names of Secrets."""
 
     def __init__(self, api: ApiClient) -> None:
-        self._custom = CustomObjectsApi(api)
+        self._api = api
         self._core = CoreV1Api(api)
+
+    async def _merge(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any], subresource: str = ""
+    ) -> dict[str, Any] | None:
+        path = object_path(GROUP, VERSION, plural, namespace, name, subresource)
+        _, result = await request(self._api, "PATCH", path, patch, MERGE_PATCH, missing_ok=True)
+        return result
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Merge-patch `status` (only what changed); None when the object is gone."""
-        try:
-            result = await self._custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                {"status": status},
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise api_error(error) from None
-        return cast(dict[str, Any], result)
+        return await self._merge(plural, namespace, name, {"status": status}, "status")
 
     async def patch_metadata(
         self, plural: str, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Merge-patch a modelfs object (its metadata: finalizers); None when it is gone."""
-        try:
-            result = await self._custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                patch,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise api_error(error) from None
-        return cast(dict[str, Any], result)
+        return await self._merge(plural, namespace, name, patch)
 
     async def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """The key names of a Secret, or None when it does not exist. Values are dropped here.
@@ -143,33 +88,36 @@ class ObjectClient:
     ) -> None:
         """A core/v1 Event about `involved` (a raw object), posted through the API client, so it
         works from any task: kopf's own event queue exists only inside its handler tasks."""
-        meta = involved.get("metadata", {})
-        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event: Any = {  # a plain dict: the client sends it as it is
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": name,
-                "namespace": namespace,
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:MAX_EVENT_MESSAGE],
-            "source": {"component": EVENT_SOURCE},
-            "reportingComponent": EVENT_SOURCE,
-            "reportingInstance": socket.gethostname()[:128],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            await self._core.create_namespaced_event(
-                namespace, event, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as error:
-            raise api_error(error) from None
+        event = event_body(involved, type_, reason, message)
+        namespace = event["metadata"]["namespace"]
+        await request(self._api, "POST", object_path("", "v1", "events", namespace), event)
+
+
+def event_body(
+    involved: Mapping[str, Any], type_: str, reason: str, message: str
+) -> dict[str, Any]:
+    """The core/v1 Event `create_event` posts about `involved` (a raw object)."""
+    meta = involved.get("metadata", {})
+    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{name}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": name,
+            "namespace": namespace,
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "reportingInstance": socket.gethostname()[:128],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
