@@ -333,7 +333,7 @@ async def test_an_emoji_option_round_trips_through_the_dataset_apply(
 ) -> None:
     """Issue 12 defect 3: the apply patch is YAML, which has no JSON surrogate pairs."""
     from modelfs.pkg.dataset.client import APPLY_PATCH, DatasetClient
-    from modelfs.pkg.kube.client import ApiError
+    from modelfs.pkg.kube import ApiError
 
     values = {"include": "💥💥", "exclude": "é\u2028x\x7f", "revision": 'a\\ud83d"q'}
     manifest = dataset("emoji")

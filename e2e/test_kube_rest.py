@@ -17,7 +17,7 @@ from kubernetes.aio import client
 from e2e.helpers import REPO, dataset
 from modelfs.api.v1 import GROUP, VERSION
 from modelfs.pkg.dataset.client import FIELD_MANAGER, DatasetClient
-from modelfs.pkg.kube.client import (
+from modelfs.pkg.kube import (
     TRANSIENT_ERRORS,
     ApiError,
     ConflictError,

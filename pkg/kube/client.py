@@ -14,28 +14,12 @@ from modelfs.api.v1 import GROUP, VERSION
 from modelfs.api.v1.rules import check_label, check_subdomain
 from modelfs.pkg.kube.errors import (
     REQUEST_TIMEOUT,
-    TRANSIENT_ERRORS,
-    ApiError,
-    ConflictError,
-    InvalidError,
-    NotFoundError,
     api_error,
 )
 from modelfs.pkg.kube.rest import MERGE_PATCH, object_path, request
 
 EVENT_SOURCE = "modelfs"
 MAX_EVENT_MESSAGE = 1024
-
-__all__ = [
-    "REQUEST_TIMEOUT",
-    "TRANSIENT_ERRORS",
-    "ApiError",
-    "ConflictError",
-    "InvalidError",
-    "NotFoundError",
-    "ObjectClient",
-    "api_error",
-]
 
 
 class ObjectClient:
