@@ -52,10 +52,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -123,6 +126,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: needs a Kubernetes API server (the local control plane by default)"
     )
+    stop_session_on_termination()
+
+
+def _end_session(signum: int, frame: FrameType | None) -> None:
+    pytest.exit(f"stopped by signal {signal.Signals(signum).name}", returncode=128 + signum)
+
+
+def stop_session_on_termination() -> None:
+    """SIGTERM or SIGHUP (a CI timeout, a closed terminal) ends the whole session, with its
+    fixtures' teardown, as Ctrl-C does. Left alone, the control plane's own handler would stop
+    the control planes and raise SystemExit inside the running test, which pytest reports as
+    that test failing before it goes on to the next one (and starts a new control plane). The
+    control plane's handler, installed later, stops the control planes first, then calls this."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _end_session)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
