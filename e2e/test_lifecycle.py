@@ -134,7 +134,7 @@ def test_cli_runs_until_ctrl_c(tmp_path: Path, kubectl: str) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             rest = process.communicate(timeout=10)[0]
-            raise AssertionError(f"still running 60 s after SIGINT; it printed:\n{rest}")
+            raise AssertionError(f"still running 60 s after SIGINT; it printed:\n{rest}") from None
         assert code == 0
     finally:
         process.kill()
