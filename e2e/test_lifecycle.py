@@ -70,7 +70,15 @@ def test_failed_start_raises_with_the_log_tail(binaries: Path, tmp_path: Path) -
     assert "unknown flag: --no-such-flag" in (tmp_path / "logs" / "kube-apiserver.log").read_text()
 
 
-def start_cli(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, str]:
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_cli(
+    tmp_path: Path, *, sigint_ignored: bool = False
+) -> tuple[subprocess.Popen[str], Path, str]:
+    """`modelfs controlplane start`; `sigint_ignored`: started as a shell starts `cmd &` in a
+    script (SIGINT ignored, which the child inherits)."""
     kubeconfig = tmp_path / "kubeconfig"
     process = subprocess.Popen(
         [
@@ -85,6 +93,7 @@ def start_cli(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None,
     )
     assert process.stdout is not None
     lines = []
@@ -104,8 +113,9 @@ def component_pids(parent: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_cli_runs_until_ctrl_c(tmp_path: Path, kubectl: str) -> None:
-    process, kubeconfig, output = start_cli(tmp_path)
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-with-&"])
+def test_cli_runs_until_ctrl_c(tmp_path: Path, kubectl: str, sigint_ignored: bool) -> None:
+    process, kubeconfig, output = start_cli(tmp_path, sigint_ignored=sigint_ignored)
     try:
         assert f"kubeconfig: {kubeconfig}" in output
         assert f"export KUBECONFIG={kubeconfig}" in output

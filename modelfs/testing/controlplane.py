@@ -1160,6 +1160,10 @@ def cli_start(args: argparse.Namespace) -> int:
     except ControlPlaneError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C (SIGINT) stops it even when started with SIGINT ignored, as a shell does for
+        # `modelfs controlplane start &` in a script and a child inherits.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     cp = ControlPlane(binaries)
     print(
         f"Starting etcd {ETCD_VERSION}, kube-apiserver and kube-controller-manager "
