@@ -31,6 +31,10 @@ PARSED_SYNCS = 256
 """Parsed ModelSyncs kept (`Runtime.parsed`): enough for the reconciles of a burst, which read
 each one several times in a row, without holding every ModelSync of a large cluster twice."""
 
+RECENT_VERSIONS = 4096
+"""Watch events remembered (`Runtime.recent`): a write's response comes milliseconds after its
+watch event at worst, and thousands of events apart only in the largest bursts."""
+
 EXPECTATION_SECONDS = 5.0
 """How long a reconcile waits for the watch to bring back modelfs's own write before it goes on
 without it (a relisting watch may skip that exact version)."""
@@ -137,6 +141,8 @@ class Runtime:
     Read-only. ModelSyncs, each read by its own reconciles only, are kept for the
     PARSED_SYNCS most recently read (a parsed one takes some 11 KiB)."""
     parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
+    recent: OrderedDict[tuple[str, Key, str], None] = field(default_factory=OrderedDict)
+    """The versions the watches brought most recently, by (plural, key, resourceVersion)."""
 
     def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
         """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""
@@ -187,14 +193,23 @@ class Runtime:
 
     def expect(self, plural: str, key: Key, written: Mapping[str, Any] | None) -> None:
         version = resource_version(written)
-        if version:
-            self.expected[(plural, key)] = (version, time.monotonic() + EXPECTATION_SECONDS)
+        if not version:
+            return
+        if (plural, key, version) in self.recent:
+            # The watch brought it back before the write's own response came (they travel on
+            # two connections): there is nothing left to wait for.
+            return
+        self.expected[(plural, key)] = (version, time.monotonic() + EXPECTATION_SECONDS)
 
     def observed(self, plural: str, key: Key, body: Mapping[str, Any]) -> bool:
         """A watch event of `key` arrived: True when it is modelfs's own expected write (which
         clears the expectation)."""
+        version = resource_version(body)
+        self.recent[(plural, key, version)] = None
+        if len(self.recent) > RECENT_VERSIONS:
+            self.recent.popitem(last=False)
         found = self.expected.get((plural, key))
-        if found is not None and found[0] == resource_version(body):
+        if found is not None and found[0] == version:
             del self.expected[(plural, key)]
             return True
         return False

@@ -209,3 +209,21 @@ async def test_a_dataset_event_that_changes_nothing_read_reconciles_nothing() ->
         await cluster.settle()
         assert cluster.reconciles[("modelsyncs", sync_key)] == before + 1
         assert phase(cluster, "modelsyncs", sync_key) == "PROCESSING"
+
+
+def test_a_write_whose_watch_event_came_before_its_response_is_not_waited_for() -> None:
+    """The watch and the write's response travel on two connections: when the event of
+    modelfs's own write arrives first, nothing is left to wait for (a reconcile used to wait
+    the full 5 s for it, and a 3 s round went by without its PROCESSING written)."""
+    from modelfs.controllers.runtime import Runtime
+
+    rt = Runtime(writer=None)  # type: ignore[arg-type]
+    key = (NS, "mdl-v0")
+    written = {"metadata": {"namespace": NS, "name": "mdl-v0", "resourceVersion": "7"}}
+    assert not rt.observed("datasets", key, written)  # the event, before the response
+    rt.expect("datasets", key, written)  # the response
+    assert rt.awaiting("datasets", key) is None
+    later = {"metadata": {**written["metadata"], "resourceVersion": "9"}}
+    rt.expect("datasets", key, later)  # the usual order: response first, then the event
+    assert rt.awaiting("datasets", key) is not None
+    assert rt.observed("datasets", key, later) and rt.awaiting("datasets", key) is None
