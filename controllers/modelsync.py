@@ -27,7 +27,6 @@ from modelfs.controllers.shared import (
 )
 from modelfs.controllers.status import (
     Event,
-    created_once,
     forget_written,
     format_time,
     last_written,
@@ -843,7 +842,6 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             events, status_events = [], transition_events(current, outcome, observed.written)
         else:
             ctx.runtime.expect(DATASETS, dataset_key, applied)
-            events = created_once(ctx, dataset_key, applied, events)
             cause = plan.outcome.apply_cause if plan.outcome is not None else None
             metrics.DATASET_APPLIES.labels(cause=cause or "update").inc()
             if cause == "retry":
