@@ -570,6 +570,7 @@ class Bench:
             await asyncio.wait_for(asyncio.gather(*(s.wait() for s in started)), 60)
             await asyncio.sleep(0.5)  # let the watch requests reach the server
             cpu = self.cpu()
+            yields = self.status_yields()
             load_before = load_average()
             machine = self.machine.snapshot()
             window_start = datetime.now(UTC)
@@ -603,6 +604,7 @@ class Bench:
             quiet = await self.audit.quiet(OPERATOR_USER, seconds=2.0, within=30.0)
             window_end = datetime.now(UTC)
             cpu = {k: v - cpu[k] for k, v in self.cpu().items()}
+            yields = self.status_yields() - yields
             others = self.machine.others_cores(machine)
         finally:
             for task in [*watches, *creates]:
@@ -633,6 +635,7 @@ class Bench:
             "events_per_sync": {k: round(v / n, 2) for k, v in events.most_common()},
             "writes": write_figures(entries, n),
             "writes_after_last_ready": len(trailing),
+            "status_yields_per_sync": round(yields / n, 2),
             "quiet_after": quiet,
             "window_s": round((window_end - window_start).total_seconds(), 1),
         }
@@ -744,6 +747,14 @@ class Bench:
             + cpu_seconds(pid_of(self.procs.operator)),
             "fake": self.procs.retired_cpu["fake"] + cpu_seconds(pid_of(self.procs.fake)),
         }
+
+    def status_yields(self) -> float:
+        """Status writes the operator put off behind a backlog so far (its metric)."""
+        total = 0.0
+        for line in self.procs.operator.metrics().splitlines():
+            if line.startswith("modelfs_status_yields_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def rss(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak) of the operator process, in bytes."""
@@ -1413,6 +1424,10 @@ def report(results: dict[str, Any]) -> str:
         row("CPU cores used by other processes", lambda p: p["others_cpu_cores"])
         row("failed writes (>= 400)", lambda p: sum(p["writes"]["failed"].values()))
         row("writes after the last READY", lambda p: p["writes_after_last_ready"])
+        row(
+            "status writes put off behind a backlog, per ModelSync",
+            lambda p: p.get("status_yields_per_sync"),
+        )
         keys = []
         for _, p in phases:
             for key in p["server_side_breakdown"]:

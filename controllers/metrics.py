@@ -19,6 +19,11 @@ DATASET_APPLIES = Counter(
     "modelfs_dataset_applies_total", "Server-side applies of Datasets, by cause.", ["cause"]
 )
 STATUS_WRITES = Counter("modelfs_status_writes_total", "Status patches, by kind.", ["kind"])
+STATUS_YIELDS = Counter(
+    "modelfs_status_yields_total",
+    "Status writes put off behind a backlog of new work (`Runtime.yield_status`), by kind.",
+    ["kind"],
+)
 
 
 _PHASES: dict[tuple[str, str], str] = {}

@@ -863,6 +863,11 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             extra={"object": f"{key[0]}/{key[1]}", "dataset": plan.withdraw[0]},
         )
     stored = body.get("status") or {}
+    if status_changes(stored, status) and ctx.runtime.yield_status(PLURAL, key):
+        metrics.STATUS_YIELDS.labels(kind=PLURAL).inc()
+        for type_, reason, message in events:  # what was done; the status tells the rest later
+            ctx.runtime.post_event(body, type_, reason, message)
+        return plan.requeue_after
     written = await write_status(ctx, PLURAL, key, stored, status)
     if written:
         remember_written(ctx, PLURAL, body, status)

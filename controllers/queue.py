@@ -9,7 +9,9 @@
 - `add_after` serves schedules and "look again later": the earliest pending time wins.
 - Two priorities: what a watch event changed is served before the resync and the initial listing
   (`add(key, low=True)`), so new work is never queued behind a pass over every object. Such a
-  pass skips a key that is backing off after a failure; a watch event does not.
+  pass skips a key that is backing off after a failure; a watch event does not. `backlog()`
+  tells how many keys wait at high priority: a reconcile with only a status to write may
+  yield to them (`Runtime.yield_status`).
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ class WorkQueue(Generic[K]):
         self._waiting: dict[K, tuple[float, bool]] = {}
         """Queued keys: when they were added (monotonic), and whether at low priority."""
         self._running: set[K] = set()
-        self._again: set[K] = set()
-        """Keys added while a worker had them: run again once it is done."""
+        self._again: dict[K, bool] = {}
+        """Keys added while a worker had them: run again once it is done (at low priority only
+        when every add said so)."""
+        self._high_waiting = 0
         self._failures: dict[K, int] = {}
         self._errors: dict[K, str] = {}
         """The last unexpected error of each failing key: its traceback is logged once."""
@@ -87,12 +91,17 @@ class WorkQueue(Generic[K]):
             if waiting[1] and not low:  # waiting at low priority: now it is news
                 self._waiting[key] = (waiting[0], False)
                 self._high.append(key)
+                self._high_waiting += 1
             return
         if key in self._running:
-            self._again.add(key)
+            self._again[key] = self._again.get(key, True) and low
             return
         self._waiting[key] = (time.monotonic(), low)
-        (self._low if low else self._high).append(key)
+        if low:
+            self._low.append(key)
+        else:
+            self._high.append(key)
+            self._high_waiting += 1
         self._depth.set(len(self._waiting))
         self._ready.set()
 
@@ -134,6 +143,10 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._waiting)
 
+    def backlog(self) -> int:
+        """Keys waiting at high priority: news not yet reconciled."""
+        return self._high_waiting
+
     def busy(self) -> bool:
         """Keys waiting or being reconciled (timers of `add_after` not counted)."""
         return bool(self._waiting or self._running)
@@ -155,6 +168,8 @@ class WorkQueue(Generic[K]):
             if waiting is None or waiting[1] != low:
                 continue  # taken already, or moved up to high priority
             del self._waiting[key]
+            if not low:
+                self._high_waiting -= 1
             self._running.add(key)
             self._depth.set(len(self._waiting))
             self._queue_seconds.observe(time.monotonic() - waiting[0])
@@ -162,9 +177,9 @@ class WorkQueue(Generic[K]):
 
     def done(self, key: K) -> None:
         self._running.discard(key)
-        if key in self._again:
-            self._again.discard(key)
-            self.add(key)
+        low = self._again.pop(key, None)
+        if low is not None:
+            self.add(key, low=low)
 
     # -- workers
 

@@ -35,6 +35,13 @@ RECENT_VERSIONS = 4096
 """Watch events remembered (`Runtime.recent`): a write's response comes milliseconds after its
 watch event at worst, and thousands of events apart only in the largest bursts."""
 
+YIELD_BACKLOG = 32
+"""Keys of a kind waiting at high priority from which a status write yields to them
+(`Runtime.yield_status`): a burst, not a user applying a few objects at once."""
+
+YIELD_SECONDS = 5.0
+"""How long a status write yields at most: it is written then, backlog or not."""
+
 EXPECTATION_SECONDS = 5.0
 """How long a reconcile waits for the watch to bring back modelfs's own write before it goes on
 without it (a relisting watch may skip that exact version)."""
@@ -84,6 +91,18 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
             }
         kept["metadata"] = meta
     return kept
+
+
+class Queues(Protocol):
+    """What a reconciler may ask of the work queues (the operator's)."""
+
+    def backlog(self, plural: str) -> int:
+        """Keys of `plural` waiting at high priority."""
+        ...
+
+    def add_low(self, plural: str, key: Key) -> None:
+        """Add `key` at low priority: after everything waiting at high priority."""
+        ...
 
 
 class Writer(Protocol):
@@ -143,6 +162,10 @@ class Runtime:
     parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
     recent: OrderedDict[tuple[str, Key, str], None] = field(default_factory=OrderedDict)
     """The versions the watches brought most recently, by (plural, key, resourceVersion)."""
+    queues: Queues | None = None
+    """The work queues, once the operator runs them."""
+    yielding: dict[tuple[str, Key], float] = field(default_factory=dict)
+    """(plural, key) -> since when its status write yields to a backlog (`yield_status`)."""
 
     def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
         """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""
@@ -233,6 +256,26 @@ class Runtime:
             return None
         self.deferred.add((plural, key))
         return left
+
+    # -- a status write yields to a backlog of news
+
+    def yield_status(self, plural: str, key: Key) -> bool:
+        """Whether the status change of `key` waits for the news queued before it: while
+        YIELD_BACKLOG or more keys of its kind wait at high priority, for YIELD_SECONDS at most.
+        `key` is then added again at low priority, and its status is written once, saying
+        what is true by then. In a burst of new ModelSyncs, their Datasets are created first,
+        and the PENDING of a Dataset that started meanwhile is not written at all; on a
+        cluster without a burst, every status change is written when it happens."""
+        if self.queues is None or self.queues.backlog(plural) < YIELD_BACKLOG:
+            self.yielding.pop((plural, key), None)
+            return False
+        now = time.monotonic()
+        since = self.yielding.setdefault((plural, key), now)
+        if now - since >= YIELD_SECONDS:
+            del self.yielding[(plural, key)]
+            return False
+        self.queues.add_low(plural, key)
+        return True
 
     # -- events
 

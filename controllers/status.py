@@ -138,6 +138,7 @@ def remember_written(
 def forget_written(ctx: Context, plural: str, key: Key) -> None:
     """The object is gone: nothing to remember about it."""
     ctx.runtime.ready_written.pop((plural, key), None)
+    ctx.runtime.yielding.pop((plural, key), None)
 
 
 DATASET_CREATED = "DatasetCreated"

@@ -147,6 +147,13 @@ class Operator:
         self.tasks: list[asyncio.Task[None]] = []
         self.dataset_reads: dict[Key, tuple[Any, ...]] = {}
         """Per Dataset, what the reconcilers read of it as last seen (`triggers.dataset_reads`)."""
+        runtime.queues = self
+
+    def backlog(self, plural: str) -> int:
+        return self.queues[plural].backlog()
+
+    def add_low(self, plural: str, key: Key) -> None:
+        self.queues[plural].add(key, low=True)
 
     def enqueue(self, affected: triggers.Affected, *, low: bool = False) -> None:
         """`low`: a pass over objects that did not change (the resync, the initial listing)."""

@@ -271,6 +271,86 @@ async def test_news_is_served_before_a_pass_over_everything() -> None:
     assert len(queue) == 0
 
 
+async def test_the_backlog_counts_news_waiting_and_a_pass_stays_low_after_a_run() -> None:
+    queue: WorkQueue[str] = WorkQueue("test")
+    queue.add("r1", low=True)
+    assert queue.backlog() == 0, "a pass over everything is not news"
+    queue.add("a")
+    queue.add("a")
+    queue.add("r1")  # moves up: now it is news
+    assert queue.backlog() == 2
+    assert await queue.get() == "a"
+    assert queue.backlog() == 1
+    queue.add("a", low=True)  # while a worker has it: again after, still low
+    queue.done("a")
+    assert queue.backlog() == 1 and len(queue) == 2
+    assert [await queue.get() for _ in range(2)] == ["r1", "a"]
+    assert queue.backlog() == 0
+    queue.add("r1", low=True)
+    queue.add("r1")  # low and high while running: high wins
+    queue.done("r1")
+    assert queue.backlog() == 1
+
+
+async def test_in_a_burst_the_datasets_come_first_and_each_status_is_written_once() -> None:
+    """A burst of new ModelSyncs (YIELD_BACKLOG or more waiting): their Datasets are applied
+    before their statuses are written, and a Dataset that started meanwhile is reported as
+    PROCESSING in one write, not as PENDING first."""
+    count = 2 * runtime.YIELD_BACKLOG
+    cluster = shared_model_cluster(versions=count, references=0)
+    cluster.on_apply = lambda key: cluster.dataset_status(
+        key, phase="PROCESSING", inProcessing=True
+    )
+    async with cluster.running():
+        await cluster.settle()
+    writes = [w for w in cluster.writes if w[1] in ("datasets", "modelsyncs")]
+    first_status = next(i for i, w in enumerate(writes) if w[0] == "patch-status")
+    applies = [i for i, w in enumerate(writes) if w[0] == "apply"]
+    assert len(applies) == count
+    # the workers had a few ModelSyncs in hand when the backlog fell below the mark
+    assert sum(i > first_status for i in applies) <= runtime.YIELD_BACKLOG, writes
+    statuses = Counter(w[2] for w in writes if w[0] == "patch-status")
+    # those reconciled while the backlog lasted: one write, PROCESSING; the last ones, after
+    # it: PENDING, then PROCESSING, as without a burst
+    assert sum(n == 1 for n in statuses.values()) >= count - runtime.YIELD_BACKLOG, statuses
+    assert set(statuses.values()) <= {1, 2}, statuses
+    for i in range(count):
+        assert phase(cluster, "modelsyncs", (NS, f"sync-{i}")) == "PROCESSING"
+
+
+async def test_without_a_burst_every_phase_is_written() -> None:
+    cluster = shared_model_cluster(versions=runtime.YIELD_BACKLOG - 1, references=0)
+    cluster.on_apply = lambda key: cluster.dataset_status(
+        key, phase="PROCESSING", inProcessing=True
+    )
+    async with cluster.running():
+        await cluster.settle()
+    statuses = Counter(w[2] for w in cluster.writes if w[:2] == ("patch-status", "modelsyncs"))
+    assert len(statuses) == runtime.YIELD_BACKLOG - 1
+    assert set(statuses.values()) == {2}, "PENDING, then PROCESSING"
+
+
+async def test_a_status_yields_for_yield_seconds_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a backlog that never ends, a status is still written after YIELD_SECONDS."""
+    clock = itertools.count(0.0, 1.0)
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: float(next(clock)))
+    added: list[Key] = []
+
+    class Busy:
+        def backlog(self, plural: str) -> int:
+            return runtime.YIELD_BACKLOG
+
+        def add_low(self, plural: str, key: Key) -> None:
+            added.append(key)
+
+    rt = runtime.Runtime(writer=MemCluster(), queues=Busy())
+    seconds = int(runtime.YIELD_SECONDS)
+    answers = [rt.yield_status("modelsyncs", (NS, "s")) for _ in range(seconds + 3)]
+    # written once the time is up; the next change yields anew
+    assert answers == [True] * seconds + [False] + [True] * 2
+    assert added == [(NS, "s")] * (seconds + 2)
+
+
 async def test_a_retain_finalizer_comes_off_in_a_namespace_being_deleted() -> None:
     """Namespace deletion waits for the finalizer: a terminating namespace is left alone, but
     for this."""
