@@ -151,6 +151,20 @@ async def test_create_event_posts_a_core_event(k8s_api: client.ApiClient, namesp
     assert "404: " in str(raised.value) and "no-such-ns" in str(raised.value)
 
 
+async def test_secret_keys_are_the_key_names_or_none(
+    k8s_api: client.ApiClient, namespace: str
+) -> None:
+    secret = {"metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t-value", "user": "u"}}
+    await client.CoreV1Api(k8s_api).create_namespaced_secret(namespace, secret)
+    objects = ObjectClient(k8s_api)
+    assert await objects.secret_keys(namespace, "creds") == frozenset({"token", "user"})
+    assert await objects.secret_keys(namespace, "absent") is None
+    assert await objects.secret_keys(namespace, "..") is None  # never put into a URL
+    with pytest.raises(NotFoundError):  # a 404 of the namespace is the same 404: no Secret
+        await request(k8s_api, "GET", object_path("", "v1", "secrets", "no-such-ns", "creds"))
+    assert await objects.secret_keys("no-such-ns", "creds") is None
+
+
 # --------------------------------------------------------------------------- DatasetClient
 
 
@@ -261,6 +275,9 @@ async def test_a_service_account_token_client_writes(
         await DatasetClient(token_api).get("default", "data")
     assert type(raised.value) is ApiError and raised.value.status == 403
     assert f"system:serviceaccount:{namespace}:operator" in str(raised.value)
+    with pytest.raises(ApiError) as refused:  # a Secret it may not read: said, not None
+        await ObjectClient(token_api).secret_keys("default", "creds")
+    assert refused.value.status == 403
 
 
 async def test_the_refresh_hook_supplies_the_token(

@@ -7,15 +7,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.aio.client import ApiClient, CoreV1Api
-from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.client import ApiClient
 
 from modelfs.api.v1 import GROUP, VERSION
 from modelfs.api.v1.rules import check_label, check_subdomain
-from modelfs.pkg.kube.errors import (
-    REQUEST_TIMEOUT,
-    api_error,
-)
 from modelfs.pkg.kube.rest import MERGE_PATCH, object_path, request
 
 EVENT_SOURCE = "modelfs"
@@ -26,8 +21,9 @@ class ObjectClient:
     """Status patches on modelfs objects, and the key names of Secrets."""
 
     def __init__(self, api: ApiClient) -> None:
+        # No generated API class here: CoreV1Api imports some 250 model modules, 28 MiB of the
+        # operator's memory, for one GET of a Secret.
         self._api = api
-        self._core = CoreV1Api(api)
 
     async def _merge(
         self, plural: str, namespace: str, name: str, patch: dict[str, Any], subresource: str = ""
@@ -55,15 +51,11 @@ class ObjectClient:
         read the namespace's Secret list instead: the ModelSource's status names the field."""
         if check_subdomain(name, "secretRef") or check_label(namespace, "namespace"):
             return None
-        try:
-            secret = await self._core.read_namespaced_secret(
-                name, namespace, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise api_error(error) from None
-        keys = frozenset((secret.data or {}).keys())
+        path = object_path("", "v1", "secrets", namespace, name)
+        _, secret = await request(self._api, "GET", path, missing_ok=True)
+        if secret is None:
+            return None
+        keys = frozenset((secret.get("data") or {}).keys())
         del secret
         return keys
 

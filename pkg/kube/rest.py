@@ -3,7 +3,8 @@ without the generated layers: the body is serialised once (json.dumps, in the cl
 layer) and the response parsed once (json.loads). The generated methods also validate their
 arguments (pydantic), walk the body (`sanitize_for_serialization`) and walk the response again
 (`response_deserialize`): 7% of the operator's CPU in a ModelSync burst, for nothing modelfs
-needs. Used for the hot writes (status, metadata, Events, Datasets)."""
+needs. Used for every call the operator makes (status, metadata, Events, Datasets, Secret
+key names)."""
 
 from __future__ import annotations
 
