@@ -21,6 +21,7 @@ from kubernetes.aio import config as aio_config
 from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
+from modelfs import dispatch
 from modelfs.api.v1 import GROUP, VERSION
 from modelfs.controllers import model, modelreference, modelsource, modelsync, triggers
 from modelfs.controllers.isolation import isolated
@@ -469,6 +470,7 @@ def run(
         start_http_server(metrics_port)
     registry = register(kopf.OperatorRegistry())
     use_counting_toggles()
+    dispatch.install(registry)
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     asyncio.run(
         kopf.operator(
