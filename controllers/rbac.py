@@ -80,8 +80,8 @@ RULES: tuple[Rule, ...] = (
         ("events",),
         ("create",),
         "namespaced",
-        "post events on modelfs's objects, in their namespace (create only: kopf and modelfs "
-        "post new events, never patch one)",
+        "post events on modelfs's objects, in their namespace (create only: modelfs posts new "
+        "events, never patches one)",
     ),
     Rule(
         "",
