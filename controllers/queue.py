@@ -47,10 +47,6 @@ WORK_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60),
 )
 
-EXPECTED_ERRORS = TRANSIENT_ERRORS
-"""Failures the queue retries with a warning (an API error, or no answer from the API server);
-anything else is a bug and logged with its traceback (which fails the e2e suite)."""
-
 Reconcile = Callable[[K], Awaitable[float | None]]
 """Reconciles one key; returns seconds after which to look again, or None."""
 
@@ -222,7 +218,9 @@ class WorkQueue(Generic[K]):
                 again = await reconcile(key)
             except asyncio.CancelledError:
                 raise
-            except EXPECTED_ERRORS as error:  # no, or no answer: retried for this key alone
+            # an API error, or no answer from the API server: retried with a warning; anything
+            # else is a bug, logged with its traceback (which fails the e2e suite)
+            except TRANSIENT_ERRORS as error:
                 delay = self.retry(key)
                 logger.warning(
                     "Reconcile failed",

@@ -251,8 +251,12 @@ def handler(
         operator: Operator = memo.operator
         listing = event.get("type") is None  # the initial listing (a start, a re-watch)
         deleted = event.get("type") == "DELETED"
-        indexes = Indexes.from_kwargs(kwargs)
-        operator.on_event(plural, body, indexes, affected, listing=listing, deleted=deleted)
+        # kopf's index objects live as long as the operator: their view is built once
+        known = operator.indexes
+        indexes = known.result() if known.done() else Indexes.from_kwargs(kwargs)
+        # the event's own dict: `body` is kopf's view of it, which resolves every key read
+        raw: Mapping[str, Any] = event["object"]
+        operator.on_event(plural, raw, indexes, affected, listing=listing, deleted=deleted)
 
     on_event.__name__ = f"{plural}_event"
     return on_event

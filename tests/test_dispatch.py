@@ -45,6 +45,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.indexes: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def on_event(
         self,
