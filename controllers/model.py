@@ -4,14 +4,22 @@ that syncs it and the ModelReferences that read it."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelfs.api.v1 import Model, ModelSource
-from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key
+from modelfs.api.v1 import GROUP, VERSION, Model, ModelSource
+from modelfs.controllers import metrics, triggers
+from modelfs.controllers.descriptor import Descriptor
+from modelfs.controllers.result import Result
+from modelfs.controllers.runtime import (
+    BY_SOURCE,
+    MODELS_BY_SOURCE,
+    Context,
+    Key,
+    body_key,
+    snapshot,
+)
 from modelfs.controllers.shared import (
     Verdict,
     first_syncer,
@@ -20,21 +28,18 @@ from modelfs.controllers.shared import (
 )
 from modelfs.controllers.status import (
     Event,
-    forget_written,
     last_written,
     now_string,
     ready_events,
-    refuse_unparsed,
     remember_written,
     status_changes,
-    unparsed_error,
     with_conditions,
     write_status,
 )
 from modelfs.pkg.dataset import ResolutionError
 from modelfs.pkg.dataset.resolve import name_errors
 
-PLURAL = "models"
+PLURAL = Model.plural
 SOURCE_NOT_FOUND = "SourceNotFound"
 SOURCE_NOT_READY = "SourceNotReady"
 INVALID_VERSION = "InvalidVersion"
@@ -179,33 +184,47 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     stored = observed.body.get("status") or {}
     if not status_changes(stored, plan.status):
         return None
-    last = ctx.runtime.last_status_write.get((PLURAL, observed.key), 0.0)
-    wait = last + MIN_WRITE_INTERVAL - time.monotonic()
+    wait = MIN_WRITE_INTERVAL - ctx.runtime.seconds_since_status_write(PLURAL, observed.key)
     if wait > 0:  # fan-in: many ModelSyncs changed; write once, a moment later
         return wait
     if await write_status(ctx, PLURAL, observed.key, stored, plan.status):
-        ctx.runtime.last_status_write[(PLURAL, observed.key)] = time.monotonic()
         remember_written(ctx, PLURAL, observed.body, plan.status)
         for type_, reason, message in plan.events:
             ctx.runtime.post_event(observed.body, type_, reason, message)
     return None
 
 
-async def reconcile(ctx: Context, key: Key) -> float | None:
-    if ctx.indexes.terminating(key[0]):
-        return None
-    waiting = ctx.runtime.awaiting(PLURAL, key)
+async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
+    waiting = ctx.runtime.wait_for_own_write(PLURAL, key)
     if waiting is not None:
-        return waiting
-    body = ctx.indexes.model(key)
-    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
-        error = unparsed_error(ctx, Model, body)
-        if error is not None:
-            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=False)
+        return Result.after(waiting)
     observed = await observe(ctx, key)
     if observed is None:
-        ctx.runtime.last_status_write.pop((PLURAL, key), None)
-        forget_written(ctx, PLURAL, key)
-        return None
+        ctx.runtime.forget_object(PLURAL, key)
+        return Result.done()
     metrics.RECONCILES.labels(kind="Model").inc()
-    return await act(ctx, observed, decide(observed, now_string()))
+    return Result.after(await act(ctx, observed, decide(observed, now_string())))
+
+
+def index(body: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any] | str]:
+    """By name, and by (namespace, ModelSource)."""
+    namespace, name = body_key(body)
+    return {
+        (namespace, name): snapshot(body),
+        (BY_SOURCE, namespace, str((body.get("spec") or {}).get("sourceRef", ""))): name,
+    }
+
+
+DESCRIPTOR = Descriptor(
+    kind=Model.kind_name,
+    plural=PLURAL,
+    group=GROUP,
+    version=VERSION,
+    parsed=Model,
+    index=index,
+    views={"models": None, MODELS_BY_SOURCE: BY_SOURCE},
+    triggers=triggers.model_changed,
+    reconcile=reconcile,
+    workers=2,
+    coalesce=MIN_WRITE_INTERVAL,  # fan-in: many ModelSyncs change at once
+)

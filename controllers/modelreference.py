@@ -10,29 +10,38 @@ creates a REFERENCE Dataset in B. When sharing ends or the source goes, that Dat
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modelfs.api.v1 import Model, ModelReference, ModelSync, Phase
+from modelfs.api.v1 import GROUP, VERSION, Model, ModelReference, ModelSync, Phase
 from modelfs.api.v1.rules import check_label, check_subdomain
-from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers import metrics, triggers
+from modelfs.controllers.descriptor import Descriptor
+from modelfs.controllers.result import Result
+from modelfs.controllers.runtime import (
+    BY_MODEL,
+    REFERENCES_BY_MODEL,
+    Context,
+    Key,
+    body_key,
+    condition,
+    snapshot,
+)
 from modelfs.controllers.shared import first_syncer
 from modelfs.controllers.status import (
     Event,
     created_once,
-    forget_written,
     format_time,
     last_written,
     ready_changed,
-    refuse_unparsed,
     remember_written,
-    unparsed_error,
     with_conditions,
     write_status,
 )
 from modelfs.pkg.dataset import (
+    DATASET_PLURAL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MODEL_LABEL,
@@ -47,7 +56,8 @@ from modelfs.pkg.dataset import (
 from modelfs.pkg.kube import InvalidError
 from modelfs.pkg.labels import SelectorError, selector_matches, validate_selector
 
-PLURAL = "modelreferences"
+PLURAL = ModelReference.plural
+DATASETS = DATASET_PLURAL
 SOURCE_NAMESPACE_LABEL = "model.samzong.dev/source-namespace"
 
 SHARED = "Shared"
@@ -265,7 +275,7 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     dataset_key = (key[0], reference_dataset_name(ref.metadata.name))
     dataset = ctx.indexes.dataset(dataset_key)
     written = last_written(ctx, PLURAL, body)
-    unseen = dataset is None and ("datasets", dataset_key) in ctx.runtime.expected
+    unseen = dataset is None and ctx.runtime.expecting(DATASETS, dataset_key)
     return Observed(key, body, ref, model, labels, sync, source, dataset, written, unseen)
 
 
@@ -406,7 +416,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     status, events = plan.status, plan.events
     if plan.delete is not None:
         # Whatever modelfs applied before is void: the Dataset is not expected back.
-        ctx.runtime.expected.pop(("datasets", (key[0], plan.delete)), None)
+        ctx.runtime.drop_expectation(DATASETS, (key[0], plan.delete))
         if await writer.delete_dataset(key[0], plan.delete):
             logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
         else:  # gone already: nothing to announce
@@ -433,7 +443,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
             )
             events = []
         else:
-            ctx.runtime.expect("datasets", (key[0], name), created)
+            ctx.runtime.expect(DATASETS, (key[0], name), created)
             events = created_once(ctx, (key[0], name), created, events)
             logger.info("Applied reference Dataset", extra={"object": key, "dataset": name})
     written = await write_status(ctx, PLURAL, key, observed.body.get("status") or {}, status)
@@ -443,25 +453,43 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
         ctx.runtime.post_event(observed.body, type_, reason, message)
 
 
-async def reconcile(ctx: Context, key: Key) -> float | None:
-    if ctx.indexes.terminating(key[0]):
-        return None
-    body = ctx.indexes.reference(key)
-    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
-        error = unparsed_error(ctx, ModelReference, body)
-        if error is not None:
-            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=True)
+async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
     observed = await observe(ctx, key)
     if observed is None:
-        forget_written(ctx, PLURAL, key)
-        return None
+        ctx.runtime.forget_object(PLURAL, key)
+        return Result.done()
     plan = decide(observed, format_time(datetime.now(UTC)))
     if plan.delete is None:
         # A revocation never waits for modelfs's own writes to come back: access ends now.
         dataset_key = (key[0], reference_dataset_name(key[1]))
-        waiting = ctx.runtime.awaiting(PLURAL, key) or ctx.runtime.awaiting("datasets", dataset_key)
+        waiting = ctx.runtime.wait_for_own_write(PLURAL, key) or ctx.runtime.wait_for_own_write(
+            DATASETS, dataset_key
+        )
         if waiting is not None:
-            return waiting
+            return Result.after(waiting)
     metrics.RECONCILES.labels(kind="ModelReference").inc()
     await act(ctx, observed, plan)
-    return None
+    return Result.done()
+
+
+def index(body: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any] | tuple[str, str]]:
+    """By name, and by the Model it reads (namespace, name) -> (namespace, name)."""
+    namespace, name = body_key(body)
+    target = (body.get("spec") or {}).get("modelRef") or {}
+    model = (str(target.get("namespace", "")), str(target.get("name", "")))
+    return {(namespace, name): snapshot(body), (BY_MODEL, *model): (namespace, name)}
+
+
+DESCRIPTOR = Descriptor(
+    kind=ModelReference.kind_name,
+    plural=PLURAL,
+    group=GROUP,
+    version=VERSION,
+    parsed=ModelReference,
+    index=index,
+    views={"modelreferences": None, REFERENCES_BY_MODEL: BY_MODEL},
+    triggers=triggers.reference_changed,
+    reconcile=reconcile,
+    workers=4,
+    phase=True,
+)

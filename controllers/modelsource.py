@@ -4,28 +4,28 @@ Models that use it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelfs.api.v1 import ModelSource
-from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key
+from modelfs.api.v1 import GROUP, VERSION, ModelSource
+from modelfs.controllers import metrics, triggers
+from modelfs.controllers.descriptor import Descriptor
+from modelfs.controllers.result import Result
+from modelfs.controllers.runtime import Context, Key, body_key, snapshot
 from modelfs.controllers.shared import SOURCE_SECONDS, Verdict, source_verdict
 from modelfs.controllers.status import (
     Event,
-    forget_written,
     last_written,
     now_string,
     ready_events,
-    refuse_unparsed,
     remember_written,
-    unparsed_error,
     with_conditions,
     write_status,
 )
 from modelfs.pkg.dataset import ResolutionError
 
-PLURAL = "modelsources"
+PLURAL = ModelSource.plural
 
 logger = logging.getLogger("modelfs.modelsource")
 
@@ -105,21 +105,33 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
             )
 
 
-async def reconcile(ctx: Context, key: Key) -> float | None:
-    if ctx.indexes.terminating(key[0]):
-        return None
-    waiting = ctx.runtime.awaiting(PLURAL, key)
+async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
+    waiting = ctx.runtime.wait_for_own_write(PLURAL, key)
     if waiting is not None:
-        return waiting
-    body = ctx.indexes.source(key)
-    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
-        error = unparsed_error(ctx, ModelSource, body)
-        if error is not None:
-            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=False)
+        return Result.after(waiting)
     observed = await observe(ctx, key)
     if observed is None:
-        forget_written(ctx, PLURAL, key)
-        return None
+        ctx.runtime.forget_object(PLURAL, key)
+        return Result.done()
     metrics.RECONCILES.labels(kind="ModelSource").inc()
     await act(ctx, observed, decide(observed, now_string()))
-    return None
+    return Result.done()
+
+
+def index(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
+    return {body_key(body): snapshot(body)}
+
+
+DESCRIPTOR = Descriptor(
+    kind=ModelSource.kind_name,
+    plural=PLURAL,
+    group=GROUP,
+    version=VERSION,
+    parsed=ModelSource,
+    index=index,
+    views={"modelsources": None},
+    triggers=triggers.source_changed,
+    own_write=triggers.source_written,
+    reconcile=reconcile,
+    workers=2,
+)

@@ -8,14 +8,26 @@ the Dataset operator would start a second, concurrent Job otherwise.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from modelfs.api.v1 import Model, ModelSource, ModelSync, Phase
+from modelfs.api.v1 import GROUP, VERSION, Model, ModelSource, ModelSync, Phase
 from modelfs.api.v1.rules import retry_wait
-from modelfs.controllers import metrics
-from modelfs.controllers.runtime import Context, Key
+from modelfs.controllers import metrics, triggers
+from modelfs.controllers.descriptor import Descriptor
+from modelfs.controllers.result import Result
+from modelfs.controllers.runtime import (
+    BY_MODEL,
+    BY_VERSION,
+    SYNCS_BY_MODEL,
+    SYNCS_BY_VERSION,
+    Context,
+    Key,
+    body_key,
+    snapshot,
+)
 from modelfs.controllers.shared import (
     Verdict,
     first_syncer,
@@ -27,20 +39,18 @@ from modelfs.controllers.shared import (
 )
 from modelfs.controllers.status import (
     Event,
-    forget_written,
     format_time,
     last_written,
     parse_duration,
     parse_time,
     ready_changed,
-    refuse_unparsed,
     remember_written,
     status_changes,
-    unparsed_error,
     with_conditions,
     write_status,
 )
 from modelfs.pkg.dataset import (
+    DATASET_PLURAL,
     RULES,
     Resolution,
     ResolutionError,
@@ -52,8 +62,8 @@ from modelfs.pkg.dataset import (
 from modelfs.pkg.dataset.resolve import model_errors, name_errors
 from modelfs.pkg.kube import InvalidError
 
-PLURAL = "modelsyncs"
-DATASETS = "datasets"
+PLURAL = ModelSync.plural
+DATASETS = DATASET_PLURAL
 RETAIN_FINALIZER = "model.samzong.dev/finalizer"
 """Only a ModelSync with deletionPolicy Retain carries it: its owner reference comes off the
 Dataset before the ModelSync goes, so garbage collection keeps the Dataset (and the weights)."""
@@ -888,27 +898,48 @@ def record_metrics(
         metrics.SYNC_DURATION.observe(max(elapsed, 0.0))
 
 
-async def reconcile(ctx: Context, key: Key) -> float | None:
-    """Observe, decide, act, for one ModelSync. Returns when to look again, or None."""
-    body = ctx.indexes.sync(key)
-    if body is not None and not body.get("metadata", {}).get("deletionTimestamp"):
-        error = unparsed_error(ctx, ModelSync, body)
-        if error is not None:
-            if ctx.indexes.terminating(key[0]):
-                return None
-            return await refuse_unparsed(ctx, PLURAL, key, body, error, phase=True)
+async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
+    """Observe, decide, act, for one ModelSync."""
     observed = await observe(ctx, key)
     if observed is None:
+        ctx.runtime.forget_object(PLURAL, key)
         metrics.forget_phase(key)
-        forget_written(ctx, PLURAL, key)
-        return None
-    if ctx.indexes.terminating(key[0]) and not observed.sync.metadata.deletion_timestamp:
-        return None  # its namespace is going; only a Retain finalizer still needs taking off
-    waiting = ctx.runtime.awaiting(PLURAL, key)
+        return Result.done()
+    waiting = ctx.runtime.wait_for_own_write(PLURAL, key)
     if waiting is None and observed.model is not None:
         name = dataset_name(observed.model.metadata.name, observed.sync.spec.version)
-        waiting = ctx.runtime.awaiting(DATASETS, (key[0], name))
+        waiting = ctx.runtime.wait_for_own_write(DATASETS, (key[0], name))
     if waiting is not None:
-        return waiting
+        return Result.after(waiting)
     metrics.RECONCILES.labels(kind="ModelSync").inc()
-    return await act(ctx, observed, decide(observed, datetime.now(UTC)))
+    return Result.after(await act(ctx, observed, decide(observed, datetime.now(UTC))))
+
+
+def index(body: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any] | str]:
+    """By name, by (namespace, Model) and by (namespace, Model, version)."""
+    namespace, name = body_key(body)
+    spec = body.get("spec") or {}
+    model = str(spec.get("modelRef", ""))
+    return {
+        (namespace, name): snapshot(body),
+        (BY_MODEL, namespace, model): name,
+        (BY_VERSION, namespace, model, str(spec.get("version", ""))): name,
+    }
+
+
+DESCRIPTOR = Descriptor(
+    kind=ModelSync.kind_name,
+    plural=PLURAL,
+    group=GROUP,
+    version=VERSION,
+    parsed=ModelSync,
+    index=index,
+    views={"modelsyncs": None, SYNCS_BY_MODEL: BY_MODEL, SYNCS_BY_VERSION: BY_VERSION},
+    triggers=triggers.sync_changed,
+    own_write=triggers.sync_written,
+    reconcile=reconcile,
+    workers=8,
+    phase=True,
+    finalizes=True,  # a Retain finalizer comes off even in a namespace being deleted
+    on_gone=metrics.forget_phase,
+)

@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from modelfs.controllers.result import TerminalError
 from modelfs.pkg.kube import TRANSIENT_ERRORS
 
 K = TypeVar("K", bound=Hashable)
@@ -120,11 +121,14 @@ class WorkQueue(Generic[K]):
 
         self._timers[key] = loop.call_at(when, fire)
 
-    def retry(self, key: K) -> float:
-        """Add `key` again after its next backoff; returns that delay."""
+    def retry(self, key: K, *, longest: bool = False) -> float:
+        """Add `key` again after its next backoff (`longest`: the longest); returns that
+        delay."""
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         delay = float(min(self.base_delay * 2.0 ** (failures - 1), self.max_delay))
+        if longest:
+            delay = self.max_delay
         self._retries.inc()
         self.add_after(key, delay)
         return delay
@@ -218,6 +222,20 @@ class WorkQueue(Generic[K]):
                 again = await reconcile(key)
             except asyncio.CancelledError:
                 raise
+            # refused for good (shown on the object by the runner): looked at again only at the
+            # longest backoff, or sooner when a watch event adds the key
+            except TerminalError as error:
+                delay = self.retry(key, longest=True)
+                logger.warning(
+                    "Reconcile refused",
+                    extra={
+                        "kind": self.name,
+                        "object": key,
+                        "reason": error.reason,
+                        "error": error.message,
+                        "retry": delay,
+                    },
+                )
             # an API error, or no answer from the API server: retried with a warning; anything
             # else is a bug, logged with its traceback (which fails the e2e suite)
             except TRANSIENT_ERRORS as error:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from modelfs.api.v1 import GROUP
+from modelfs.controllers.kinds import RECONCILED
 from modelfs.pkg.dataset import DATASET_GROUP, DATASET_PLURAL
 
 Scope = Literal["namespaced", "cluster"]
@@ -37,10 +38,13 @@ class Rule:
 
 WATCH = ("get", "list", "watch")
 
+OWN_KINDS = tuple(kind.plural for kind in RECONCILED)
+"""modelfs's own kinds, from their descriptors: a new kind gets its rules with no edit here."""
+
 RULES: tuple[Rule, ...] = (
     Rule(
         GROUP,
-        ("modelsources", "models", "modelsyncs", "modelreferences"),
+        OWN_KINDS,
         (*WATCH, "patch"),
         "namespaced",
         "watch modelfs's objects; patch adds and removes the finalizer of ModelSyncs with "
@@ -48,12 +52,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         GROUP,
-        (
-            "modelsources/status",
-            "models/status",
-            "modelsyncs/status",
-            "modelreferences/status",
-        ),
+        tuple(f"{plural}/status" for plural in OWN_KINDS),
         ("patch",),
         "namespaced",
         "write the status of modelfs's objects",

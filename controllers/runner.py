@@ -15,13 +15,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from modelfs.api.v1.reasons import RECONCILE_ERROR
+from modelfs.controllers.descriptor import Descriptor
 from modelfs.controllers.result import Result, TerminalError, terminal
 from modelfs.controllers.runtime import Context, Key
 from modelfs.controllers.status import (
     last_written,
     now_string,
     ready_changed,
+    refuse_unparsed,
     remember_written,
+    unparsed_error,
     with_conditions,
     write_status,
 )
@@ -31,8 +34,6 @@ MAX_MESSAGE = 500
 """An exception's text can be long (a repr of a body): the condition keeps its start."""
 
 logger = logging.getLogger("modelfs.runner")
-
-Reconciler = Callable[[Context, Key], Awaitable[Result]]
 
 
 def failure_message(error: BaseException) -> str:
@@ -67,7 +68,7 @@ def failure_status(
 
 
 async def report_failure(
-    ctx: Context, plural: str, key: Key, reason: str, message: str, *, phase: bool
+    ctx: Context, plural: str, key: Key, reason: str, message: str, phase: bool
 ) -> None:
     """Best effort: a failure to report is logged, never raised (the queue retries the key)."""
     body = ctx.indexes.object(plural, key)
@@ -92,32 +93,48 @@ async def report_failure(
         )
 
 
-def run_reconciler(
-    ctx: Context, plural: str, reconcile: Reconciler, *, phase: bool = False
-) -> Callable[[Key], Awaitable[float | None]]:
-    """`reconcile` for the queue of `plural`. Returns when to look again; raises what the queue
-    retries: a TerminalError (after showing it), a transient error as it came, a bug (after
-    showing ReconcileError)."""
+def run_reconciler(ctx: Context, kind: Descriptor) -> Callable[[Key], Awaitable[float | None]]:
+    """The reconcile of `kind` for its queue. Makes the checks every kind makes first (the
+    object is gone, its namespace is being deleted, its spec does not parse), then calls the
+    kind's reconcile. Returns when to look again; raises what the queue retries: a
+    TerminalError (after showing it), a transient error as it came, a bug (after showing
+    ReconcileError)."""
+    plural = kind.plural
+    assert kind.reconcile is not None, plural
+    reconcile = kind.reconcile
 
     async def run(key: Key) -> float | None:
         try:
-            return (await reconcile(ctx, key)).requeue_after
+            body = ctx.indexes.object(plural, key)
+            if body is None:
+                ctx.runtime.forget_object(plural, key)
+                if kind.on_gone is not None:
+                    kind.on_gone(key)
+                return None
+            deleting = bool(body.get("metadata", {}).get("deletionTimestamp"))
+            if ctx.indexes.terminating(key[0]) and not (deleting and kind.finalizes):
+                return None  # its namespace is going: no writes, no events there
+            if not deleting:
+                error = unparsed_error(ctx, kind.parsed, body)
+                if error is not None:
+                    return await refuse_unparsed(ctx, plural, key, body, error, phase=kind.phase)
+            return (await reconcile(ctx, key, body)).requeue_after
         except asyncio.CancelledError:
             raise
         except Exception as error:
             final = terminal(error)
             if final is not None:
-                await report_failure(ctx, plural, key, final.reason, final.message, phase=phase)
+                await report_failure(ctx, plural, key, final.reason, final.message, kind.phase)
                 if final is not error:
                     raise final from None
                 raise
             if isinstance(error, TRANSIENT_ERRORS):
                 raise
             message = failure_message(error)
-            await report_failure(ctx, plural, key, RECONCILE_ERROR, message, phase=phase)
+            await report_failure(ctx, plural, key, RECONCILE_ERROR, message, kind.phase)
             raise
 
     return run
 
 
-__all__ = ["Reconciler", "Result", "TerminalError", "run_reconciler"]
+__all__ = ["Result", "TerminalError", "run_reconciler"]

@@ -12,13 +12,16 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
+from modelfs.api.v1 import KINDS, Model, ModelReference, ModelSource, ModelSync
 from modelfs.pkg.dataset import parse
 from modelfs.pkg.kube import TRANSIENT_ERRORS
+
+if TYPE_CHECKING:
+    from modelfs.controllers.descriptor import Watched
 
 Parsed = TypeVar("Parsed", ModelSource, Model, ModelSync, ModelReference)
 
@@ -146,7 +149,8 @@ class Runtime:
     """(plural, key) -> (resourceVersion of modelfs's own last write, deadline)."""
     deferred: set[tuple[str, Key]] = field(default_factory=set)
     """Keys whose reconcile waited for modelfs's own write to come back: run when it does."""
-    last_status_write: dict[tuple[str, Key], float] = field(default_factory=dict)
+    status_written_at: dict[tuple[str, Key], float] = field(default_factory=dict)
+    """(plural, key) -> when modelfs last wrote its status (monotonic)."""
     ready_written: dict[tuple[str, Key], tuple[str, str, str]] = field(default_factory=dict)
     """(plural, key) -> (uid, reason, message) of the Ready condition modelfs last wrote: an
     Event announces a change of Ready once, however far the index lags (`status.ready_changed`)."""
@@ -191,11 +195,22 @@ class Runtime:
                 self.parsed_syncs.discard(oldest)
         return parsed
 
-    def forget(self, uid: str) -> None:
-        """An object is gone: drop what is cached about it."""
-        for kind in ("ModelSource", "Model", "ModelSync", "ModelReference"):
-            self.parsed.pop((kind, uid), None)
-        self.parsed_syncs.discard(("ModelSync", uid))
+    def forget_uid(self, uid: str) -> None:
+        """An object is gone: drop its parsed versions (whatever its kind)."""
+        for kind in KINDS:
+            self.parsed.pop((kind.kind_name, uid), None)
+            self.parsed_syncs.discard((kind.kind_name, uid))
+
+    def forget_object(self, plural: str, key: Key) -> None:
+        """The object `key` of `plural` is gone: drop what is kept about it by key."""
+        self.ready_written.pop((plural, key), None)
+        self.yielding.pop((plural, key), None)
+        self.status_written_at.pop((plural, key), None)
+
+    def seconds_since_status_write(self, plural: str, key: Key) -> float:
+        """How long ago modelfs last wrote the status of `key` (infinity: never)."""
+        written = self.status_written_at.get((plural, key))
+        return float("inf") if written is None else time.monotonic() - written
 
     # -- Secrets: read, never watched
 
@@ -224,9 +239,9 @@ class Runtime:
             return
         self.expected[(plural, key)] = (version, time.monotonic() + EXPECTATION_SECONDS)
 
-    def observed(self, plural: str, key: Key, body: Mapping[str, Any]) -> bool:
-        """A watch event of `key` arrived: True when it is modelfs's own expected write (which
-        clears the expectation)."""
+    def record_event(self, plural: str, key: Key, body: Mapping[str, Any]) -> bool:
+        """Record a watch event of `key`; True when it brings modelfs's own expected write
+        (whose expectation it clears)."""
         version = resource_version(body)
         self.recent[(plural, key, version)] = None
         if len(self.recent) > RECENT_VERSIONS:
@@ -238,15 +253,25 @@ class Runtime:
         return False
 
     def take_deferred(self, plural: str, key: Key) -> bool:
-        """Whether a reconcile of `key` waited for the write that just came back."""
+        """Whether a reconcile of `key` waited for the write that just came back (the wait is
+        taken: it is over)."""
         if (plural, key) in self.deferred:
             self.deferred.discard((plural, key))
             return True
         return False
 
-    def awaiting(self, plural: str, key: Key) -> float | None:
-        """Seconds left to wait for modelfs's own write of `key` to come back, or None. The
-        caller then stops and looks again when the write comes back (or the time is up)."""
+    def expecting(self, plural: str, key: Key) -> bool:
+        """Whether modelfs waits for its own write of `key` to come back."""
+        return (plural, key) in self.expected
+
+    def drop_expectation(self, plural: str, key: Key) -> None:
+        """Wait no more for modelfs's own write of `key` (the object is being deleted)."""
+        self.expected.pop((plural, key), None)
+
+    def wait_for_own_write(self, plural: str, key: Key) -> float | None:
+        """Seconds left to wait for modelfs's own write of `key` to come back, or None. A wait
+        is recorded: the reconcile stops, and runs again when the write comes back (or the
+        time is up)."""
         found = self.expected.get((plural, key))
         if found is None:
             return None
@@ -338,44 +363,74 @@ class Tagged(Mapping[Any, Any]):
         return sum(1 for _ in self)
 
 
-@dataclass
-class Indexes:
-    """kopf's in-memory indexes (or dicts in unit tests), by the names the operator registers
-    them under. Values are iterables of the indexed values."""
+RAW = ""
+"""The view of an index as it is (the namespace index, whose keys are names)."""
 
-    sources: Mapping[Key, Any]
-    models: Mapping[Key, Any]
-    models_by_source: Mapping[Key, Any]
-    syncs: Mapping[Key, Any]
-    syncs_by_model: Mapping[Key, Any]
-    datasets: Mapping[Key, Any]
-    namespaces: Mapping[str, Any]
-    references: Mapping[Key, Any]
-    references_by_model: Mapping[Key, Any]
-    syncs_by_version: Mapping[tuple[str, str, str], Any] | None = None
-    """(namespace, Model, version) -> ModelSync names (in the operator, the same kopf index as
-    `syncs_by_model`, whose keys are pairs). None: found through `syncs_by_model`."""
+
+class Indexes:
+    """The operator's in-memory view of the cluster: kopf's indexes (in unit tests, the
+    in-memory cluster's), read-only, one per watched kind (`controllers.descriptor.Watched`).
+    Values are iterables of the indexed values.
+
+    `object(plural, key)` and `view(name)` serve any kind; the named accessors below are the
+    lookups the four controllers make."""
+
+    def __init__(self, by_plural: Mapping[str, Mapping[Any, Any]], views: Mapping[str, Any]):
+        self.by_plural = by_plural
+        """plural -> its objects by (namespace, name) (by name, for namespaces)."""
+        self.views = views
+        """view name -> a view of an index (`Watched.views`)."""
 
     @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Indexes:
-        """The operator's kopf indexes: one per kind, secondary keys tagged (`Tagged`)."""
-        models, syncs = kwargs["model_index"], kwargs["modelsync_index"]
-        references = kwargs["modelreference_index"]
-        return cls(
-            namespaces=kwargs["namespace_index"],
-            references=Tagged(references),
-            references_by_model=Tagged(references, BY_MODEL),
-            sources=kwargs["modelsource_index"],
-            models=Tagged(models),
-            models_by_source=Tagged(models, BY_SOURCE),
-            syncs=Tagged(syncs),
-            syncs_by_model=Tagged(syncs, BY_MODEL),
-            datasets=kwargs["dataset_index"],
-            syncs_by_version=Tagged(syncs, BY_VERSION),
-        )
+    def build(
+        cls, kinds: Iterable[Watched], index_of: Callable[[Watched], Mapping[Any, Any]]
+    ) -> Indexes:
+        """The view of `kinds`, each kind's index found by `index_of`."""
+        by_plural: dict[str, Mapping[Any, Any]] = {}
+        views: dict[str, Mapping[Any, Any]] = {}
+        for kind in kinds:
+            index = index_of(kind)
+            for name, tag in kind.views.items():
+                views[name] = index if tag == RAW else Tagged(index, tag)
+                if tag is None or tag == RAW:
+                    by_plural[kind.plural] = views[name]
+        return cls(by_plural, views)
+
+    def view(self, name: str) -> Mapping[Any, Any]:
+        return self.views[name]  # type: ignore[no-any-return]
+
+    def object(self, plural: str, key: Any) -> dict[str, Any] | None:
+        """The object `key` of kind `plural`, as last seen, or None."""
+        return first_value(self.by_plural[plural].get(key))
+
+    def keys(self, plural: str) -> Iterator[Any]:
+        """Every key of kind `plural`."""
+        return iter(self.by_plural[plural])
+
+    # -- the lookups the controllers make
+
+    @property
+    def sources(self) -> Mapping[Key, Any]:
+        return self.by_plural["modelsources"]
+
+    @property
+    def models(self) -> Mapping[Key, Any]:
+        return self.by_plural["models"]
+
+    @property
+    def syncs(self) -> Mapping[Key, Any]:
+        return self.by_plural["modelsyncs"]
+
+    @property
+    def references(self) -> Mapping[Key, Any]:
+        return self.by_plural["modelreferences"]
+
+    @property
+    def datasets(self) -> Mapping[Key, Any]:
+        return self.by_plural["datasets"]
 
     def namespace(self, name: str) -> dict[str, Any] | None:
-        return first_value(self.namespaces.get(name))
+        return self.object("namespaces", name)
 
     def terminating(self, namespace: str) -> bool:
         """A namespace being deleted: its objects are going, so modelfs neither writes nor
@@ -384,39 +439,35 @@ class Indexes:
         return found is not None and bool(found.get("terminating"))
 
     def source(self, key: Key) -> dict[str, Any] | None:
-        return first_value(self.sources.get(key))
+        return self.object("modelsources", key)
 
     def model(self, key: Key) -> dict[str, Any] | None:
-        return first_value(self.models.get(key))
+        return self.object("models", key)
 
     def sync(self, key: Key) -> dict[str, Any] | None:
-        return first_value(self.syncs.get(key))
+        return self.object("modelsyncs", key)
 
     def dataset(self, key: Key) -> dict[str, Any] | None:
-        return first_value(self.datasets.get(key))
+        return self.object("datasets", key)
 
     def reference(self, key: Key) -> dict[str, Any] | None:
-        return first_value(self.references.get(key))
+        return self.object("modelreferences", key)
 
     def references_of_model(self, key: Key) -> list[Key]:
-        return sorted(set(self.references_by_model.get(key, ())))
+        return sorted(set(self.views[REFERENCES_BY_MODEL].get(key, ())))
 
     def model_names_of_source(self, key: Key) -> list[str]:
-        return sorted(set(self.models_by_source.get(key, ())))
+        return sorted(set(self.views[MODELS_BY_SOURCE].get(key, ())))
 
     def sync_names_of_model(self, key: Key) -> list[str]:
-        return sorted(set(self.syncs_by_model.get(key, ())))
+        return sorted(set(self.views[SYNCS_BY_MODEL].get(key, ())))
 
     def syncs_of_version(self, key: Key, version: str) -> Iterator[dict[str, Any]]:
         """The ModelSyncs of Model `key` for `version` (one, unless duplicated): a ModelSync's
         verdict reads only these, not the Model's every ModelSync."""
-        if self.syncs_by_version is None:
-            for each in self.syncs_of_model(key):
-                if (each.get("spec") or {}).get("version") == version:
-                    yield each
-            return
         namespace = key[0]
-        for name in sorted(set(self.syncs_by_version.get((namespace, key[1], version), ()))):
+        by_version = self.views[SYNCS_BY_VERSION]
+        for name in sorted(set(by_version.get((namespace, key[1], version), ()))):
             body = self.sync((namespace, name))
             if body is not None:
                 yield body
@@ -427,6 +478,13 @@ class Indexes:
             body = self.sync((namespace, name))
             if body is not None:
                 yield body
+
+
+MODELS_BY_SOURCE = "models-by-source"
+SYNCS_BY_MODEL = "modelsyncs-by-model"
+SYNCS_BY_VERSION = "modelsyncs-by-version"
+REFERENCES_BY_MODEL = "modelreferences-by-model"
+"""The secondary views the controllers read (declared by their kinds' descriptors)."""
 
 
 @dataclass

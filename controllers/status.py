@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -80,6 +81,7 @@ async def write_status(
     if result is None:
         return False
     ctx.runtime.expect(plural, key, result)
+    ctx.runtime.status_written_at[(plural, key)] = time.monotonic()
     metrics.STATUS_WRITES.labels(kind=plural).inc()
     return True
 
@@ -133,12 +135,6 @@ def remember_written(
     ready = ready_of(status)
     if ready is not None:
         ctx.runtime.ready_written[(plural, key)] = (str(meta.get("uid") or ""), *ready)
-
-
-def forget_written(ctx: Context, plural: str, key: Key) -> None:
-    """The object is gone: nothing to remember about it."""
-    ctx.runtime.ready_written.pop((plural, key), None)
-    ctx.runtime.yielding.pop((plural, key), None)
 
 
 DATASET_CREATED = "DatasetCreated"
@@ -207,7 +203,7 @@ async def refuse_unparsed(
     """Give an object whose spec does not parse the verdict of any other refusal: Ready False on
     its status (a merge patch of the status alone: the spec cannot be written back), one Warning
     event and one log line when the verdict changes. Nothing else of it is touched."""
-    waiting = ctx.runtime.awaiting(plural, key)
+    waiting = ctx.runtime.wait_for_own_write(plural, key)
     if waiting is not None:
         return waiting
     current = dict(body.get("status") or {})

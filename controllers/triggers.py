@@ -12,6 +12,7 @@ status, a Dataset) causes a watch event, and this map carries it on.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,24 +20,23 @@ from typing import Any
 from modelfs.controllers.runtime import Indexes, Key, body_key
 from modelfs.pkg.dataset import pruned
 
-KINDS = ("modelsources", "models", "modelsyncs", "modelreferences")
 OWNER_KINDS = {"ModelSync": "modelsyncs", "ModelReference": "modelreferences"}
 """The kinds that own Datasets, by kind name: their plural."""
 
 
 @dataclass
 class Affected:
-    """Keys to reconcile, per kind (plural)."""
+    """Keys to reconcile, per kind (plural), in the order the kinds were first added."""
 
-    keys: dict[str, set[Key]] = field(default_factory=lambda: {k: set() for k in KINDS})
+    keys: defaultdict[str, set[Key]] = field(default_factory=lambda: defaultdict(set))
 
     def add(self, kind: str, *keys: Key) -> Affected:
         self.keys[kind].update(keys)
         return self
 
     def __iter__(self) -> Any:
-        for kind in KINDS:
-            for key in sorted(self.keys[kind]):
+        for kind, keys in self.keys.items():
+            for key in sorted(keys):
                 yield kind, key
 
     def count(self) -> int:
@@ -154,36 +154,39 @@ def namespace_changed(ix: Indexes, name: str) -> Affected:
     return Affected().add("modelreferences", *(k for k in ix.references if k[0] == name))
 
 
-def after_own_write(
-    plural: str, ix: Indexes, body: Mapping[str, Any], *, waited: bool = False
-) -> Affected:
-    """modelfs's own write came back (a status, a finalizer, a Dataset it applied): the object
-    itself has nothing new to reconcile; only what reads its status does. `waited`: a reconcile
-    stopped to wait for this write (`Runtime.awaiting`); for a Dataset, that is its owner's."""
-    if plural == "modelsources":  # a Secret re-check may have changed the verdict
-        affected = source_changed(ix, body)
-        affected.keys["modelsources"].clear()
-        return affected
-    if plural == "modelsyncs":  # the Model lists its phase; references read its Dataset
-        affected = sync_changed(ix, body)
-        affected.keys["modelsyncs"].clear()
-        return affected
-    if plural == "datasets":  # the Model's references read it; its owner only if it waited
-        affected = dataset_changed(ix, body)
-        if not waited:
-            for owner in body.get("metadata", {}).get("ownerReferences") or []:
-                kind = OWNER_KINDS.get(str(owner.get("kind")))
-                if owner.get("controller") and kind:
-                    affected.keys[kind].discard((body_key(body)[0], str(owner.get("name"))))
-        return affected
-    return Affected()  # a Model's or a ModelReference's status: nobody reads it
+def source_written(ix: Indexes, body: Mapping[str, Any], waited: bool) -> Affected:
+    """modelfs wrote a ModelSource's status: a Secret re-check may have changed the verdict its
+    Models and ModelSyncs read. The source itself has nothing new to reconcile."""
+    affected = source_changed(ix, body)
+    affected.keys["modelsources"].clear()
+    return affected
+
+
+def sync_written(ix: Indexes, body: Mapping[str, Any], waited: bool) -> Affected:
+    """modelfs wrote a ModelSync (status, finalizer): the Model lists its phase; references
+    read its Dataset. The ModelSync itself has nothing new to reconcile."""
+    affected = sync_changed(ix, body)
+    affected.keys["modelsyncs"].clear()
+    return affected
+
+
+def dataset_written(ix: Indexes, body: Mapping[str, Any], waited: bool) -> Affected:
+    """modelfs applied a Dataset: the Model's references read it; its owner only if a reconcile
+    of the owner waited for it (`Runtime.wait_for_own_write`)."""
+    affected = dataset_changed(ix, body)
+    if not waited:
+        for owner in body.get("metadata", {}).get("ownerReferences") or []:
+            kind = OWNER_KINDS.get(str(owner.get("kind")))
+            if owner.get("controller") and kind:
+                affected.keys[kind].discard((body_key(body)[0], str(owner.get("name"))))
+    return affected
 
 
 def everything(ix: Indexes) -> Affected:
-    """Every key of the four kinds: the periodic resync."""
+    """Every key of every reconciled kind: the periodic resync."""
+    from modelfs.controllers.kinds import RECONCILED  # the kinds import this module
+
     affected = Affected()
-    affected.add("modelsources", *ix.sources)
-    affected.add("models", *ix.models)
-    affected.add("modelsyncs", *ix.syncs)
-    affected.add("modelreferences", *ix.references)
+    for kind in RECONCILED:
+        affected.add(kind.plural, *ix.keys(kind.plural))
     return affected

@@ -22,107 +22,16 @@ from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
 from modelfs import dispatch
-from modelfs.api.v1 import GROUP, VERSION
-from modelfs.controllers import model, modelreference, modelsource, modelsync, triggers
-from modelfs.controllers.isolation import isolated
+from modelfs.controllers import triggers
+from modelfs.controllers.descriptor import Descriptor, Watched
+from modelfs.controllers.kinds import RECONCILED, WATCHED
 from modelfs.controllers.queue import WorkQueue
-from modelfs.controllers.runtime import (
-    BY_MODEL,
-    BY_SOURCE,
-    BY_VERSION,
-    Context,
-    Indexes,
-    Key,
-    Runtime,
-    body_key,
-    snapshot,
-)
-from modelfs.pkg.dataset import (
-    DATASET_GROUP,
-    DATASET_PLURAL,
-    DATASET_VERSION,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-)
+from modelfs.controllers.runner import run_reconciler
+from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key
 from modelfs.pkg.kube.writer import KubeWriter
-
-Reconciler = Callable[[Context, Key], Awaitable[float | None]]
-
 
 logger = logging.getLogger("modelfs.operator")
 
-# ----------------------------------------------------------------------------- indexes
-
-
-# The index functions are coroutines: kopf runs a plain function in its thread pool, one hop per
-# watch event per index (a thread switch and a future each), for what is a dict lookup.
-
-
-async def by_name(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(body.metadata.namespace or "", body.metadata.name or ""): snapshot(body)}
-
-
-async def namespace_summary(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    """Per namespace: its labels (for sharing) and whether it is being deleted."""
-    terminating = bool(body.metadata.get("deletionTimestamp")) or (
-        body.get("status", {}).get("phase") == "Terminating"
-    )
-    return {
-        body.metadata.name or "": {
-            "labels": dict(body.metadata.labels or {}),
-            "terminating": terminating,
-        }
-    }
-
-
-# One index per kind: kopf invokes each index function on every watch event of its kind, with
-# the whole handler machinery around it, so a kind's secondary keys share its one function.
-# By name: (namespace, name) -> the snapshot; secondary keys start with a tag
-# (`controllers.runtime.TAGS`), which no namespace name can.
-
-
-async def model_index(
-    body: kopf.Body, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, ...], dict[str, Any] | str]:
-    """By name, and by (namespace, ModelSource)."""
-    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-    return {
-        (namespace, name): snapshot(body),
-        (BY_SOURCE, namespace, str(spec.get("sourceRef", ""))): name,
-    }
-
-
-async def modelreference_index(
-    body: kopf.Body, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, ...], dict[str, Any] | tuple[str, str]]:
-    """By name, and by the Model it reads (namespace, name) -> (namespace, name)."""
-    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-    target = spec.get("modelRef") or {}
-    model = (str(target.get("namespace", "")), str(target.get("name", "")))
-    return {(namespace, name): snapshot(body), (BY_MODEL, *model): (namespace, name)}
-
-
-async def modelsync_index(
-    body: kopf.Body, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, ...], dict[str, Any] | str]:
-    """By name, by (namespace, Model) and by (namespace, Model, version)."""
-    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-    model = str(spec.get("modelRef", ""))
-    return {
-        (namespace, name): snapshot(body),
-        (BY_MODEL, namespace, model): name,
-        (BY_VERSION, namespace, model, str(spec.get("version", ""))): name,
-    }
-
-
-RECONCILERS: dict[str, Reconciler] = {
-    "modelsources": modelsource.reconcile,
-    "models": model.reconcile,
-    "modelsyncs": modelsync.reconcile,
-    "modelreferences": modelreference.reconcile,
-}
-#: Workers per queue: a key is reconciled by one worker at a time; these bound the parallelism.
-WORKERS = {"modelsources": 2, "models": 2, "modelsyncs": 8, "modelreferences": 4}
 RESYNC_SECONDS = 30.0
 """Every key of every kind is enqueued this often: drift repair, schedules, Secret re-checks."""
 
@@ -141,13 +50,15 @@ def trim_memory() -> None:
 class Operator:
     """The queues and the reconcilers, fed by kopf's watches through the trigger map."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, kinds: tuple[Descriptor, ...] = RECONCILED) -> None:
         self.runtime = runtime
-        self.queues: dict[str, WorkQueue[Key]] = {k: WorkQueue(k) for k in RECONCILERS}
+        self.kinds = {kind.plural: kind for kind in kinds}
+        self.queues: dict[str, WorkQueue[Key]] = {k: WorkQueue(k) for k in self.kinds}
         self.indexes: asyncio.Future[Indexes] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task[None]] = []
-        self.dataset_reads: dict[Key, tuple[Any, ...]] = {}
-        """Per Dataset, what the reconcilers read of it as last seen (`triggers.dataset_reads`)."""
+        self.reads: dict[tuple[str, Key], tuple[Any, ...]] = {}
+        """Per object of a kind with `Watched.reads`: what the reconcilers read of it, as last
+        seen."""
         runtime.queues = self
 
     def backlog(self, plural: str) -> int:
@@ -158,18 +69,18 @@ class Operator:
 
     def enqueue(self, affected: triggers.Affected, *, low: bool = False) -> None:
         """`low`: a pass over objects that did not change (the resync, the initial listing)."""
-        for kind, key in affected:
-            if kind == "models" and not low:  # fan-in: many ModelSyncs change at once
-                self.queues[kind].add_after(key, model.MIN_WRITE_INTERVAL)
+        for plural, key in affected:
+            coalesce = self.kinds[plural].coalesce
+            if coalesce and not low:
+                self.queues[plural].add_after(key, coalesce)
             else:
-                self.queues[kind].add(key, low=low)
+                self.queues[plural].add(key, low=low)
 
     def on_event(
         self,
-        plural: str,
+        kind: Watched,
         body: Mapping[str, Any],
         indexes: Indexes,
-        affected: Callable[[Indexes, Mapping[str, Any]], triggers.Affected],
         *,
         listing: bool = False,
         deleted: bool = False,
@@ -179,39 +90,42 @@ class Operator:
         for it)."""
         if not self.indexes.done():
             self.indexes.set_result(indexes)
+        plural = kind.plural
         key = body_key(body)
         if deleted:
-            self.runtime.forget(str(body.get("metadata", {}).get("uid") or ""))
-        if plural == "datasets" and not self.dataset_read_changed(key, body, deleted):
-            if self.runtime.observed(plural, key, body) and self.runtime.take_deferred(plural, key):
-                self.enqueue(triggers.after_own_write(plural, indexes, body, waited=True))
+            self.runtime.forget_uid(str(body.get("metadata", {}).get("uid") or ""))
+        if kind.reads is not None and not self.read_changed(kind, key, body, deleted):
+            own = self.runtime.record_event(plural, key, body)
+            if own and self.runtime.take_deferred(plural, key):
+                self.enqueue(kind.own_write(indexes, body, True))
             return
-        if self.runtime.observed(plural, key, body):
+        if self.runtime.record_event(plural, key, body):
             # taken whatever the kind: a Dataset has no queue, what waited for it is its owner
             waited = self.runtime.take_deferred(plural, key)
-            found = triggers.after_own_write(plural, indexes, body, waited=waited)
+            found = kind.own_write(indexes, body, waited)
             if waited and plural in self.queues:
                 found.add(plural, key)
         else:
-            found = affected(indexes, body)
+            found = kind.triggers(indexes, body)
         self.enqueue(found, low=listing)
 
-    def dataset_read_changed(self, key: Key, body: Mapping[str, Any], deleted: bool) -> bool:
-        """Whether this event changes what the reconcilers read of Dataset `key`. The resync
+    def read_changed(self, kind: Watched, key: Key, body: Mapping[str, Any], deleted: bool) -> bool:
+        """Whether this event changes what the reconcilers read of the object. The resync
         still visits every owner, whatever was skipped here."""
         if deleted:
-            self.dataset_reads.pop(key, None)
+            self.reads.pop((kind.plural, key), None)
             return True
-        reads = triggers.dataset_reads(body)
-        unchanged = self.dataset_reads.get(key) == reads
-        self.dataset_reads[key] = reads
+        assert kind.reads is not None
+        reads = kind.reads(body)
+        unchanged = self.reads.get((kind.plural, key)) == reads
+        self.reads[(kind.plural, key)] = reads
         return not unchanged
 
     async def start(self) -> None:
         indexes = await self.indexes
         ctx = Context(self.runtime, indexes)
-        for kind, reconcile in RECONCILERS.items():
-            self.queues[kind].start(isolated(ctx, kind, reconcile), WORKERS[kind])
+        for plural, kind in self.kinds.items():
+            self.queues[plural].start(run_reconciler(ctx, kind), kind.workers)
         self.tasks.append(asyncio.get_running_loop().create_task(self.trim_when_quiet()))
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
@@ -220,7 +134,7 @@ class Operator:
     async def trim_when_quiet(self) -> None:
         """Give the memory freed by a burst of work back to the system once the queues have
         been quiet for QUIET_SECONDS: glibc's malloc keeps freed memory in the process
-        otherwise (a burst of 1,000 ModelSyncs left some 70 MiB of garbage in the RSS)."""
+        otherwise."""
         quiet = 0.0
         worked = False
         while True:
@@ -240,9 +154,19 @@ class Operator:
             await queue.stop()
 
 
-def handler(
-    plural: str, affected: Callable[[Indexes, Mapping[str, Any]], triggers.Affected]
-) -> Callable[..., Awaitable[None]]:
+def kopf_index(kind: Watched) -> Callable[..., Awaitable[Mapping[Any, Any]]]:
+    """`kind`'s index function as a kopf index handler: a coroutine, which kopf calls in the
+    event loop (a plain function would cost a thread hop per watch event)."""
+    index = kind.index
+
+    async def on_index(body: kopf.Body, **_: Any) -> Mapping[Any, Any]:
+        return index(body)
+
+    on_index.__name__ = kind.index_id
+    return on_index
+
+
+def handler(kind: Watched) -> Callable[..., Awaitable[None]]:
     """A kopf event handler that only enqueues: the keys the event affects."""
 
     async def on_event(
@@ -253,48 +177,34 @@ def handler(
         deleted = event.get("type") == "DELETED"
         # kopf's index objects live as long as the operator: their view is built once
         known = operator.indexes
-        indexes = known.result() if known.done() else Indexes.from_kwargs(kwargs)
+        indexes = known.result() if known.done() else indexes_of(kwargs)
         # the event's own dict: `body` is kopf's view of it, which resolves every key read
         raw: Mapping[str, Any] = event["object"]
-        operator.on_event(plural, raw, indexes, affected, listing=listing, deleted=deleted)
+        operator.on_event(kind, raw, indexes, listing=listing, deleted=deleted)
 
-    on_event.__name__ = f"{plural}_event"
+    on_event.__name__ = f"{kind.plural}_event"
     return on_event
 
 
-def namespace_affected(indexes: Indexes, body: Mapping[str, Any]) -> triggers.Affected:
-    return triggers.namespace_changed(indexes, str(body.get("metadata", {}).get("name", "")))
+def indexes_of(kwargs: Mapping[str, Any], kinds: tuple[Watched, ...] = WATCHED) -> Indexes:
+    """The view of kopf's indexes, as handed to a handler (by index id)."""
+    return Indexes.build(kinds, lambda kind: kwargs[kind.index_id])
 
 
-def register(registry: kopf.OperatorRegistry) -> kopf.OperatorRegistry:
-    """Every index and handler of the operator, on `registry`."""
-    ours: dict[str, Any] = {"group": GROUP, "version": VERSION, "registry": registry}
-    datasets: dict[str, Any] = {
-        "group": DATASET_GROUP,
-        "version": DATASET_VERSION,
-        "plural": DATASET_PLURAL,
-        "registry": registry,
-        "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-    }
-    kopf.index("", "v1", "namespaces", id="namespace_index", registry=registry)(namespace_summary)
-    kopf.index(plural="modelsources", id="modelsource_index", **ours)(by_name)
-    kopf.index(plural="models", id="model_index", **ours)(model_index)
-    kopf.index(plural="modelsyncs", id="modelsync_index", **ours)(modelsync_index)
-    kopf.index(plural="modelreferences", id="modelreference_index", **ours)(modelreference_index)
-    # Every Dataset, not only modelfs's: a name taken by someone else's Dataset must be seen.
-    kopf.index(id="dataset_index", **{**datasets, "labels": None})(by_name)
-
-    for plural, affected in (
-        ("modelsources", triggers.source_changed),
-        ("models", triggers.model_changed),
-        ("modelsyncs", triggers.sync_changed),
-        ("modelreferences", triggers.reference_changed),
-    ):
-        kopf.on.event(plural=plural, id=f"{plural}_event", **ours)(handler(plural, affected))
-    kopf.on.event(id="datasets_event", **datasets)(handler("datasets", triggers.dataset_changed))
-    kopf.on.event("", "v1", "namespaces", id="namespaces_event", registry=registry)(
-        handler("namespaces", namespace_affected)
-    )
+def register(
+    registry: kopf.OperatorRegistry, kinds: tuple[Watched, ...] = WATCHED
+) -> kopf.OperatorRegistry:
+    """Every index and handler of the operator, on `registry`: per kind, its index (every
+    object) and its event handler (objects with its labels)."""
+    for kind in kinds:
+        where: dict[str, Any] = {
+            "group": kind.group,
+            "version": kind.version,
+            "plural": kind.plural,
+            "registry": registry,
+        }
+        kopf.index(id=kind.index_id, **where)(kopf_index(kind))
+        kopf.on.event(id=f"{kind.plural}_event", labels=kind.labels, **where)(handler(kind))
     kopf.on.login(registry=registry)(login)
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import itertools
 import time
 import uuid
@@ -22,31 +23,35 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from modelfs import operator as operator_module
+from modelfs.api.v1 import API_VERSION
 from modelfs.controllers import triggers
+from modelfs.controllers.descriptor import Watched
+from modelfs.controllers.kinds import BY_PLURAL, RECONCILED, WATCHED
+from modelfs.controllers.result import Result
 from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key
 
-API = "model.samzong.dev/v1"
-KINDS = {
-    "ModelSource": "modelsources",
-    "Model": "models",
-    "ModelSync": "modelsyncs",
-    "ModelReference": "modelreferences",
-    "Dataset": "datasets",
-}
-TRIGGERS: dict[str, Callable[[Indexes, Mapping[str, Any]], triggers.Affected]] = {
-    "modelsources": triggers.source_changed,
-    "models": triggers.model_changed,
-    "modelsyncs": triggers.sync_changed,
-    "modelreferences": triggers.reference_changed,
-    "datasets": triggers.dataset_changed,
-}
+API = API_VERSION
+KINDS = {kind.kind: kind.plural for kind in RECONCILED} | {"Dataset": "datasets"}
+"""Kind name -> plural, of what a test puts."""
 
 
 class View(Mapping[Any, Any]):
-    """A read-only mapping computed afresh on every access (the indexes as kopf keeps them)."""
+    """A kind's index as kopf keeps it, computed from what the watch has brought by the kind's
+    own index function (`Watched.index`), afresh after every change."""
 
-    def __init__(self, compute: Callable[[], dict[Any, Any]]) -> None:
-        self._compute = compute
+    def __init__(self, cluster: MemCluster, kind: Watched) -> None:
+        self._cluster, self._kind = cluster, kind
+        self._cache: tuple[int, dict[Any, list[Any]]] | None = None
+
+    def _compute(self) -> dict[Any, list[Any]]:
+        version = self._cluster.changes
+        if self._cache is None or self._cache[0] != version:
+            index: dict[Any, list[Any]] = {}
+            for body in self._cluster.seen[self._kind.plural].values():
+                for key, value in self._kind.index(body).items():
+                    index.setdefault(key, []).append(value)
+            self._cache = (version, index)
+        return self._cache[1]
 
     def __getitem__(self, key: Any) -> Any:
         return self._compute()[key]
@@ -60,10 +65,12 @@ class View(Mapping[Any, Any]):
 
 class MemCluster:
     def __init__(self, lag: float = 0.0) -> None:
-        self.objects: dict[str, dict[Key, dict[str, Any]]] = {p: {} for p in KINDS.values()}
+        self.objects: dict[str, dict[Key, dict[str, Any]]] = {k.plural: {} for k in WATCHED}
         """What the API server holds."""
-        self.seen: dict[str, dict[Key, dict[str, Any]]] = {p: {} for p in KINDS.values()}
+        self.seen: dict[str, dict[Key, dict[str, Any]]] = {k.plural: {} for k in WATCHED}
         """What the indexes hold: `objects` as the watch has brought it so far."""
+        self.changes = 0
+        """Bumped on every change of `seen`: the indexes are computed again."""
         self.lag = lag
         """Seconds between a write and its watch event (0: at once). With a lag, writes of one
         object within it come as ONE event, of the last version (kopf batches so): modelfs may
@@ -71,7 +78,6 @@ class MemCluster:
         self._emitted: dict[tuple[str, Key], int] = {}
         self.on_apply: Callable[[Key], None] | None = None
         """The Dataset controller's answer to an apply, written at once (e.g. its status)."""
-        self.namespaces: dict[str, dict[str, Any]] = {}
         self.secrets: dict[Key, frozenset[str]] = {}
         self.writes: list[tuple[str, str, Key]] = []
         """(verb, plural, key) of every write."""
@@ -80,39 +86,8 @@ class MemCluster:
         self.reconciles: Counter[tuple[str, Key]] = Counter()
         self._versions = itertools.count(1)
         self.operator: operator_module.Operator | None = None
-        self.indexes = Indexes(
-            sources=self._by_name("modelsources"),
-            models=self._by_name("models"),
-            models_by_source=self._by_ref("models", "sourceRef"),
-            syncs=self._by_name("modelsyncs"),
-            syncs_by_model=self._by_ref("modelsyncs", "modelRef"),
-            datasets=self._by_name("datasets"),
-            namespaces=View(lambda: {n: [s] for n, s in self.namespaces.items()}),
-            references=self._by_name("modelreferences"),
-            references_by_model=View(self._references_by_model),
-        )
+        self.indexes = Indexes.build(WATCHED, lambda kind: View(self, kind))
         self.runtime = Runtime(writer=self)
-
-    # -- indexes
-
-    def _by_name(self, plural: str) -> View:
-        return View(lambda: {k: [b] for k, b in self.seen[plural].items()})
-
-    def _by_ref(self, plural: str, field: str) -> View:
-        def compute() -> dict[Key, list[str]]:
-            found: dict[Key, list[str]] = {}
-            for (namespace, name), body in self.seen[plural].items():
-                found.setdefault((namespace, body["spec"][field]), []).append(name)
-            return found
-
-        return View(compute)
-
-    def _references_by_model(self) -> dict[Key, list[Key]]:
-        found: dict[Key, list[Key]] = {}
-        for key, body in self.seen["modelreferences"].items():
-            target = body["spec"]["modelRef"]
-            found.setdefault((target["namespace"], target["name"]), []).append(key)
-        return found
 
     @property
     def ctx(self) -> Context:
@@ -120,8 +95,12 @@ class MemCluster:
 
     # -- the user's side
 
-    def namespace(self, name: str, **labels: str) -> None:
-        self.namespaces[name] = {"labels": labels, "terminating": False}
+    def namespace(self, name: str, *, terminating: bool = False, **labels: str) -> None:
+        body: dict[str, Any] = {"metadata": {"name": name, "labels": labels}}
+        if terminating:
+            body["status"] = {"phase": "Terminating"}
+        self.seen["namespaces"][("", name)] = self.objects["namespaces"][("", name)] = body
+        self.changes += 1
 
     def put(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object, as `kubectl apply` would; a watch event follows."""
@@ -162,6 +141,7 @@ class MemCluster:
                 self.seen[plural].pop(key, None)
             else:
                 self.seen[plural][key] = snapshot
+            self.changes += 1
 
         if self.operator is None:
             index()
@@ -174,7 +154,7 @@ class MemCluster:
                 if self._emitted[(plural, key)] != number:
                     return  # a later write of it comes in its place
                 index()
-            operator.on_event(plural, snapshot, self.indexes, TRIGGERS[plural])
+            operator.on_event(BY_PLURAL[plural], snapshot, self.indexes)
 
         if not self.lag:
             index()
@@ -282,13 +262,11 @@ class MemCluster:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[operator_module.Operator]:
         """The operator's queues and workers on this cluster, every reconcile counted."""
-        counted = {
-            kind: self._counting(kind, reconcile)
-            for kind, reconcile in operator_module.RECONCILERS.items()
-        }
-        original = dict(operator_module.RECONCILERS)
-        operator_module.RECONCILERS.update(counted)
-        operator = operator_module.Operator(self.runtime)
+        counted = tuple(
+            dataclasses.replace(kind, reconcile=self._counting(kind.plural, kind.reconcile))
+            for kind in RECONCILED
+        )
+        operator = operator_module.Operator(self.runtime, counted)
         operator.indexes.set_result(self.indexes)
         self.operator = operator
         main = asyncio.get_running_loop().create_task(operator.start())
@@ -301,14 +279,12 @@ class MemCluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await main
             await operator.stop()
-            operator_module.RECONCILERS.clear()
-            operator_module.RECONCILERS.update(original)
             self.operator = None
 
     def _counting(self, kind: str, reconcile: Any) -> Any:
-        async def counted(ctx: Context, key: Key) -> float | None:
+        async def counted(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
             self.reconciles[(kind, key)] += 1
-            result: float | None = await reconcile(ctx, key)
+            result: Result = await reconcile(ctx, key, body)
             return result
 
         return counted

@@ -48,17 +48,10 @@ class Recorder:
         self.indexes: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def on_event(
-        self,
-        plural: str,
-        body: Any,
-        indexes: Any,
-        affected: Any,
-        *,
-        listing: bool = False,
-        deleted: bool = False,
+        self, kind: Any, body: Any, indexes: Any, *, listing: bool = False, deleted: bool = False
     ) -> None:
         self.calls.append(
-            (plural, body_key(body), resource_version(body), listing, deleted, affected.__name__)
+            (kind.plural, body_key(body), resource_version(body), listing, deleted, kind.index_id)
         )
 
 
@@ -134,11 +127,11 @@ async def test_the_dispatcher_gives_the_handlers_and_indexes_what_kopf_does() ->
     # and the events were meaningful: every kind, listings, deletions, a filtered Dataset
     assert {c[0] for c in kopf_calls} == set(RESOURCES)
     assert any(c[3] for c in kopf_calls) and any(c[4] for c in kopf_calls)
-    assert ("datasets", ("team-a", "mdl-v1"), "11", False, False, "dataset_changed") not in (
+    assert ("datasets", ("team-a", "mdl-v1"), "11", False, False, "datasets_index") not in (
         kopf_calls
     )
-    assert ("team-a", "theirs") not in kopf_indexes["dataset_index"]
-    assert ("team-a", "mdl-v1") in kopf_indexes["dataset_index"]
+    assert ("team-a", "theirs") not in kopf_indexes["datasets_index"]
+    assert ("team-a", "mdl-v1") in kopf_indexes["datasets_index"]
 
 
 def test_a_registry_with_other_handlers_is_refused() -> None:

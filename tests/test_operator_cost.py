@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelfs.controllers import triggers
-from modelfs.controllers.runtime import BY_MODEL, BY_VERSION, Indexes, Tagged, snapshot
-from modelfs.operator import CountingToggleSet, modelsync_index
+from modelfs.controllers import modelsync, triggers
+from modelfs.controllers.runtime import snapshot
+from modelfs.operator import CountingToggleSet, indexes_of, kopf_index
 from tests.memcluster import obj
 from tests.test_reconcile_core import NS, phase, shared_model_cluster
 
@@ -141,26 +141,23 @@ async def test_the_modelsync_index_answers_by_model_and_by_version() -> None:
     }
     index: dict[Any, list[Any]] = {}
     for body in bodies.values():
-        entries = await modelsync_index(kopf.Body(body), kopf.Spec(kopf.Body(body)))
+        entries = await kopf_index(modelsync.DESCRIPTOR)(body=kopf.Body(body))
         for key, value in entries.items():
             index.setdefault(key, []).append(value)
     empty: dict[Any, Any] = {}
-    ix = Indexes(
-        sources=empty,
-        models=empty,
-        models_by_source=empty,
-        syncs=Tagged(index),
-        syncs_by_model=Tagged(index, BY_MODEL),
-        datasets=empty,
-        namespaces=empty,
-        references=empty,
-        references_by_model=empty,
-        syncs_by_version=Tagged(index, BY_VERSION),
+    ix = indexes_of(
+        {
+            "namespaces_index": empty,
+            "modelsources_index": empty,
+            "models_index": empty,
+            "modelsyncs_index": index,
+            "modelreferences_index": empty,
+            "datasets_index": empty,
+        }
     )
     assert ix.sync_names_of_model((NS, "m")) == ["a", "b", "c"]
     assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v1")] == ["a", "b"]
     assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v3")] == []
-    ix.syncs_by_version = None  # the in-memory cluster's way: filtered from the Model's
     assert [b["metadata"]["name"] for b in ix.syncs_of_version((NS, "m"), "v2")] == ["c"]
 
 
@@ -220,10 +217,12 @@ def test_a_write_whose_watch_event_came_before_its_response_is_not_waited_for() 
     rt = Runtime(writer=None)  # type: ignore[arg-type]
     key = (NS, "mdl-v0")
     written = {"metadata": {"namespace": NS, "name": "mdl-v0", "resourceVersion": "7"}}
-    assert not rt.observed("datasets", key, written)  # the event, before the response
+    assert not rt.record_event("datasets", key, written)  # the event, before the response
     rt.expect("datasets", key, written)  # the response
-    assert rt.awaiting("datasets", key) is None
+    assert rt.wait_for_own_write("datasets", key) is None
     later = {"metadata": {**written["metadata"], "resourceVersion": "9"}}
     rt.expect("datasets", key, later)  # the usual order: response first, then the event
-    assert rt.awaiting("datasets", key) is not None
-    assert rt.observed("datasets", key, later) and rt.awaiting("datasets", key) is None
+    assert rt.wait_for_own_write("datasets", key) is not None
+    assert (
+        rt.record_event("datasets", key, later) and rt.wait_for_own_write("datasets", key) is None
+    )

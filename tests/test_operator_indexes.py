@@ -1,5 +1,5 @@
-"""The operator's kopf index functions (one per kind, secondary keys tagged) read back through
-`Indexes.from_kwargs`, as the reconcilers read them."""
+"""The kinds' index functions (one per kind, secondary keys tagged), registered with kopf as
+the operator does, read back through `Indexes` as the reconcilers read them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import kopf
 
 from modelfs import operator
-from modelfs.controllers import triggers
-from modelfs.controllers.runtime import Indexes, Tagged
+from modelfs.controllers import model, modelreference, modelsync, triggers
+from modelfs.controllers.runtime import Tagged
 
 
 def body(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> kopf.Body:
@@ -18,9 +18,10 @@ def body(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> kopf.Bod
     return kopf.Body(raw)
 
 
-def build(fn: Any, bodies: list[kopf.Body]) -> dict[Any, list[Any]]:
+def build(kind: Any, bodies: list[kopf.Body]) -> dict[Any, list[Any]]:
     """What kopf keeps for an index: per key, the values of every object that has it."""
     index: dict[Any, list[Any]] = {}
+    fn = operator.kopf_index(kind)  # as registered with kopf
     for each in bodies:
         found = asyncio.run(fn(body=each, spec=each.spec))
         for key, value in found.items():
@@ -40,14 +41,14 @@ def test_one_index_per_kind_answers_every_lookup() -> None:
         body("Model", "a", "other", {"sourceRef": "src"}),
     ]
     references = [body("ModelReference", "c", "r", {"modelRef": {"namespace": "a", "name": "m"}})]
-    ix = Indexes.from_kwargs(
+    ix = operator.indexes_of(
         {
-            "namespace_index": {},
-            "modelsource_index": {},
-            "dataset_index": {},
-            "model_index": build(operator.model_index, models),
-            "modelsync_index": build(operator.modelsync_index, syncs),
-            "modelreference_index": build(operator.modelreference_index, references),
+            "namespaces_index": {},
+            "modelsources_index": {},
+            "datasets_index": {},
+            "models_index": build(model.DESCRIPTOR, models),
+            "modelsyncs_index": build(modelsync.DESCRIPTOR, syncs),
+            "modelreferences_index": build(modelreference.DESCRIPTOR, references),
         }
     )
     assert sorted(ix.syncs) == [("a", "dup"), ("a", "s1"), ("a", "s2"), ("b", "s1")]

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from modelfs import operator as operator_module
-from modelfs.controllers import modelsync, runtime, triggers
+from modelfs.controllers import modelsync, runtime, triggers, watched
 from modelfs.controllers.queue import WorkQueue
 from modelfs.controllers.runtime import Key
 from tests.memcluster import MemCluster, obj
@@ -81,8 +81,8 @@ async def test_a_wait_for_an_own_dataset_write_is_taken_when_it_comes_back() -> 
     operator = operator_module.Operator(cluster.runtime)
     dataset = {"metadata": {"name": "mdl-v0", "namespace": NS, "resourceVersion": "7"}}
     cluster.runtime.expect("datasets", (NS, "mdl-v0"), dataset)
-    assert cluster.runtime.awaiting("datasets", (NS, "mdl-v0")) is not None
-    operator.on_event("datasets", dataset, cluster.indexes, triggers.dataset_changed)
+    assert cluster.runtime.wait_for_own_write("datasets", (NS, "mdl-v0")) is not None
+    operator.on_event(watched.DATASETS, dataset, cluster.indexes)
     assert cluster.runtime.deferred == set()
     assert "datasets" not in operator.queues
     await operator.stop()
@@ -361,7 +361,7 @@ async def test_a_retain_finalizer_comes_off_in_a_namespace_being_deleted() -> No
         await cluster.settle()
         stored = cluster.objects["modelsyncs"][(NS, "sync-0")]
         assert stored["metadata"]["finalizers"] == [modelsync.RETAIN_FINALIZER]
-        cluster.namespaces[NS]["terminating"] = True
+        cluster.namespace(NS, terminating=True)
         writes = len(cluster.writes)
         deleting = {**stored, "metadata": {**stored["metadata"], "deletionTimestamp": "now"}}
         cluster.put(deleting)
