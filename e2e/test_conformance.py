@@ -529,7 +529,7 @@ async def test_the_fake_behaves_as_the_real_controller(
     every_job = {("PROCESSING", f'Job.batch "{job}" not found') for job in fake_seen.facts["jobs"]}
     assert fake_seen.job_status_false == every_job
     assert real_seen.job_status_false <= every_job
-    # and what both showed, as FACTS.md "Measured" says
+    # and what both showed, as docs/dataset-controller.md says
     facts = real_seen.facts
     assert facts["phases"]["hf"] == [None, "PROCESSING", "READY", "PROCESSING", "READY"]
     assert facts["phases"]["bad"] == [None, "PROCESSING", "FAILED"]

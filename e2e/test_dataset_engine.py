@@ -139,7 +139,7 @@ async def test_http_dataset_reaches_ready(kube: Kube, k8s_namespace: str) -> Non
     await create(kube, k8s_namespace, body)
     seconds, seen = await wait_phase(kube, k8s_namespace, "gpt2-train-data", "READY")
     TIMINGS["created_to_ready"] = round(seconds, 1)
-    assert "FAILED" not in seen and "PENDING" not in seen, seen  # FACTS.md, Measured 5
+    assert "FAILED" not in seen and "PENDING" not in seen, seen  # dataset-controller.md#phases
 
     ns = k8s_namespace
     job = await kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs/dataset-gpt2-train-data-round-1")
@@ -202,7 +202,7 @@ async def test_fail_rounds_on_the_namespace_fails_the_round_in_seconds(
     assert pod["status"]["phase"] == "Failed"
     (status,) = pod["status"]["containerStatuses"]
     assert status["state"]["terminated"]["exitCode"] == 1
-    # A failed round stays FAILED: nothing retries it (FACTS.md).
+    # A failed round stays FAILED: nothing retries it (docs/dataset-controller.md#failed-round).
     found = await kube.get(f"{DATASETS}/namespaces/{k8s_namespace}/datasets/broken")
     assert found is not None
     assert found["status"].get("lastSucceedRound", 0) == 0

@@ -1,5 +1,5 @@
 """The fake Dataset controller on a real API server: what a modelfs test can observe of it,
-as FACTS.md "Measured" saw the real controller do it. It runs on the session's Dataset CRD
+as docs/dataset-controller.md says the real controller does. It runs on the session's Dataset CRD
 (`--dataset-controller`: the real controller's own CRD by default, the bundled test CRD with
 `fake`): the fake must behave the same on both. `e2e/test_conformance.py` runs one scenario on
 the fake and on the real controller and compares them.

@@ -1,5 +1,5 @@
-"""The fake Dataset controller's pure logic against FACTS.md "Measured" and the real
-controller's source (BaizeAI/dataset v0.1.6), no cluster. `e2e/test_conformance.py` checks the
+"""The fake Dataset controller's pure logic against what docs/dataset-controller.md says of the
+real controller (BaizeAI/dataset v0.1.6), no cluster. `e2e/test_conformance.py` checks the
 same behaviour against the real controller itself."""
 
 from __future__ import annotations

@@ -199,7 +199,7 @@ def test_never_more_than_one_round_ahead(
 
 
 # ----------------------------------------------------------------------------- the real engine
-# What the real Dataset controller does (FACTS.md, Measured), as the pure logic sees it.
+# What the real Dataset controller does (docs/dataset-controller.md), as the pure logic sees it.
 
 WRITTEN_BACK_TEMPLATE = {"metadata": {}, "spec": {"resources": {}}, "status": {}}
 
@@ -215,7 +215,7 @@ def desired(template: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def written_back(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The Dataset after the controller's finalizer Update (Measured 8)."""
+    """The Dataset after the controller's finalizer Update (dataset-controller.md#finalizer)."""
     stored = json.loads(json.dumps(manifest))
     spec = stored["spec"]
     spec["resources"] = {}
@@ -255,7 +255,7 @@ def test_a_real_hand_edit_is_still_seen_and_reverted() -> None:
 
 def failed_without_end(round_: int = 1, started_ago: float = 200) -> dict[str, Any]:
     """A failed round as the real controller leaves it: no endTime, no succeed, no False
-    condition, no message (Measured 10)."""
+    condition, no message (docs/dataset-controller.md#failed-round)."""
     return dataset(
         round_,
         phase="FAILED",

@@ -1,5 +1,6 @@
 """The Dataset resource of BaizeAI/dataset: its model, the pure resolution of a ModelSync into one,
-and (later) the client that applies it."""
+and the client that applies it. What modelfs relies on about its controller:
+docs/dataset-controller.md."""
 
 from modelfs.pkg.dataset.errors import Reason, ResolutionError
 from modelfs.pkg.dataset.naming import (

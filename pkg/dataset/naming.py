@@ -3,8 +3,8 @@
 The Dataset operator names the loader Job `dataset-<name>-round-<N>` and copies labels onto Jobs and
 PVCs, which must stay within 63 characters; so a Dataset name has at most 45 characters. Names are
 written as the user wrote them whenever that is a valid name: a DNS subdomain, so dots stay
-(`qwen-model-v2.5.0`; the real controller was measured running Job
-`dataset-qwen-model-v2.5.0-round-1` to READY). Only characters Kubernetes refuses are replaced.
+(`qwen-model-v2.5.0`, which the Dataset operator handles: docs/dataset-controller.md#names).
+Only characters Kubernetes refuses are replaced.
 """
 
 from __future__ import annotations

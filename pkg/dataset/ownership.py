@@ -56,10 +56,8 @@ def adoptable(existing: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
     - it was created no earlier than the owner (server-set times, whole seconds): a Dataset
       that was there first is someone else's, or one retained from an earlier owner.
 
-    Label, field manager and spec can be forged by anyone who may write Datasets in the
-    namespace; creationTimestamp cannot, nor can the owner's status without the right to
-    write it. A look-alike that passes therefore needs a user who could delete modelfs's own
-    Dataset and create another after the owner: one who could already edit the Dataset."""
+    The last two are what no one without the owner's rights can forge (docs/decisions.md, "A
+    Dataset that lost its owner reference is taken back")."""
     meta = existing.get("metadata", {})
     owner_meta = owner.get("metadata", {})
     if controller_owner(existing) is not None:

@@ -34,6 +34,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelfs"
 MODEL_LABEL = "model.samzong.dev/model"
 VERSION_LABEL = "model.samzong.dev/version"
+# The Dataset operator's own claim defaults (docs/dataset-controller.md#pvc).
 DEFAULT_ACCESS_MODES = ("ReadWriteMany",)
 DEFAULT_SIZE = "100Ti"
 

@@ -1,8 +1,8 @@
 """What each source type accepts: config keys, their values, the repo form and Secret keys.
 
-These rules follow what the BaizeAI/dataset loader really does (see docs/decisions.md): an option it
-would silently mangle is refused here with the reason, instead of becoming a Dataset that
-"succeeds" without the weights.
+These rules follow what the BaizeAI/dataset loader really does (docs/dataset-controller.md#options,
+docs/decisions.md): an option it would silently mangle is refused here with the reason, instead of
+becoming a Dataset that "succeeds" without the weights.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class SourceRules:
     loader_job: bool = True
     """Whether the Dataset operator runs a loader Job per round. PVC, NFS and REFERENCE mount
     the data where it is: a raised dataSyncRound downloads nothing on them, and turns a
-    REFERENCE Dataset FAILED for good (FACTS.md, Measured 11)."""
+    REFERENCE Dataset FAILED for good (docs/dataset-controller.md#no-loader-job)."""
 
     @property
     def allowed(self) -> frozenset[str]:

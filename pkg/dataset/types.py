@@ -1,4 +1,5 @@
-"""A pydantic model of BaizeAI's Dataset (dataset.baizeai.io/v1alpha1), as FACTS.md describes it."""
+"""A pydantic model of BaizeAI's Dataset (dataset.baizeai.io/v1alpha1); its behaviour:
+docs/dataset-controller.md."""
 
 from __future__ import annotations
 
@@ -119,9 +120,8 @@ class Dataset(ApiModel):
 
 def pruned(value: Any) -> Any:
     """`value` without None and empty maps or lists, at any depth: `{}` and absent mean the same
-    to the Dataset operator. Its finalizer Update writes `resources: {}` and
-    `volumeClaimTemplate: {metadata: {}, spec: {resources: {}}, status: {}}` into the spec
-    (FACTS.md, Measured 8); compared raw, that looks like a change nobody made."""
+    to the Dataset operator, whose finalizer Update writes empty shells into the spec
+    (docs/dataset-controller.md#finalizer); compared raw, they look like a change nobody made."""
     if isinstance(value, dict):
         kept = {k: pruned(v) for k, v in value.items()}
         return {k: v for k, v in kept.items() if v is not None and v != {} and v != []}

@@ -21,8 +21,8 @@ class ObjectClient:
     """Status patches on modelfs objects, and the key names of Secrets."""
 
     def __init__(self, api: ApiClient) -> None:
-        # No generated API class here: CoreV1Api imports some 250 model modules, 28 MiB of the
-        # operator's memory, for one GET of a Secret.
+        # No generated API class here: CoreV1Api imports its whole package of model modules,
+        # memory the operator would keep for one GET of a Secret (benchmarks/README.md).
         self._api = api
 
     async def _merge(

@@ -2,9 +2,8 @@
 without the generated layers: the body is serialised once (json.dumps, in the client's REST
 layer) and the response parsed once (json.loads). The generated methods also validate their
 arguments (pydantic), walk the body (`sanitize_for_serialization`) and walk the response again
-(`response_deserialize`): 7% of the operator's CPU in a ModelSync burst, for nothing modelfs
-needs. Used for every call the operator makes (status, metadata, Events, Datasets, Secret
-key names)."""
+(`response_deserialize`), CPU spent on every call the operator makes (status, metadata,
+Events, Datasets, Secret key names) for nothing modelfs needs (benchmarks/README.md)."""
 
 from __future__ import annotations
 

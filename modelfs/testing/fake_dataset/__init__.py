@@ -1,6 +1,6 @@
 """A fake of the BaizeAI/dataset controller for modelfs's end-to-end tests and `modelfs sandbox`.
 
-It does what FACTS.md "Measured" saw the real one (v0.1.6, with its Helm chart's config) do, as
+It does what docs/dataset-controller.md says the real one (v0.1.6, its Helm chart's config) does, as
 a client can observe it: phases (no status -> PROCESSING -> READY, never PENDING, no transient
 FAILED), conditions in the order PVC, ConfigMap, Job, JobStatus, Config with their `<Type>Ready`
 reasons and Go client error texts, the brief `JobStatus=False` of a new round, the spec

@@ -1,8 +1,8 @@
 """The pure part of the fake Dataset controller: no I/O, no clock, no globals.
 
 `reconcile()` mirrors the real controller's reconcile loop (BaizeAI/dataset v0.1.6,
-internal/controller/dataset/dataset_controller.go), corrected by what FACTS.md "Measured" saw it
-do: the steps Config, finalizer, PVC, ConfigMap, Job and JobStatus run in order, each step's
+internal/controller/dataset/dataset_controller.go), corrected by docs/dataset-controller.md.
+The steps Config, finalizer, PVC, ConfigMap, Job and JobStatus run in order, each step's
 error becomes a condition of that type (reason `<Type>Ready` whatever the status, the text in
 `message`, Go client wording), the chain stops at the first error, and the phase is then derived
 from the rounds. The runtime (controller.py) gathers an `Observed` snapshot, calls `reconcile()`,
@@ -1190,7 +1190,8 @@ def _job_status(ds: dict[str, Any], obs: Observed, plan: Plan, backoff_limit: in
     name = job_name(meta["name"], round_)
     view = obs.jobs.get(name)
     if view is None or plan.started_job == name:
-        # created just now: the informer cache has not seen it yet (FACTS.md "Measured" 6)
+        # created just now: the informer cache has not seen it yet
+        # (docs/dataset-controller.md#conditions)
         raise _StepError(go_not_found("Job", name, "batch"))
     rounds: list[dict[str, Any]] = status.setdefault("syncRoundStatuses", [])
     entry = next((r for r in rounds if r.get("round") == round_), None)
