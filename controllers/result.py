@@ -65,5 +65,8 @@ def terminal(error: BaseException) -> TerminalError | None:
 
 
 API_ADVICE = {
-    API_FORBIDDEN: "; the operator's ServiceAccount lacks an RBAC rule (see the chart's Roles)",
+    API_FORBIDDEN: (
+        "; the operator's ServiceAccount lacks an RBAC rule (see the chart's Roles), or an "
+        "admission policy refuses the request"
+    ),
 }

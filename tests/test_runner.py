@@ -75,7 +75,7 @@ async def test_a_forbidden_request_is_shown_on_the_object_and_retried_only_at_th
         status = cluster.objects["modelsyncs"][key]["status"]
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert (ready["status"], ready["reason"]) == ("False", reasons.API_FORBIDDEN), ready
-        assert "cannot" in ready["message"] and "RBAC" in ready["message"]
+        assert "cannot" in ready["message"] and "RBAC rule" in ready["message"]
         assert status["phase"] == "FAILED"
         assert [e for e in cluster.events if e[0] == key] == [
             (key, "Warning", reasons.API_FORBIDDEN)
