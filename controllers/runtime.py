@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from modelfs.api.v1 import KINDS, Model, ModelReference, ModelSource, ModelSync
-from modelfs.pkg.dataset import parse
+from modelfs.pkg.dataset import DATASET_PLURAL, parse
 from modelfs.pkg.kube import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     a deep copy of every body of every event would be CPU and memory spent for nothing.
 
     Without what modelfs never reads and the index would keep for every object: the field
-    sets of `metadata.managedFields` (`fieldsV1`, a third to a half of a small object's body;
+    sets of `metadata.managedFields` (`fieldsV1`, a large part of a small object's body;
     who manages it, when and how stays) and kubectl's last-applied copy of the whole object."""
     kept = dict(body)
     meta = kept.get("metadata")
@@ -162,7 +162,7 @@ class Runtime:
     version is validated once, however many reconciles read it (a Model of 50 versions is read
     by its 50 ModelSyncs); one entry per object, so memory does not grow with its versions.
     Read-only. ModelSyncs, each read by its own reconciles only, are kept for the
-    PARSED_SYNCS most recently read (a parsed one takes some 11 KiB)."""
+    PARSED_SYNCS most recently read (a parsed object is larger than its body)."""
     parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
     recent: OrderedDict[tuple[str, Key, str], None] = field(default_factory=OrderedDict)
     """The versions the watches brought most recently, by (plural, key, resourceVersion)."""
@@ -411,23 +411,23 @@ class Indexes:
 
     @property
     def sources(self) -> Mapping[Key, Any]:
-        return self.by_plural["modelsources"]
+        return self.by_plural[ModelSource.plural]
 
     @property
     def models(self) -> Mapping[Key, Any]:
-        return self.by_plural["models"]
+        return self.by_plural[Model.plural]
 
     @property
     def syncs(self) -> Mapping[Key, Any]:
-        return self.by_plural["modelsyncs"]
+        return self.by_plural[ModelSync.plural]
 
     @property
     def references(self) -> Mapping[Key, Any]:
-        return self.by_plural["modelreferences"]
+        return self.by_plural[ModelReference.plural]
 
     @property
     def datasets(self) -> Mapping[Key, Any]:
-        return self.by_plural["datasets"]
+        return self.by_plural[DATASET_PLURAL]
 
     def namespace(self, name: str) -> dict[str, Any] | None:
         return self.object("namespaces", name)
@@ -439,19 +439,19 @@ class Indexes:
         return found is not None and bool(found.get("terminating"))
 
     def source(self, key: Key) -> dict[str, Any] | None:
-        return self.object("modelsources", key)
+        return self.object(ModelSource.plural, key)
 
     def model(self, key: Key) -> dict[str, Any] | None:
-        return self.object("models", key)
+        return self.object(Model.plural, key)
 
     def sync(self, key: Key) -> dict[str, Any] | None:
-        return self.object("modelsyncs", key)
+        return self.object(ModelSync.plural, key)
 
     def dataset(self, key: Key) -> dict[str, Any] | None:
-        return self.object("datasets", key)
+        return self.object(DATASET_PLURAL, key)
 
     def reference(self, key: Key) -> dict[str, Any] | None:
-        return self.object("modelreferences", key)
+        return self.object(ModelReference.plural, key)
 
     def references_of_model(self, key: Key) -> list[Key]:
         return sorted(set(self.views[REFERENCES_BY_MODEL].get(key, ())))

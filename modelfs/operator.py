@@ -307,8 +307,8 @@ async def new_api_client() -> ApiClient:
             config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
         )
     # The client's aiohttp session trusts the environment by default: it then looks for a proxy
-    # in os.environ on every request (11% of a burst's CPU). Without a proxy variable set at
-    # start, there is nothing to find; with one, it is honoured as before.
+    # in os.environ on every request, a costly scan. Without a proxy variable set at start,
+    # there is nothing to find; with one, it is honoured as before.
     if not any(name.lower().endswith("_proxy") for name in os.environ):
         configuration.client_session_kwargs = {"trust_env": False}
     return ApiClient(configuration)
