@@ -74,7 +74,7 @@ class Mutation:
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         """A deep copy of `body` with the mutation."""
-        copy = _deep_copy(body)
+        copy: dict[str, Any] = _deep_copy(body)
         parent = copy
         for part in self.path[:-1]:
             child = parent.get(part)
@@ -382,17 +382,14 @@ def selector_mutation(draw: st.DrawFn, path: tuple[str, ...]) -> Mutation:
     if choice == "operator":
         expression["operator"], label = draw(unknown_enum)
     elif choice == "values":
-        expression, label = draw(
-            st.sampled_from(
-                [
-                    ({"key": "team", "operator": "In", "values": []}, "In without values"),
-                    ({"key": "team", "operator": "NotIn"}, "NotIn without values"),
-                    ({"key": "team", "operator": "Exists", "values": ["a"]}, "Exists with values"),
-                    ({"key": "team", "operator": "In", "values": ["a b"]}, "value 'a b'"),
-                    ({"key": "team", "operator": "In", "values": ["a" * 64]}, "64-char value"),
-                ]
-            )
-        )
+        malformed: list[tuple[dict[str, Any], str]] = [
+            ({"key": "team", "operator": "In", "values": []}, "In without values"),
+            ({"key": "team", "operator": "NotIn"}, "NotIn without values"),
+            ({"key": "team", "operator": "Exists", "values": ["a"]}, "Exists with values"),
+            ({"key": "team", "operator": "In", "values": ["a b"]}, "value 'a b'"),
+            ({"key": "team", "operator": "In", "values": ["a" * 64]}, "64-char value"),
+        ]
+        expression, label = draw(st.sampled_from(malformed))
     else:
         expression["key"], label = draw(fixed(*BAD_LABEL_KEYS))
     return Mutation("Model", (*path, "matchExpressions"), [expression], f"matchExpressions {label}")
@@ -596,6 +593,7 @@ def issue_cases() -> list[Case]:
         cases.append(Case(kind, spec, source_type, mutation=mutation, extras=extras))
 
     sync = {"modelRef": "", "version": "v1"}
+    path: tuple[str, ...]
     for duration in HUGE_DURATIONS:
         path = ("spec", "retry", "backoff")
         add("ModelSync", dict(sync), http, Mutation("ModelSync", path, duration, "huge backoff"))

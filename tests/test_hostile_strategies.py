@@ -3,6 +3,8 @@ body, and that the drawn cases are the same on every run."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 
 from modelfs.api.v1 import SourceType
@@ -51,7 +53,10 @@ def test_a_reference_that_does_not_exist_does_not_name_the_field() -> None:
 
 
 def test_a_mutation_changes_one_place_and_leaves_the_base_alone() -> None:
-    base = {"metadata": {"name": "m"}, "spec": {"sourceRef": "s", "versionConfigs": {"v1": {}}}}
+    base: dict[str, Any] = {
+        "metadata": {"name": "m"},
+        "spec": {"sourceRef": "s", "versionConfigs": {"v1": {}}},
+    }
     added = Mutation("Model", ("spec", "share", "namespaceSelector", "matchLabels"), "x", "k", "")
     body = added.apply(base)
     assert body["spec"]["share"] == {"namespaceSelector": {"matchLabels": {"": "x"}}}

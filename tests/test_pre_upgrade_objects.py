@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes.aio.client import ApiClient
 
 from modelfs.controllers import triggers
+from modelfs.pkg.kube import client as kube_client
 from modelfs.pkg.kube.client import ObjectClient
 from tests.memcluster import MemCluster, obj
 
@@ -163,18 +165,22 @@ async def test_a_pre_upgrade_object_is_refused_on_its_status_without_a_dataset(
     assert any(event[0] == (NS, NAMES[target]) for event in warnings), cluster.events
 
 
-async def test_a_secret_name_that_is_no_name_is_never_requested() -> None:
+async def test_a_secret_name_that_is_no_name_is_never_requested(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """`..` in a URL path would read the namespace's Secret list."""
 
-    class NoRequests:
-        async def read_namespaced_secret(self, *args: Any, **kwargs: Any) -> Any:
-            raise AssertionError(f"requested {args}")
+    async def no_requests(
+        api: ApiClient, method: str, path: str, *args: Any, **kwargs: Any
+    ) -> tuple[int, dict[str, Any] | None]:
+        raise AssertionError(f"requested {method} {path}")
 
-    client = ObjectClient.__new__(ObjectClient)
-    client._core = NoRequests()  # type: ignore[assignment]
-    for name in ("..", "../x", ".", "a/b", "A"):
-        assert await client.secret_keys(NS, name) is None
-    assert await client.secret_keys("../kube-system", "creds") is None
+    monkeypatch.setattr(kube_client, "request", no_requests)
+    async with ApiClient() as api:
+        client = ObjectClient(api)
+        for name in ("..", "../x", ".", "a/b", "A"):
+            assert await client.secret_keys(NS, name) is None
+        assert await client.secret_keys("../kube-system", "creds") is None
 
 
 UNPARSED = [

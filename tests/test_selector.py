@@ -39,11 +39,11 @@ selectors = st.fixed_dictionaries(
 
 def by_the_book(requirement: dict[str, Any], labels: dict[str, str]) -> bool:
     """One requirement, as the Kubernetes API reference words it."""
-    key, operator, vals = requirement["key"], requirement["operator"], requirement.get("values")
+    key, operator = requirement["key"], requirement["operator"]
     if operator == "In":  # the key exists and its value is one of the values
-        return key in labels and labels[key] in vals
+        return key in labels and labels[key] in requirement["values"]
     if operator == "NotIn":  # the key does not exist, or its value is not one of the values
-        return key not in labels or labels[key] not in vals
+        return key not in labels or labels[key] not in requirement["values"]
     if operator == "Exists":
         return key in labels
     return key not in labels
