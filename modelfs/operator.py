@@ -12,7 +12,7 @@ import ctypes
 import gc
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -154,7 +154,7 @@ class Operator:
             await queue.stop()
 
 
-def kopf_index(kind: Watched) -> Callable[..., Awaitable[Mapping[Any, Any]]]:
+def kopf_index(kind: Watched) -> Callable[..., Coroutine[Any, Any, Mapping[Any, Any]]]:
     """`kind`'s index function as a kopf index handler: a coroutine, which kopf calls in the
     event loop (a plain function would cost a thread hop per watch event)."""
     index = kind.index

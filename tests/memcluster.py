@@ -95,11 +95,16 @@ class MemCluster:
 
     # -- the user's side
 
-    def namespace(self, name: str, *, terminating: bool = False, **labels: str) -> None:
+    def namespace(self, name: str, **labels: str) -> None:
         body: dict[str, Any] = {"metadata": {"name": name, "labels": labels}}
-        if terminating:
-            body["status"] = {"phase": "Terminating"}
         self.seen["namespaces"][("", name)] = self.objects["namespaces"][("", name)] = body
+        self.changes += 1
+
+    def terminate_namespace(self, name: str) -> None:
+        """The namespace is being deleted (as the indexes see it)."""
+        body = self.objects["namespaces"][("", name)]
+        body["status"] = {"phase": "Terminating"}
+        self.seen["namespaces"][("", name)] = body
         self.changes += 1
 
     def put(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ readiness set, the index snapshots, the ModelSync trigger, and the coalesced fir
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -65,7 +65,7 @@ async def test_waiters_wake_when_the_last_object_is_indexed() -> None:
 
 
 def test_an_index_snapshot_keeps_all_but_field_sets_and_kubectls_copy() -> None:
-    body = {
+    body: dict[str, Any] = {
         "metadata": {
             "name": "a",
             "managedFields": [
@@ -141,7 +141,7 @@ async def test_the_modelsync_index_answers_by_model_and_by_version() -> None:
     }
     index: dict[Any, list[Any]] = {}
     for body in bodies.values():
-        entries = await kopf_index(modelsync.DESCRIPTOR)(body=kopf.Body(body))
+        entries = await kopf_index(modelsync.DESCRIPTOR)(body=kopf.Body(cast(kopf.RawBody, body)))
         for key, value in entries.items():
             index.setdefault(key, []).append(value)
     empty: dict[Any, Any] = {}

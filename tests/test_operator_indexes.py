@@ -4,7 +4,7 @@ the operator does, read back through `Indexes` as the reconcilers read them."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -14,8 +14,12 @@ from modelfs.controllers.runtime import Tagged
 
 
 def body(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> kopf.Body:
-    raw = {"kind": kind, "metadata": {"namespace": namespace, "name": name}, "spec": spec}
-    return kopf.Body(raw)
+    raw: dict[str, Any] = {
+        "kind": kind,
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": spec,
+    }
+    return kopf.Body(cast(kopf.RawBody, raw))
 
 
 def build(kind: Any, bodies: list[kopf.Body]) -> dict[Any, list[Any]]:
@@ -52,7 +56,7 @@ def test_one_index_per_kind_answers_every_lookup() -> None:
         }
     )
     assert sorted(ix.syncs) == [("a", "dup"), ("a", "s1"), ("a", "s2"), ("b", "s1")]
-    assert len(ix.syncs) == 4 and ix.sync(("a", "s1"))["spec"]["version"] == "v1"
+    assert len(ix.syncs) == 4 and (ix.sync(("a", "s1")) or {})["spec"]["version"] == "v1"
     assert ix.sync(("a", "m")) is None  # a Model's name is no ModelSync's
     assert ix.sync_names_of_model(("a", "m")) == ["dup", "s1", "s2"]
     assert [b["metadata"]["name"] for b in ix.syncs_of_version(("a", "m"), "v1")] == ["dup", "s1"]

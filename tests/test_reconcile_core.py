@@ -185,6 +185,7 @@ async def test_samples_settle_ready_and_then_nothing_is_written() -> None:
         assert phase(cluster, "modelsyncs", (NS, "sync-0")) == "READY"
         assert phase(cluster, "modelreferences", (CONSUMERS, "ref-0")) == "READY"
         before = len(cluster.writes)
+        assert cluster.operator is not None
         cluster.operator.enqueue(triggers.everything(cluster.indexes))  # a resync
         await cluster.settle()
         assert cluster.writes[before:] == [], "an idle cluster sees no writes"
@@ -333,7 +334,7 @@ async def test_without_a_burst_every_phase_is_written() -> None:
 async def test_a_status_yields_for_yield_seconds_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under a backlog that never ends, a status is still written after YIELD_SECONDS."""
     clock = itertools.count(0.0, 1.0)
-    monkeypatch.setattr(runtime.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("modelfs.controllers.runtime.time.monotonic", lambda: float(next(clock)))
     added: list[Key] = []
 
     class Busy:
@@ -361,7 +362,7 @@ async def test_a_retain_finalizer_comes_off_in_a_namespace_being_deleted() -> No
         await cluster.settle()
         stored = cluster.objects["modelsyncs"][(NS, "sync-0")]
         assert stored["metadata"]["finalizers"] == [modelsync.RETAIN_FINALIZER]
-        cluster.namespace(NS, terminating=True)
+        cluster.terminate_namespace(NS)
         writes = len(cluster.writes)
         deleting = {**stored, "metadata": {**stored["metadata"], "deletionTimestamp": "now"}}
         cluster.put(deleting)
