@@ -13,7 +13,7 @@ status, a Dataset) causes a watch event, and this map carries it on.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,11 +182,13 @@ def dataset_written(ix: Indexes, body: Mapping[str, Any], waited: bool) -> Affec
     return affected
 
 
-def everything(ix: Indexes) -> Affected:
-    """Every key of every reconciled kind: the periodic resync."""
-    from modelfs.controllers.kinds import RECONCILED  # the kinds import this module
+def everything(ix: Indexes, plurals: Iterable[str] | None = None) -> Affected:
+    """Every key of every reconciled kind (of `plurals`): the periodic resync."""
+    if plurals is None:
+        from modelfs.controllers.kinds import RECONCILED  # the kinds import this module
 
+        plurals = [kind.plural for kind in RECONCILED]
     affected = Affected()
-    for kind in RECONCILED:
-        affected.add(kind.plural, *ix.keys(kind.plural))
+    for plural in plurals:
+        affected.add(plural, *ix.keys(plural))
     return affected

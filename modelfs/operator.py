@@ -129,7 +129,7 @@ class Operator:
         self.tasks.append(asyncio.get_running_loop().create_task(self.trim_when_quiet()))
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
-            self.enqueue(triggers.everything(indexes), low=True)
+            self.enqueue(triggers.everything(indexes, self.kinds), low=True)
 
     async def trim_when_quiet(self) -> None:
         """Give the memory freed by a burst of work back to the system once the queues have

@@ -25,14 +25,12 @@ from typing import Any
 from modelfs import operator as operator_module
 from modelfs.api.v1 import API_VERSION
 from modelfs.controllers import triggers
-from modelfs.controllers.descriptor import Watched
-from modelfs.controllers.kinds import BY_PLURAL, RECONCILED, WATCHED
+from modelfs.controllers.descriptor import Descriptor, Watched
+from modelfs.controllers.kinds import RECONCILED, WATCHED
 from modelfs.controllers.result import Result
 from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key
 
 API = API_VERSION
-KINDS = {kind.kind: kind.plural for kind in RECONCILED} | {"Dataset": "datasets"}
-"""Kind name -> plural, of what a test puts."""
 
 
 class View(Mapping[Any, Any]):
@@ -64,10 +62,16 @@ class View(Mapping[Any, Any]):
 
 
 class MemCluster:
-    def __init__(self, lag: float = 0.0) -> None:
-        self.objects: dict[str, dict[Key, dict[str, Any]]] = {k.plural: {} for k in WATCHED}
+    def __init__(self, lag: float = 0.0, extra: tuple[Descriptor, ...] = ()) -> None:
+        """`extra`: kinds reconciled besides modelfs's own (a kind being added)."""
+        self.reconciled = (*RECONCILED, *extra)
+        self.watched = (*WATCHED, *extra)
+        self.by_plural = {kind.plural: kind for kind in self.watched}
+        self.kinds = {kind.kind: kind.plural for kind in self.reconciled} | {"Dataset": "datasets"}
+        """Kind name -> plural, of what a test puts."""
+        self.objects: dict[str, dict[Key, dict[str, Any]]] = {k.plural: {} for k in self.watched}
         """What the API server holds."""
-        self.seen: dict[str, dict[Key, dict[str, Any]]] = {k.plural: {} for k in WATCHED}
+        self.seen: dict[str, dict[Key, dict[str, Any]]] = {k.plural: {} for k in self.watched}
         """What the indexes hold: `objects` as the watch has brought it so far."""
         self.changes = 0
         """Bumped on every change of `seen`: the indexes are computed again."""
@@ -86,7 +90,7 @@ class MemCluster:
         self.reconciles: Counter[tuple[str, Key]] = Counter()
         self._versions = itertools.count(1)
         self.operator: operator_module.Operator | None = None
-        self.indexes = Indexes.build(WATCHED, lambda kind: View(self, kind))
+        self.indexes = Indexes.build(self.watched, lambda kind: View(self, kind))
         self.runtime = Runtime(writer=self)
 
     @property
@@ -109,7 +113,7 @@ class MemCluster:
 
     def put(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an object, as `kubectl apply` would; a watch event follows."""
-        plural = KINDS[body["kind"]]
+        plural = self.kinds[body["kind"]]
         key = body_key(body)
         stored = copy.deepcopy(body)
         meta = stored["metadata"]
@@ -125,7 +129,7 @@ class MemCluster:
         return self._store(plural, key, stored)
 
     def delete(self, kind: str, key: Key) -> None:
-        plural = KINDS[kind]
+        plural = self.kinds[kind]
         body = self.objects[plural].pop(key)
         self._emit(plural, body, deleted=True)
 
@@ -159,7 +163,7 @@ class MemCluster:
                 if self._emitted[(plural, key)] != number:
                     return  # a later write of it comes in its place
                 index()
-            operator.on_event(BY_PLURAL[plural], snapshot, self.indexes)
+            operator.on_event(self.by_plural[plural], snapshot, self.indexes)
 
         if not self.lag:
             index()
@@ -269,7 +273,7 @@ class MemCluster:
         """The operator's queues and workers on this cluster, every reconcile counted."""
         counted = tuple(
             dataclasses.replace(kind, reconcile=self._counting(kind.plural, kind.reconcile))
-            for kind in RECONCILED
+            for kind in self.reconciled
         )
         operator = operator_module.Operator(self.runtime, counted)
         operator.indexes.set_result(self.indexes)
@@ -277,7 +281,7 @@ class MemCluster:
         main = asyncio.get_running_loop().create_task(operator.start())
         try:
             await asyncio.sleep(0)
-            operator.enqueue(triggers.everything(self.indexes))
+            operator.enqueue(triggers.everything(self.indexes, operator.kinds))
             yield operator
         finally:
             main.cancel()
