@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from modelfs.controllers import triggers
 from modelfs.controllers.runtime import BY_MODEL, BY_VERSION, Indexes, Tagged, snapshot
-from modelfs.operator import CountingToggleSet, modelsync_index
+from modelfs.kopf_internals import CountingToggleSet
+from modelfs.operator import modelsync_index
 from tests.memcluster import obj
 from tests.test_reconcile_core import NS, phase, shared_model_cluster
 
