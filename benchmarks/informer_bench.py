@@ -22,7 +22,9 @@ burst of `--syncs` ModelSyncs and their Datasets as the operator and the Dataset
 would: per ModelSync, its creation, its Dataset's creation (labelled as modelfs's), the
 Dataset's status PENDING then READY, and the ModelSync's status PENDING then READY (six watch
 events). The child says when it has seen every ModelSync and Dataset READY; the figure is the
-child's CPU time (user + system, /proc) from the burst's start to then, per ModelSync.
+child's CPU time (user + system, /proc) from the burst's start to then, per ModelSync. Its CPU
+while idle (over 5 s before the burst) is printed too: it is in the figure, for the burst's
+duration.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ KINDS = (  # group, version, plural, kind, namespaced
     (DATASET_GROUP, DATASET_VERSION, DATASETS, "Dataset", True),
 )
 WATCH_SECONDS = 270
+IDLE_SECONDS = 5.0
 
 
 def log(message: str) -> None:
@@ -438,6 +441,10 @@ async def measure(
             if line.strip() != b"started":
                 raise RuntimeError(f"{variant}: did not start ({line!r})")
             await wait_idle(proc.pid)
+            # what the watcher costs doing nothing, to tell apart from the burst's figure
+            idle0 = cpu_seconds(proc.pid)
+            await asyncio.sleep(IDLE_SECONDS)
+            idle = (cpu_seconds(proc.pid) - idle0) / IDLE_SECONDS
             cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
             in_flight = asyncio.Semaphore(concurrency)
 
@@ -465,6 +472,7 @@ async def measure(
         "events": events,
         "writes_s": round(written, 2),
         "seen_s": round(t1 - t0, 2),
+        "idle_ms_per_s": round(idle * 1000, 2),
     }
 
 
@@ -510,12 +518,13 @@ def report(results: list[dict[str, Any]], syncs: int) -> str:
         f"watcher CPU per ModelSync, {syncs} ModelSyncs and their Datasets at once "
         f"(six watch events each), reconcile queues not running",
         f"{'run':>3}  {'watcher':<8}  {'CPU s':>6}  {'ms/ModelSync':>12}  {'events':>6}  "
-        f"{'writes s':>8}  {'seen s':>6}",
+        f"{'writes s':>8}  {'seen s':>6}  {'idle ms/s':>9}",
     ]
     for r in results:
         lines.append(
             f"{r['run']:>3}  {r['variant']:<8}  {r['cpu_s']:>6.2f}  {r['ms_per_sync']:>12.2f}  "
-            f"{r['events']:>6}  {r['writes_s']:>8.2f}  {r['seen_s']:>6.2f}"
+            f"{r['events']:>6}  {r['writes_s']:>8.2f}  {r['seen_s']:>6.2f}  "
+            f"{r['idle_ms_per_s']:>9.2f}"
         )
     for variant in ("kopf", "informer"):
         figures = [r["ms_per_sync"] for r in results if r["variant"] == variant]
