@@ -7,6 +7,8 @@ from typing import Any
 
 import kopf
 
+from modelfs.kopf_internals import CLIENT_LOGGERS
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -47,7 +49,7 @@ class RetriedRequestIsWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if (
             record.levelno == logging.ERROR
-            and record.name.startswith("kopf._cogs.clients")
+            and record.name.startswith(CLIENT_LOGGERS)
             and "; will re" in record.getMessage()
         ):
             record.levelno, record.levelname = logging.WARNING, "WARNING"

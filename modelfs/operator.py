@@ -12,16 +12,15 @@ import ctypes
 import gc
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, cast
 
 import kopf
-from kopf._cogs.aiokits import aiotoggles
 from kubernetes.aio import config as aio_config
 from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
-from modelfs import dispatch
+from modelfs import kopf_internals
 from modelfs.controllers import triggers
 from modelfs.controllers.descriptor import Descriptor, Watched
 from modelfs.controllers.kinds import RECONCILED, WATCHED
@@ -211,83 +210,6 @@ def register(
     return registry
 
 
-# ----------------------------------------------------------------------------- kopf's readiness
-
-
-class CountingToggle(aiotoggles.Toggle):
-    """A toggle of a `CountingToggleSet`: tells its set when it turns."""
-
-    def __init__(self, state: bool, *, name: str | None, owner: CountingToggleSet) -> None:
-        super().__init__(state, name=name, condition=owner._condition)
-        self._owner = owner
-
-    async def turn_to(self, __state: bool) -> None:
-        async with self._condition:
-            if self._state != bool(__state) and self in self._owner:
-                self._owner._on += 1 if __state else -1
-            self._state = bool(__state)
-            self._condition.notify_all()
-        self._owner._changed()
-
-
-class CountingToggleSet(aiotoggles.ToggleSet):
-    """kopf's ToggleSet, with its state kept as a count and its waiters woken only when that
-    state flips.
-
-    On start, kopf makes one "indexed" toggle per listed object and drops it once the object is
-    indexed, and every object's worker waits for the whole set to be on. kopf's own set wakes
-    every waiter on every change and each one re-checks every toggle: with 1,000 ModelSyncs and
-    their Datasets listed, that was over half of a restart's CPU, and every event, a new
-    object's included, waited behind it."""
-
-    def __init__(self, fn: Callable[[Iterable[bool]], bool]) -> None:
-        super().__init__(fn)
-        self._on = 0
-        self._reached = {True: asyncio.Event(), False: asyncio.Event()}
-        self._changed()
-
-    def is_on(self) -> bool:
-        if self._fn is all:
-            return self._on == len(self._toggles)
-        if self._fn is any:
-            return self._on > 0
-        return super().is_on()
-
-    def _changed(self) -> None:
-        state = self.is_on()
-        self._reached[state].set()
-        self._reached[not state].clear()
-
-    async def wait_for(self, __state: bool) -> None:
-        while self.is_on() != bool(__state):
-            await self._reached[bool(__state)].wait()
-
-    async def make_toggle(
-        self, __val: bool = False, *, name: str | None = None
-    ) -> aiotoggles.Toggle:
-        toggle = CountingToggle(bool(__val), name=name, owner=self)
-        self._toggles.add(toggle)
-        self._on += toggle.is_on()
-        self._changed()
-        return toggle
-
-    async def drop_toggle(self, toggle: aiotoggles.Toggle) -> None:
-        await self.drop_toggles([toggle])
-
-    async def drop_toggles(self, toggles: Iterable[aiotoggles.Toggle]) -> None:
-        for toggle in toggles:
-            if toggle in self._toggles:
-                self._toggles.discard(toggle)
-                self._on -= toggle.is_on()
-        self._changed()
-
-
-def use_counting_toggles() -> None:
-    """kopf builds its toggle sets (`operator_indexed`, `operator_paused`) from this module
-    attribute when it starts."""
-    aiotoggles.ToggleSet = CountingToggleSet  # type: ignore[misc]
-
-
 # ----------------------------------------------------------------------------- lifecycle
 
 
@@ -383,8 +305,7 @@ def run(
     if metrics_port:
         start_http_server(metrics_port)
     registry = register(kopf.OperatorRegistry())
-    use_counting_toggles()
-    dispatch.install(registry)
+    kopf_internals.install(registry)
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     asyncio.run(
         kopf.operator(

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from modelfs.controllers import modelsync, triggers
 from modelfs.controllers.runtime import snapshot
-from modelfs.operator import CountingToggleSet, indexes_of, kopf_index
+from modelfs.kopf_internals import CountingToggleSet
+from modelfs.operator import indexes_of, kopf_index
 from tests.memcluster import obj
 from tests.test_reconcile_core import NS, phase, shared_model_cluster
 

@@ -42,12 +42,12 @@ def test_a_clean_log_has_none() -> None:
 def test_a_retried_api_request_is_a_warning_and_a_given_up_one_an_error() -> None:
     import logging
 
+    from modelfs.kopf_internals import CLIENT_LOGGERS
     from modelfs.logs import KeyValueFormatter, RetriedRequestIsWarning
 
     def line(message: str) -> str:
-        record = logging.LogRecord(
-            "kopf._cogs.clients.watching", logging.ERROR, "", 0, message, (), None
-        )
+        name = f"{CLIENT_LOGGERS}.watching"
+        record = logging.LogRecord(name, logging.ERROR, "", 0, message, (), None)
         RetriedRequestIsWarning().filter(record)
         return KeyValueFormatter().format(record)
 
