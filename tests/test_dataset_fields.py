@@ -260,8 +260,7 @@ def resolvable(draw: st.DrawFn) -> dict[str, Any]:
         model["storage"] = storage
     if draw(st.booleans()):
         model["share"] = {"namespaceSelector": draw(SELECTORS)}
-    round_ = draw(st.integers(1, 5))
-    inputs["round"] = round_
+    inputs["round"] = draw(st.integers(1, 5))
     return inputs
 
 
