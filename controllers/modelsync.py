@@ -56,6 +56,8 @@ from modelfs.pkg.dataset import (
     ResolutionError,
     adoptable,
     dataset_name,
+    drift_patch,
+    needs_apply,
     ownership_conflict,
     pruned,
 )
@@ -68,14 +70,6 @@ RETAIN_FINALIZER = "model.samzong.dev/finalizer"
 """Only a ModelSync with deletionPolicy Retain carries it: its owner reference comes off the
 Dataset before the ModelSync goes, so garbage collection keeps the Dataset (and the weights)."""
 DATASET_CONDITION_PREFIX = "Dataset"
-MANAGED_SPEC_KEYS = (
-    "source",
-    "secretRef",
-    "dataSyncRound",
-    "volumeClaimTemplate",
-    "share",
-    "shareToNamespaceSelector",
-)
 
 REQUESTED, SCHEDULED, RETRY = "Requested", "Scheduled", "Retry"
 MODEL_NOT_FOUND = "ModelNotFound"
@@ -293,41 +287,6 @@ def with_served(manifest: dict[str, Any], plan: RoundPlan) -> dict[str, Any]:
         ATTEMPTS_ANNOTATION: str(plan.attempts),
     }
     return manifest
-
-
-def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
-    """Whether the Dataset differs from what modelfs wants in the fields modelfs owns."""
-    if existing is None:
-        return True
-    meta, want_meta = existing.get("metadata", {}), desired["metadata"]
-    labels = meta.get("labels") or {}
-    if any(labels.get(k) != v for k, v in want_meta.get("labels", {}).items()):
-        return True
-    owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
-    if any(ref["uid"] not in owners for ref in want_meta.get("ownerReferences", [])):
-        return True
-    spec, want = existing.get("spec") or {}, desired["spec"]
-    have = pruned({k: spec.get(k) for k in MANAGED_SPEC_KEYS})
-    return bool(have != pruned({k: want.get(k) for k in MANAGED_SPEC_KEYS}))
-
-
-def drift_patch(stored: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
-    """A merge patch that removes what a hand edit added to the fields modelfs manages.
-
-    Server-side apply takes back the fields modelfs sets, but leaves a field another manager
-    added (a secretRef, an extra option) in place; those are removed here.
-    """
-    spec, want = stored.get("spec") or {}, desired["spec"]
-    patch: dict[str, Any] = {}
-    for key in ("secretRef", "volumeClaimTemplate", "share", "shareToNamespaceSelector"):
-        if key not in want and pruned({key: spec.get(key)}):
-            patch[key] = None
-    extra = set((spec.get("source") or {}).get("options") or {}) - set(
-        want["source"].get("options") or {}
-    )
-    if extra:
-        patch["source"] = {"options": dict.fromkeys(sorted(extra))}
-    return {"spec": patch} if patch else None
 
 
 def dataset_conditions(view: DatasetView | None) -> list[dict[str, Any]]:

@@ -2,6 +2,13 @@
 and the client that applies it. What modelfs relies on about its controller:
 docs/dataset-controller.md."""
 
+from modelfs.pkg.dataset.apply import (
+    MANAGED_SPEC_KEYS,
+    SPEC_KEYS,
+    UNSET_SPEC_KEYS,
+    drift_patch,
+    needs_apply,
+)
 from modelfs.pkg.dataset.errors import Reason, ResolutionError
 from modelfs.pkg.dataset.naming import (
     MAX_DATASET_NAME_LENGTH,
@@ -41,6 +48,7 @@ from modelfs.pkg.dataset.types import (
     DatasetSpec,
     DatasetStatus,
     DatasetType,
+    NotManaged,
     pruned,
 )
 
@@ -51,9 +59,12 @@ __all__ = [
     "DATASET_VERSION",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
+    "MANAGED_SPEC_KEYS",
     "MAX_DATASET_NAME_LENGTH",
     "MODEL_LABEL",
     "RULES",
+    "SPEC_KEYS",
+    "UNSET_SPEC_KEYS",
     "VERSION_LABEL",
     "Dataset",
     "DatasetPhase",
@@ -61,6 +72,7 @@ __all__ = [
     "DatasetSpec",
     "DatasetStatus",
     "DatasetType",
+    "NotManaged",
     "Reason",
     "Resolution",
     "ResolutionError",
@@ -70,8 +82,10 @@ __all__ = [
     "dataset_name",
     "describe_secret_keys",
     "dns_label",
+    "drift_patch",
     "label_value",
     "missing_secret_keys",
+    "needs_apply",
     "ownership_conflict",
     "parse",
     "pruned",

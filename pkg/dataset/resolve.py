@@ -327,6 +327,8 @@ def resolve(
                 "blockOwnerDeletion": True,
             }
         )
+    # extra="forbid": a spec key that is not a DatasetSpec field (a typo, a field never declared)
+    # fails here instead of being applied and then never compared nor repaired.
     dataset = Dataset.model_validate(
         {
             "metadata": {
@@ -342,7 +344,8 @@ def resolve(
                 "volumeClaimTemplate": volume_claim_template(model, version),
                 **share,
             },
-        }
+        },
+        extra="forbid",
     )
     return Resolution(dataset=dataset, notes=notes_for(source_type, config))
 

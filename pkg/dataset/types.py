@@ -3,8 +3,9 @@ docs/dataset-controller.md."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -56,7 +57,22 @@ class MountOptions(ApiModel):
     gid: int | None = None
 
 
+@dataclass(frozen=True)
+class NotManaged:
+    """Marks a DatasetSpec field that modelfs never sets, with the reason: apply does not compare
+    it and drift repair does not remove it, so whoever set it keeps it."""
+
+    why: str
+
+
 class DatasetSpec(ApiModel):
+    """The Dataset spec, field for field the Go DatasetSpec: the one list of its fields.
+
+    A field is managed by modelfs unless marked NotManaged: resolution sets it (or leaves it
+    unset), `needs_apply` compares it, `drift_patch` removes it when modelfs leaves it unset but
+    the stored Dataset has it, and the fake controller's `go_spec` carries it (apply.py derives
+    those key lists from here)."""
+
     source: DatasetSource
     secret_ref: str | None = None
     share: bool | None = None
@@ -64,8 +80,21 @@ class DatasetSpec(ApiModel):
     """A metav1.LabelSelector, kept as given (no empty fields added)."""
     data_sync_round: int = 1
     volume_claim_template: dict[str, Any] | None = None
-    volume_claim_ref: VolumeClaimRef | None = None
-    mount_options: MountOptions | None = None
+    volume_claim_ref: Annotated[
+        VolumeClaimRef | None,
+        NotManaged("modelfs describes the claim by volumeClaimTemplate, never by reference"),
+    ] = None
+    mount_options: Annotated[
+        MountOptions | None,
+        NotManaged(
+            "the API server fills in its defaults once the controller writes `mountOptions: {}`;"
+            " compared, every Dataset would look changed"
+        ),
+    ] = None
+    resources: Annotated[
+        dict[str, Any] | None,
+        NotManaged("the loader Job's resources (not in v0.1.6): the Dataset operator's defaults"),
+    ] = None
 
 
 class DatasetCondition(ApiModel):

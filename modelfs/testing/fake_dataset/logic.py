@@ -38,6 +38,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Literal
 
+from modelfs.pkg.dataset import SPEC_KEYS
+
 GROUP, VERSION, PLURAL, KIND = "dataset.baizeai.io", "v1alpha1", "datasets", "Dataset"
 API_VERSION = f"{GROUP}/{VERSION}"
 #: The real controller's finalizer (it has no domain prefix upstream).
@@ -317,36 +319,58 @@ def _go_claim_template(template: Any) -> dict[str, Any]:
     return out
 
 
+def _go_source(value: Any) -> dict[str, Any]:
+    source = _map(value)
+    out: dict[str, Any] = {"type": source.get("type", ""), "uri": source.get("uri", "")}
+    if source.get("options"):
+        out["options"] = dict(source["options"])
+    return out
+
+
+def _go_resources(value: Any) -> dict[str, Any]:
+    resources = _map(value)
+    return {k: _quantities(resources[k]) for k in ("limits", "requests") if resources.get(k)}
+
+
+def _go_claim_ref(value: Any) -> dict[str, Any] | None:
+    return _keep(value, ("name", "subPath")) if isinstance(value, Mapping) else None
+
+
+#: How the Go struct encodes the spec fields that are not plain `omitempty` ones (None: left
+#: out). A struct is never omitted, even empty; `share` is a bool.
+_GO_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "source": _go_source,
+    "share": lambda value: True if value else None,
+    "shareToNamespaceSelector": lambda value: (
+        _go_selector(value) if isinstance(value, Mapping) else None
+    ),
+    "volumeClaimTemplate": _go_claim_template,
+    "volumeClaimRef": _go_claim_ref,  # main only (a pointer); pruned by v0.1.6's CRD
+    "mountOptions": lambda value: _keep(_map(value), ("path", "mode", "uid", "gid")),
+    "resources": _go_resources,  # main only (a struct); pruned by v0.1.6's CRD
+}
+
+
 def go_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The Dataset spec as the real controller's full Update sends it back: the DatasetSpec
     struct through encoding/json. Unknown fields go, omitempty scalars go (`share: false`, an
     empty `options`), structs stay even when empty (`mountOptions: {}`, `resources: {}`,
     `volumeClaimTemplate: {metadata, spec: {resources: {}}, status: {}}`), quantities are
     canonical. The API server then prunes what its CRD does not know and applies defaults
-    (mountOptions' path, mode, uid and gid)."""
+    (mountOptions' path, mode, uid and gid).
+
+    The known fields are modelfs's DatasetSpec's (`SPEC_KEYS`), which mirrors the Go struct
+    field for field, the ones modelfs does not manage included: a field added there is carried
+    here too, as an omitempty one unless `_GO_FIELDS` says otherwise."""
     out: dict[str, Any] = {}
-    source = _map(spec.get("source"))
-    out["source"] = {"type": source.get("type", ""), "uri": source.get("uri", "")}
-    if source.get("options"):
-        out["source"]["options"] = dict(source["options"])
-    out.update(_keep(spec, ("secretRef",)))
-    mount = _map(spec.get("mountOptions"))
-    out["mountOptions"] = _keep(mount, ("path", "mode", "uid", "gid"))
-    if spec.get("share"):
-        out["share"] = True
-    selector = spec.get("shareToNamespaceSelector")
-    if isinstance(selector, Mapping):
-        out["shareToNamespaceSelector"] = _go_selector(selector)
-    if spec.get("dataSyncRound"):
-        out["dataSyncRound"] = spec["dataSyncRound"]
-    out["volumeClaimTemplate"] = _go_claim_template(spec.get("volumeClaimTemplate"))
-    ref = spec.get("volumeClaimRef")  # main only (a pointer); pruned by v0.1.6's CRD
-    if isinstance(ref, Mapping):
-        out["volumeClaimRef"] = _keep(ref, ("name", "subPath"))
-    resources = _map(spec.get("resources"))
-    out["resources"] = {  # main only (a struct); pruned by v0.1.6's CRD
-        k: _quantities(resources[k]) for k in ("limits", "requests") if resources.get(k)
-    }
+    for key in SPEC_KEYS:
+        encode = _GO_FIELDS.get(key)
+        if encode is None:
+            value = copy.deepcopy(spec[key]) if spec.get(key) else None
+        else:
+            value = encode(spec.get(key))
+        if value is not None:
+            out[key] = value
     return out
 
 
