@@ -199,7 +199,7 @@ def test_never_more_than_one_round_ahead(
 
 
 # ----------------------------------------------------------------------------- the real engine
-# What the real Dataset controller does (FACTS.md, Measured), as the pure logic sees it.
+# What the real Dataset controller (v0.1.6) was measured to do, as the pure logic sees it.
 
 WRITTEN_BACK_TEMPLATE = {"metadata": {}, "spec": {"resources": {}}, "status": {}}
 
@@ -296,8 +296,8 @@ def test_types_without_a_loader_job_never_raise_the_round() -> None:
         plan = plan_round(trigger, view, NOW)
         assert (plan.reason, plan.observed_sync_round, plan.due_in) == (None, 2, None)
         verdict = rounds_verdict(trigger, view, type_)
-        assert verdict is not None and verdict[:2] == (False, "NoLoaderJob")
-        assert "syncRound 2" in verdict[2] and "every 1h" in verdict[2]
+        assert verdict is not None and (verdict.ready, verdict.reason) == (False, "NoLoaderJob")
+        assert "syncRound 2" in verdict.message and "every 1h" in verdict.message
         assert rounds_verdict(sync(), view, type_) is None
         body["status"]["phase"] = "FAILED"
         assert round_state(view_dataset(body)) == "failed"
