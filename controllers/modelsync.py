@@ -617,6 +617,7 @@ def refuse(plan: Plan, verdict: Verdict) -> Plan:
         phase=Phase.FAILED,
         resolved=verdict,
         ready=verdict,
+        rounds=None,
         view=None,
         round=None,
         resolution=None,
