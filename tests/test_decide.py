@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 from modelfs.controllers import model, modelreference, modelsource, modelsync
@@ -25,7 +26,10 @@ NS = "team-a"
 GENERATIONS = itertools.count(1)
 
 
-def parsed(cls: Any, kind: str, name: str, spec: dict[str, Any], **meta: Any) -> Any:
+Parsed = TypeVar("Parsed", bound=BaseModel)
+
+
+def parsed(cls: type[Parsed], kind: str, name: str, spec: dict[str, Any], **meta: Any) -> Parsed:
     """An object as the API server stores it; each one built is a new generation of its spec
     (resolution is remembered per uid and generation: `controllers.shared.SpecMemo`)."""
     generation = next(GENERATIONS)

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelfs.api.v1 import ModelSync
+from modelfs.api.v1.reasons import ROUND_REQUESTED as REQUESTED
+from modelfs.api.v1.reasons import ROUND_RETRY as RETRY
+from modelfs.api.v1.reasons import ROUND_SCHEDULED as SCHEDULED
 from modelfs.controllers.modelsync import (
-    REQUESTED,
-    RETRY,
-    SCHEDULED,
     drift_patch,
     needs_apply,
     plan_round,
@@ -129,7 +129,7 @@ def test_needs_apply_only_when_owned_fields_differ() -> None:
             "dataSyncRound": 1,
         },
     }
-    stored = {
+    stored: dict[str, Any] = {
         "metadata": {"labels": {"a": "b", "extra": "x"}, "ownerReferences": [{"uid": "u"}]},
         "spec": {
             "source": {"type": "HTTP", "uri": "http://x/y"},
@@ -201,7 +201,7 @@ def test_never_more_than_one_round_ahead(
 # ----------------------------------------------------------------------------- the real engine
 # What the real Dataset controller (v0.1.6) was measured to do, as the pure logic sees it.
 
-WRITTEN_BACK_TEMPLATE = {"metadata": {}, "spec": {"resources": {}}, "status": {}}
+WRITTEN_BACK_TEMPLATE: dict[str, Any] = {"metadata": {}, "spec": {"resources": {}}, "status": {}}
 
 
 def desired(template: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -215,8 +215,8 @@ def desired(template: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def written_back(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The Dataset after the controller's finalizer Update (Measured 8)."""
-    stored = json.loads(json.dumps(manifest))
+    """The Dataset after the controller's finalizer Update (as measured)."""
+    stored: dict[str, Any] = json.loads(json.dumps(manifest))
     spec = stored["spec"]
     spec["resources"] = {}
     template = spec.setdefault("volumeClaimTemplate", {})
@@ -255,7 +255,7 @@ def test_a_real_hand_edit_is_still_seen_and_reverted() -> None:
 
 def failed_without_end(round_: int = 1, started_ago: float = 200) -> dict[str, Any]:
     """A failed round as the real controller leaves it: no endTime, no succeed, no False
-    condition, no message (Measured 10)."""
+    condition, no message (as measured)."""
     return dataset(
         round_,
         phase="FAILED",
