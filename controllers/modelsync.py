@@ -112,10 +112,6 @@ MANAGED_SPEC_KEYS = (
 )
 
 RESOLVED_CONDITION, READY_CONDITION, ROUNDS_CONDITION = "Resolved", "Ready", "Rounds"
-KEPT_FIELDS = ("datasetName", "datasetRound", "pvcName", "lastSyncTime", "lastFailureTime")
-"""Status fields kept as stored while a reconcile has no Dataset to read them from."""
-ROUND_FIELDS = ("observedSyncRound", "attempts")
-"""Status fields kept as stored while a reconcile plans no round (a refusal)."""
 #: Dataset source types the Dataset operator runs no loader Job for (it mounts the data where it
 #: is): a raised dataSyncRound never succeeds on them, so modelfs never raises it.
 NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
@@ -691,7 +687,7 @@ def ownership(observed: Observed, plan: Plan) -> Plan:
         return refuse(
             plan, Verdict(False, DATASET_CONFLICT, f"{conflict}; modelfs does not take it over")
         )
-    return replace(plan, adopting=conflict is not None)
+    return plan if conflict is None else replace(plan, adopting=True)
 
 
 def resolution(observed: Observed, plan: Plan) -> Plan:
@@ -899,21 +895,18 @@ def desired_status(sync: ModelSync, current: dict[str, Any], plan: Plan) -> Mode
         updates.append((ROUNDS_CONDITION, plan.rounds))
     conditions = set_verdicts(own, updates, generation, plan_now(plan))
     # What this reconcile did not find out is kept as the stored status says it.
-    stored = ModelSyncStatus.model_validate(
-        {k: current.get(k) for k in (*KEPT_FIELDS, *ROUND_FIELDS) if current.get(k) is not None}
-    )
     status = ModelSyncStatus(
         phase=plan.phase,
         conditions=conditions + dataset_conditions(plan.view),
         observed_generation=generation,
         source=sync.status.source,
-        dataset_name=stored.dataset_name,
-        dataset_round=stored.dataset_round,
-        pvc_name=stored.pvc_name,
-        last_sync_time=stored.last_sync_time,
-        last_failure_time=stored.last_failure_time,
-        observed_sync_round=stored.observed_sync_round,
-        attempts=stored.attempts,
+        dataset_name=current.get("datasetName"),
+        dataset_round=current.get("datasetRound"),
+        pvc_name=current.get("pvcName"),
+        last_sync_time=current.get("lastSyncTime"),
+        last_failure_time=current.get("lastFailureTime"),
+        observed_sync_round=current.get("observedSyncRound"),
+        attempts=current.get("attempts"),
     )
     if plan.resolution is not None:
         status.source = SyncedSource(
