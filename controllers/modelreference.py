@@ -458,7 +458,8 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
         ctx.runtime.expected.pop(("datasets", (key[0], plan.delete)), None)
         if await writer.delete_dataset(key[0], plan.delete):
             logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
-            events += [plan.deleted] if plan.deleted is not None else []
+            if plan.deleted is not None:
+                events.append(plan.deleted)
         # else gone already: nothing to announce
     shown = plan
     if plan.create is not None:
