@@ -58,9 +58,7 @@ def terminal(error: BaseException) -> TerminalError | None:
     if isinstance(error, ApiError) and error.status in TERMINAL_STATUSES:
         reason = TERMINAL_STATUSES[error.status]
         advice = API_ADVICE.get(reason, "")
-        return TerminalError(
-            reason, f"the API server refused the operator's request: {error}{advice}"
-        )
+        return TerminalError(reason, f"the API server refused the operator's request: {error}{advice}")
     return None
 
 
