@@ -6,9 +6,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from modelfs.api.v1 import GROUP, VERSION, Model, ModelSource
+from modelfs.api.v1.reasons import (
+    INVALID_SHARE,
+    INVALID_SOURCE_REF,
+    INVALID_VERSION,
+    READY,
+    SOURCE_NOT_FOUND,
+    SOURCE_NOT_READY,
+)
 from modelfs.controllers import metrics, triggers
 from modelfs.controllers.descriptor import Descriptor
 from modelfs.controllers.result import Result
@@ -29,29 +38,23 @@ from modelfs.controllers.shared import (
 from modelfs.controllers.status import (
     Event,
     last_written,
-    now_string,
     ready_events,
     remember_written,
+    set_verdicts,
     status_changes,
-    with_conditions,
     write_status,
 )
 from modelfs.pkg.dataset import ResolutionError
 from modelfs.pkg.dataset.resolve import name_errors
 
 PLURAL = Model.plural
-SOURCE_NOT_FOUND = "SourceNotFound"
-SOURCE_NOT_READY = "SourceNotReady"
-INVALID_VERSION = "InvalidVersion"
-INVALID_SHARE = "InvalidShare"
-INVALID_SOURCE_REF = "InvalidSourceRef"
 MIN_WRITE_INTERVAL = 1.0
 """A Model's status is written at most once a second, however many ModelSyncs change at once."""
 
 logger = logging.getLogger("modelfs.model")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Observed:
     key: Key
     body: dict[str, Any]
@@ -103,7 +106,7 @@ def readiness(model: Model, source: ModelSource | None, verdict: Verdict | None)
         )
     count = len(model.spec.version_configs)
     return Verdict(
-        True, "Ready", f"{count} version(s) valid for ModelSource {model.spec.source_ref!r}"
+        True, READY, f"{count} version(s) valid for ModelSource {model.spec.source_ref!r}"
     )
 
 
@@ -135,22 +138,18 @@ def version_statuses(
     return rows
 
 
-def decide(observed: Observed, now: str) -> Plan:
+def decide(observed: Observed, now: datetime) -> Plan:
     model = observed.model
     ready = readiness(model, observed.source, observed.source_verdict)
     current = observed.body.get("status") or {}
+    generation = model.metadata.generation
+    conditions = set_verdicts(current.get("conditions") or [], [("Ready", ready)], generation, now)
     status = {
-        "conditions": with_conditions(
-            current.get("conditions") or [],
-            [("Ready", ready.ready, ready.reason, ready.message)],
-            model.metadata.generation,
-            now,
-        ),
-        "observedGeneration": model.metadata.generation,
+        "conditions": [c.to_dict() for c in conditions],
+        "observedGeneration": generation,
         "versions": version_statuses(model, observed.syncs, observed.readers),
     }
-    verdict = (ready.ready, ready.reason, ready.message)
-    return Plan(status, ready, ready_events(current, verdict, observed.written))
+    return Plan(status, ready, ready_events(current, ready, observed.written))
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
@@ -177,7 +176,16 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
             readers.append((str(ref.get("spec", {}).get("version", "")), "/".join(ref_key)))
     syncs = list(ctx.indexes.syncs_of_model(key))
     written = last_written(ctx, PLURAL, body)
-    return Observed(key, body, model, source, verdict, syncs, readers, written)
+    return Observed(
+        key=key,
+        body=body,
+        model=model,
+        source=source,
+        source_verdict=verdict,
+        syncs=syncs,
+        readers=readers,
+        written=written,
+    )
 
 
 async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
@@ -203,7 +211,7 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
         ctx.runtime.forget_object(PLURAL, key)
         return Result.done()
     metrics.RECONCILES.labels(kind="Model").inc()
-    return Result.after(await act(ctx, observed, decide(observed, now_string())))
+    return Result.after(await act(ctx, observed, decide(observed, datetime.now(UTC))))
 
 
 def index(body: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any] | str]:

@@ -11,11 +11,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from modelfs.api.v1 import GROUP, VERSION, Model, ModelReference, ModelSync, Phase
+from modelfs.api.v1.reasons import (
+    DATASET_ADOPTED,
+    DATASET_CONFLICT,
+    DATASET_CREATED,
+    DATASET_DELETED,
+    DATASET_READY,
+    DATASET_REJECTED,
+    FAILED,
+    INVALID_MODEL_REF,
+    INVALID_SELECTOR,
+    MODEL_NOT_FOUND,
+    NAMESPACE_NOT_SELECTED,
+    NO_MODELSYNC,
+    NOT_ALLOWED,
+    NOT_SHARED,
+    PENDING,
+    PROCESSING,
+    READY,
+    SHARED,
+    SOURCE_LOST,
+    SOURCE_NOT_READY,
+    SOURCE_READY,
+    VERSION_NOT_FOUND,
+)
 from modelfs.api.v1.rules import check_label, check_subdomain
 from modelfs.controllers import metrics, triggers
 from modelfs.controllers.descriptor import Descriptor
@@ -29,15 +53,14 @@ from modelfs.controllers.runtime import (
     condition,
     snapshot,
 )
-from modelfs.controllers.shared import first_syncer
+from modelfs.controllers.shared import Verdict, first_syncer
 from modelfs.controllers.status import (
     Event,
     created_once,
-    format_time,
     last_written,
     ready_changed,
     remember_written,
-    with_conditions,
+    set_verdicts,
     write_status,
 )
 from modelfs.pkg.dataset import (
@@ -60,22 +83,10 @@ PLURAL = ModelReference.plural
 DATASETS = DATASET_PLURAL
 SOURCE_NAMESPACE_LABEL = "model.samzong.dev/source-namespace"
 
-SHARED = "Shared"
-MODEL_NOT_FOUND = "ModelNotFound"
-NOT_SHARED = "NotShared"
-NAMESPACE_NOT_SELECTED = "NamespaceNotSelected"
-INVALID_SELECTOR = "InvalidSelector"
-INVALID_MODEL_REF = "InvalidModelRef"
-VERSION_NOT_FOUND = "VersionNotFound"
-NO_MODELSYNC = "NoModelSync"
-SOURCE_NOT_READY = "SourceNotReady"
-SOURCE_LOST = "SourceLost"
-CONFLICT = "DatasetConflict"
-ADOPTED = "DatasetAdopted"
+PHASE_REASONS = {Phase.PENDING: PENDING, Phase.PROCESSING: PROCESSING, Phase.FAILED: FAILED}
+"""The reason of a Ready that is False while the REFERENCE Dataset is not READY: its phase."""
 
 logger = logging.getLogger("modelfs.modelreference")
-
-Verdict = tuple[bool, str, str]
 
 
 # ----------------------------------------------------------------------------- pure builders
@@ -97,18 +108,18 @@ def allowed(
         if problem is not None
     ]
     for path, problem in problems:  # stored before the rule: no such Model can exist
-        return False, INVALID_MODEL_REF, f"ModelReference {path}: {problem}"
+        return Verdict(False, INVALID_MODEL_REF, f"ModelReference {path}: {problem}")
     if model is None:
-        return False, MODEL_NOT_FOUND, f"Model {target} does not exist"
+        return Verdict(False, MODEL_NOT_FOUND, f"Model {target} does not exist")
     if model.spec.share is None:
-        return False, NOT_SHARED, f"Model {target} does not share (it has no spec.share)"
+        return Verdict(False, NOT_SHARED, f"Model {target} does not share (it has no spec.share)")
     selector = model.spec.share.namespace_selector.to_dict()
     try:
         validate_selector(selector, "spec.share.namespaceSelector")
     except SelectorError as error:
-        return False, INVALID_SELECTOR, f"Model {target} has an invalid selector: {error}"
+        return Verdict(False, INVALID_SELECTOR, f"Model {target} has an invalid selector: {error}")
     if namespace_labels is None or not selector_matches(selector, namespace_labels):
-        return (
+        return Verdict(
             False,
             NAMESPACE_NOT_SELECTED,
             f"Model {target} does not share with namespace {consumer!r}: its "
@@ -116,13 +127,15 @@ def allowed(
         )
     if ref.spec.version not in model.spec.version_configs:
         available = ", ".join(sorted(model.spec.version_configs))
-        return (
+        return Verdict(
             False,
             VERSION_NOT_FOUND,
             f"spec.version: Model {target} has no version {ref.spec.version!r} "
             f"(available: {available})",
         )
-    return True, SHARED, f"Model {target} shares version {ref.spec.version} with {consumer!r}"
+    return Verdict(
+        True, SHARED, f"Model {target} shares version {ref.spec.version} with {consumer!r}"
+    )
 
 
 def source_readiness(
@@ -135,20 +148,24 @@ def source_readiness(
     target = f"{ref.spec.model_ref.namespace}/{ref.spec.model_ref.name}"
     if sync is None:
         reason = SOURCE_LOST if was_ready else NO_MODELSYNC
-        return False, reason, f"no ModelSync syncs version {ref.spec.version} of Model {target}"
+        return Verdict(
+            False, reason, f"no ModelSync syncs version {ref.spec.version} of Model {target}"
+        )
     dataset = f"{sync.metadata.namespace}/{sync.status.dataset_name or '?'}"
     if source is None or source.get("metadata", {}).get("deletionTimestamp"):
         reason = SOURCE_LOST if was_ready else SOURCE_NOT_READY
-        return False, reason, f"source Dataset {dataset} does not exist"
+        return Verdict(False, reason, f"source Dataset {dataset} does not exist")
     phase = (source.get("status") or {}).get("phase") or Phase.PENDING
     if phase != Phase.READY:
         # The ModelSync's phase, not the Dataset's: it reads the brief FAILED before a round's
         # Job exists as the PENDING it is.
         shown = sync.status.phase or phase
-        return False, SOURCE_NOT_READY, f"source Dataset {dataset} is {shown}, waiting for READY"
+        return Verdict(
+            False, SOURCE_NOT_READY, f"source Dataset {dataset} is {shown}, waiting for READY"
+        )
     if not (source.get("spec") or {}).get("share"):
-        return False, SOURCE_NOT_READY, f"source Dataset {dataset} is not shared yet"
-    return True, "SourceReady", f"source Dataset {dataset} is READY"
+        return Verdict(False, SOURCE_NOT_READY, f"source Dataset {dataset} is not shared yet")
+    return Verdict(True, SOURCE_READY, f"source Dataset {dataset} is READY")
 
 
 def reference_dataset(ref: ModelReference, source: tuple[str, str]) -> Dataset:
@@ -182,51 +199,10 @@ def reference_dataset(ref: ModelReference, source: tuple[str, str]) -> Dataset:
     )
 
 
-@dataclass
-class Outcome:
-    phase: Phase
-    allowed: Verdict
-    source_ready: Verdict
-    ready: Verdict
-    source: tuple[str, str] | None = None
-    dataset: dict[str, Any] | None = None
-    events: list[tuple[str, str, str]] | None = None
-    create: dict[str, Any] | None = None
-
-
-def desired_status(
-    ref: ModelReference, current: dict[str, Any], outcome: Outcome, now: str
-) -> dict[str, Any]:
-    generation = ref.metadata.generation
-    status: dict[str, Any] = {
-        "phase": outcome.phase.value,
-        "conditions": with_conditions(
-            current.get("conditions") or [],
-            [
-                ("Allowed", *outcome.allowed),
-                ("SourceReady", *outcome.source_ready),
-                ("Ready", *outcome.ready),
-            ],
-            generation,
-            now,
-        ),
-        "observedGeneration": generation,
-        "readOnly": True,
-    }
-    if outcome.source is not None:
-        status["source"] = {"namespace": outcome.source[0], "dataset": outcome.source[1]}
-    if outcome.dataset is not None:
-        status["datasetName"] = outcome.dataset["metadata"]["name"]
-        pvc = (outcome.dataset.get("status") or {}).get("pvcName")
-        if pvc:
-            status["pvcName"] = pvc
-    return status
-
-
 # ----------------------------------------------------------------------------- observe
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Observed:
     key: Key
     body: dict[str, Any]
@@ -276,7 +252,18 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     dataset = ctx.indexes.dataset(dataset_key)
     written = last_written(ctx, PLURAL, body)
     unseen = dataset is None and ctx.runtime.expecting(DATASETS, dataset_key)
-    return Observed(key, body, ref, model, labels, sync, source, dataset, written, unseen)
+    return Observed(
+        key=key,
+        body=body,
+        ref=ref,
+        model=model,
+        namespace_labels=labels,
+        sync=sync,
+        source=source,
+        dataset=dataset,
+        written=written,
+        unseen=unseen,
+    )
 
 
 # ----------------------------------------------------------------------------- decide
@@ -284,17 +271,47 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
 
 @dataclass(frozen=True)
 class Plan:
-    status: dict[str, Any]
+    """What a reconcile of one ModelReference does, and what it found. Built by `decide`,
+    carried out by `act`."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    """The whole status it should have (written only where it differs from the stored one)."""
     create: dict[str, Any] | None = None
     """A REFERENCE Dataset manifest to create (server-side apply)."""
     delete: str | None = None
     """The REFERENCE Dataset to delete, when the reference lost its right or its source."""
+    deleted: Event | None = None
+    """The Event of that delete: posted when the delete found the Dataset."""
     events: list[Event] = field(default_factory=list)
     status_events: list[Event] = field(default_factory=list)
-    outcome: Outcome | None = None
+    # -- what it found
+    now: datetime | None = None
+    """The moment of the decision: a rejected create is shown as of it too (`rejected`)."""
+    phase: Phase = Phase.PENDING
+    allowed: Verdict | None = None
+    """The Allowed condition: whether the Model shares with the reference's namespace."""
+    source_ready: Verdict | None = None
+    """The SourceReady condition."""
+    ready: Verdict | None = None
+    """The Ready condition."""
+    source: tuple[str, str] | None = None
+    """The source Dataset (namespace, name)."""
+    dataset: dict[str, Any] | None = None
+    """The REFERENCE Dataset, as it is or as it is created."""
 
 
-def converge(observed: Observed) -> Outcome:
+def removal(plan: Plan, existing: dict[str, Any] | None, why: str) -> Plan:
+    """`plan` deleting the REFERENCE Dataset `existing`, unless there is none or it is going
+    already."""
+    if existing is None or existing.get("metadata", {}).get("deletionTimestamp"):
+        return plan
+    name = existing["metadata"]["name"]
+    deleted = ("Warning", DATASET_DELETED, f"Deleted Dataset {name}: {why}")
+    return replace(plan, delete=name, deleted=deleted)
+
+
+def converge(observed: Observed) -> Plan:
+    """Where the REFERENCE Dataset should be, and what the ModelReference says about it."""
     ref, existing = observed.ref, observed.dataset
     # What a revocation deletes: the Dataset as the index shows it, or as modelfs applied it.
     going = existing
@@ -310,101 +327,133 @@ def converge(observed: Observed) -> Outcome:
     if existing is not None:
         conflict = ownership_conflict(existing, ref.metadata.uid or "")
         if conflict is not None and not adoptable(existing, observed.body):
-            verdict = (False, CONFLICT, f"{conflict}; modelfs does not take it over")
-            return Outcome(Phase.FAILED, permission, verdict, verdict)
+            verdict = Verdict(False, DATASET_CONFLICT, f"{conflict}; modelfs does not take it over")
+            return Plan(phase=Phase.FAILED, allowed=permission, source_ready=verdict, ready=verdict)
         adopting = conflict is not None  # modelfs's own, for this reference: taken back
-    if not permission[0]:
-        waiting = (False, "NotAllowed", "the reference is not allowed")
-        return Outcome(
-            Phase.FAILED,
-            permission,
-            waiting,
-            (False, permission[1], permission[2]),
-            events=removal(going, permission[2]),
+    if not permission.ready:
+        refused = Plan(
+            phase=Phase.FAILED,
+            allowed=permission,
+            source_ready=Verdict(False, NOT_ALLOWED, "the reference is not allowed"),
+            ready=permission,
         )
+        return removal(refused, going, permission.message)
     sync = observed.sync
     model_namespace = ref.spec.model_ref.namespace
     source_key = (
         (model_namespace, sync.status.dataset_name) if sync and sync.status.dataset_name else None
     )
     readiness = source_readiness(ref, sync, observed.source, was_ready)
-    if readiness[1] in (NO_MODELSYNC, SOURCE_LOST) or (
+    if readiness.reason in (NO_MODELSYNC, SOURCE_LOST) or (
         observed.source is None and existing is not None
     ):
-        return Outcome(
-            Phase.PENDING,
-            permission,
-            readiness,
-            (False, readiness[1], readiness[2]),
-            events=removal(going, readiness[2]),
+        lost = Plan(
+            allowed=permission, source_ready=readiness, ready=replace(readiness, ready=False)
         )
-    if not readiness[0] and existing is None:
-        return Outcome(
-            Phase.PENDING, permission, readiness, (False, readiness[1], readiness[2]), source_key
+        return removal(lost, going, readiness.message)
+    if not readiness.ready and existing is None:
+        return Plan(
+            allowed=permission,
+            source_ready=readiness,
+            ready=replace(readiness, ready=False),
+            source=source_key,
         )
     assert source_key is not None
     if existing is None:
         created = (
             "Normal",
-            "DatasetCreated",
+            DATASET_CREATED,
             f"Created Dataset {name} reading {source_key[0]}/{source_key[1]}",
         )
         manifest = reference_dataset(ref, source_key).to_manifest()
-        return Outcome(
-            Phase.PENDING,
-            permission,
-            readiness,
-            (False, "Pending", f"Dataset {name} is PENDING"),
-            source_key,
-            manifest,
-            [created],
+        return Plan(
+            allowed=permission,
+            source_ready=readiness,
+            ready=Verdict(False, PENDING, f"Dataset {name} is PENDING"),
+            source=source_key,
+            dataset=manifest,
+            events=[created],
             create=manifest,
         )
     phase = Phase((existing.get("status") or {}).get("phase") or Phase.PENDING)
-    ready: Verdict = (
-        (True, "DatasetReady", f"Dataset {name} is READY: mount PVC read-only")
+    ready = (
+        Verdict(True, DATASET_READY, f"Dataset {name} is READY: mount PVC read-only")
         if phase == Phase.READY
-        else (False, phase.value.capitalize(), f"Dataset {name} is {phase.value}")
+        else Verdict(False, PHASE_REASONS[phase], f"Dataset {name} is {phase.value}")
     )
-    if adopting:
-        adopted = (
-            "Normal",
-            ADOPTED,
-            f"Took back Dataset {name}: it had lost its owner reference (modelfs made it for "
-            "this ModelReference)",
-        )
-        manifest = reference_dataset(ref, source_key).to_manifest()
-        return Outcome(
-            phase, permission, readiness, ready, source_key, existing, [adopted], create=manifest
-        )
-    return Outcome(phase, permission, readiness, ready, source_key, existing)
+    found = Plan(
+        phase=phase,
+        allowed=permission,
+        source_ready=readiness,
+        ready=ready,
+        source=source_key,
+        dataset=existing,
+    )
+    if not adopting:
+        return found
+    adopted = (
+        "Normal",
+        DATASET_ADOPTED,
+        f"Took back Dataset {name}: it had lost its owner reference (modelfs made it for "
+        "this ModelReference)",
+    )
+    manifest = reference_dataset(ref, source_key).to_manifest()
+    return replace(found, events=[adopted], create=manifest)
 
 
-def removal(existing: dict[str, Any] | None, why: str) -> list[tuple[str, str, str]]:
-    if existing is None or existing.get("metadata", {}).get("deletionTimestamp"):
-        return []  # none, or going already
-    name = existing["metadata"]["name"]
-    return [("Warning", "DatasetDeleted", f"Deleted Dataset {name}: {why}")]
+def desired_status(ref: ModelReference, current: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    assert plan.allowed is not None and plan.source_ready is not None and plan.ready is not None
+    assert plan.now is not None
+    generation = ref.metadata.generation
+    conditions = set_verdicts(
+        current.get("conditions") or [],
+        [("Allowed", plan.allowed), ("SourceReady", plan.source_ready), ("Ready", plan.ready)],
+        generation,
+        plan.now,
+    )
+    status: dict[str, Any] = {
+        "phase": plan.phase.value,
+        "conditions": [c.to_dict() for c in conditions],
+        "observedGeneration": generation,
+        "readOnly": True,
+    }
+    if plan.source is not None:
+        status["source"] = {"namespace": plan.source[0], "dataset": plan.source[1]}
+    if plan.dataset is not None:
+        status["datasetName"] = plan.dataset["metadata"]["name"]
+        pvc = (plan.dataset.get("status") or {}).get("pvcName")
+        if pvc:
+            status["pvcName"] = pvc
+    return status
 
 
-def decide(observed: Observed, now: str) -> Plan:
-    outcome = converge(observed)
+def decide(observed: Observed, now: datetime) -> Plan:
+    plan = replace(converge(observed), now=now)
+    assert plan.ready is not None and plan.allowed is not None
     current = observed.body.get("status") or {}
-    status = desired_status(observed.ref, current, outcome, now)
     status_events: list[Event] = []
-    if ready_changed(current, outcome.ready[1], outcome.ready[2], observed.written):
-        if outcome.ready[0]:
-            status_events.append(("Normal", "Ready", outcome.ready[2]))
-        elif not outcome.allowed[0]:
-            status_events.append(("Warning", outcome.allowed[1], outcome.allowed[2]))
-    deleting = any(reason == "DatasetDeleted" for _, reason, _ in outcome.events or [])
-    return Plan(
-        status=status,
-        create=outcome.create,
-        delete=reference_dataset_name(observed.ref.metadata.name) if deleting else None,
-        events=list(outcome.events or []),
-        status_events=status_events,
-        outcome=outcome,
+    if ready_changed(current, plan.ready.reason, plan.ready.message, observed.written):
+        if plan.ready.ready:
+            status_events.append(("Normal", READY, plan.ready.message))
+        elif not plan.allowed.ready:
+            status_events.append(("Warning", plan.allowed.reason, plan.allowed.message))
+    status = desired_status(observed.ref, current, plan)
+    return replace(plan, status=status, status_events=status_events)
+
+
+def rejected(observed: Observed, plan: Plan, message: str) -> Plan:
+    """The plan once the API server refused its Dataset (422): Ready says so, as of the same
+    moment as the plan; the Events of the create are void."""
+    refused = replace(
+        plan,
+        phase=Phase.FAILED,
+        ready=Verdict(False, DATASET_REJECTED, message),
+        dataset=None,
+        create=None,
+        events=[],
+    )
+    return replace(
+        refused, status=desired_status(observed.ref, observed.body.get("status") or {}, refused)
     )
 
 
@@ -413,42 +462,31 @@ def decide(observed: Observed, now: str) -> Plan:
 
 async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     key, writer = observed.key, ctx.runtime.writer
-    status, events = plan.status, plan.events
+    events: list[Event] = []
     if plan.delete is not None:
         # Whatever modelfs applied before is void: the Dataset is not expected back.
         ctx.runtime.drop_expectation(DATASETS, (key[0], plan.delete))
         if await writer.delete_dataset(key[0], plan.delete):
             logger.info("Deleted reference Dataset", extra={"object": key, "dataset": plan.delete})
-        else:  # gone already: nothing to announce
-            events = [e for e in events if e[1] != "DatasetDeleted"]
+            if plan.deleted is not None:
+                events.append(plan.deleted)
+        # else gone already: nothing to announce
+    shown = plan
     if plan.create is not None:
         name = plan.create["metadata"]["name"]
         try:
             created = await writer.apply_dataset(plan.create)
         except InvalidError as error:
-            verdict = (False, "DatasetRejected", f"the API server refused Dataset {name}: {error}")
-            assert plan.outcome is not None
-            outcome = Outcome(
-                Phase.FAILED,
-                plan.outcome.allowed,
-                plan.outcome.source_ready,
-                verdict,
-                plan.outcome.source,
-            )
-            status = desired_status(
-                observed.ref,
-                observed.body.get("status") or {},
-                outcome,
-                format_time(datetime.now(UTC)),
-            )
-            events = []
+            shown = rejected(observed, plan, f"the API server refused Dataset {name}: {error}")
         else:
             ctx.runtime.expect(DATASETS, (key[0], name), created)
-            events = created_once(ctx, (key[0], name), created, events)
+            shown = replace(plan, events=created_once(ctx, (key[0], name), created, plan.events))
             logger.info("Applied reference Dataset", extra={"object": key, "dataset": name})
-    written = await write_status(ctx, PLURAL, key, observed.body.get("status") or {}, status)
+    events += shown.events
+    stored = observed.body.get("status") or {}
+    written = await write_status(ctx, PLURAL, key, stored, shown.status)
     if written:
-        remember_written(ctx, PLURAL, observed.body, status)
+        remember_written(ctx, PLURAL, observed.body, shown.status)
     for type_, reason, message in events + (plan.status_events if written else []):
         ctx.runtime.post_event(observed.body, type_, reason, message)
 
@@ -458,7 +496,7 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
     if observed is None:
         ctx.runtime.forget_object(PLURAL, key)
         return Result.done()
-    plan = decide(observed, format_time(datetime.now(UTC)))
+    plan = decide(observed, datetime.now(UTC))
     if plan.delete is None:
         # A revocation never waits for modelfs's own writes to come back: access ends now.
         dataset_key = (key[0], reference_dataset_name(key[1]))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from modelfs.api.v1 import GROUP, VERSION, ModelSource
+from modelfs.api.v1 import GROUP, VERSION, ModelSource, ModelSourceStatus
 from modelfs.controllers import metrics, triggers
 from modelfs.controllers.descriptor import Descriptor
 from modelfs.controllers.result import Result
@@ -17,10 +18,9 @@ from modelfs.controllers.shared import SOURCE_SECONDS, Verdict, source_verdict
 from modelfs.controllers.status import (
     Event,
     last_written,
-    now_string,
     ready_events,
     remember_written,
-    with_conditions,
+    set_verdicts,
     write_status,
 )
 from modelfs.pkg.dataset import ResolutionError
@@ -30,7 +30,7 @@ PLURAL = ModelSource.plural
 logger = logging.getLogger("modelfs.modelsource")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Observed:
     key: Key
     body: dict[str, Any]
@@ -49,27 +49,20 @@ class Plan:
 
 
 def desired_status(
-    source: ModelSource, current: dict[str, Any], result: Verdict, models: int, now: str
+    source: ModelSource, current: dict[str, Any], result: Verdict, models: int, now: datetime
 ) -> dict[str, Any]:
     generation = source.metadata.generation
-    return {
-        "conditions": with_conditions(
-            current.get("conditions") or [],
-            [("Ready", result.ready, result.reason, result.message)],
-            generation,
-            now,
-        ),
-        "observedGeneration": generation,
-        "models": models,
-    }
+    conditions = set_verdicts(current.get("conditions") or [], [("Ready", result)], generation, now)
+    return ModelSourceStatus(
+        conditions=conditions, observed_generation=generation, models=models
+    ).to_dict()
 
 
-def decide(observed: Observed, now: str) -> Plan:
+def decide(observed: Observed, now: datetime) -> Plan:
     result = source_verdict(observed.source, observed.secret_keys)
     current = observed.body.get("status") or {}
     status = desired_status(observed.source, current, result, observed.models, now)
-    verdict = (result.ready, result.reason, result.message)
-    return Plan(status, result, ready_events(current, verdict, observed.written))
+    return Plan(status, result, ready_events(current, result, observed.written))
 
 
 async def observe(ctx: Context, key: Key) -> Observed | None:
@@ -85,7 +78,14 @@ async def observe(ctx: Context, key: Key) -> Observed | None:
     if source.spec.secret_ref:
         keys = await ctx.runtime.secret_keys(key[0], source.spec.secret_ref, max_age=SOURCE_SECONDS)
     models = len(ctx.indexes.model_names_of_source(key))
-    return Observed(key, body, source, keys, models, last_written(ctx, PLURAL, body))
+    return Observed(
+        key=key,
+        body=body,
+        source=source,
+        secret_keys=keys,
+        models=models,
+        written=last_written(ctx, PLURAL, body),
+    )
 
 
 async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
@@ -114,7 +114,7 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
         ctx.runtime.forget_object(PLURAL, key)
         return Result.done()
     metrics.RECONCILES.labels(kind="ModelSource").inc()
-    await act(ctx, observed, decide(observed, now_string()))
+    await act(ctx, observed, decide(observed, datetime.now(UTC)))
     return Result.done()
 
 

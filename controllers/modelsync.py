@@ -3,17 +3,62 @@
 Every trigger of a new download round (the user's `syncRound`, the schedule, a retry) moves the
 same Dataset `dataSyncRound` forward by exactly one, and only once the previous round has ended:
 the Dataset operator would start a second, concurrent Job otherwise.
+
+`decide` is a table of small pure steps run in order (`STEPS`): references, ownership,
+resolution, dataset, rounds, ready. Each reads what the ones before it found, decides one
+condition, and adds its part of the one `Plan`; a refusal (or a Dataset being deleted) stops
+the table. `finish` turns the plan into the typed `ModelSyncStatus` and its Events.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from modelfs.api.v1 import GROUP, VERSION, Model, ModelSource, ModelSync, Phase
+from modelfs.api.v1 import (
+    GROUP,
+    VERSION,
+    Condition,
+    Model,
+    ModelSource,
+    ModelSync,
+    ModelSyncStatus,
+    Phase,
+    SourceType,
+    SyncedSource,
+)
+from modelfs.api.v1.reasons import (
+    DATASET_ADOPTED,
+    DATASET_CONFLICT,
+    DATASET_DELETING,
+    DATASET_READY,
+    DATASET_REJECTED,
+    DATASET_RETAINED,
+    DATASET_REVERTED,
+    DATASET_SHARE_WITHDRAWN,
+    DATASET_UPDATED,
+    DUPLICATE,
+    INVALID_MODEL_REF,
+    INVALID_SOURCE_REF,
+    MODEL_NOT_FOUND,
+    NO_LOADER_JOB,
+    PENDING,
+    PROCESSING,
+    RESOLVED,
+    RETRY_LIMIT_REACHED,
+    ROUND_FAILED,
+    ROUND_NOT_STARTED,
+    ROUND_RETRIED,
+    ROUND_STARTED,
+    SOURCE_NOT_FOUND,
+    SYNCED,
+)
+from modelfs.api.v1.reasons import ROUND_REQUESTED as REQUESTED
+from modelfs.api.v1.reasons import ROUND_RETRY as RETRY
+from modelfs.api.v1.reasons import ROUND_SCHEDULED as SCHEDULED
 from modelfs.api.v1.rules import retry_wait
 from modelfs.controllers import metrics, triggers
 from modelfs.controllers.descriptor import Descriptor
@@ -45,8 +90,8 @@ from modelfs.controllers.status import (
     parse_time,
     ready_changed,
     remember_written,
+    set_verdicts,
     status_changes,
-    with_conditions,
     write_status,
 )
 from modelfs.pkg.dataset import (
@@ -71,18 +116,7 @@ RETAIN_FINALIZER = "model.samzong.dev/finalizer"
 Dataset before the ModelSync goes, so garbage collection keeps the Dataset (and the weights)."""
 DATASET_CONDITION_PREFIX = "Dataset"
 
-REQUESTED, SCHEDULED, RETRY = "Requested", "Scheduled", "Retry"
-MODEL_NOT_FOUND = "ModelNotFound"
-SOURCE_NOT_FOUND = "SourceNotFound"
-INVALID_MODEL_REF = "InvalidModelRef"
-INVALID_SOURCE_REF = "InvalidSourceRef"
-DUPLICATE = "DuplicateModelSync"
-SHARE_WITHDRAWN = "DatasetShareWithdrawn"
-CONFLICT = "DatasetConflict"
-ADOPTED = "DatasetAdopted"
-REJECTED = "DatasetRejected"
-NO_LOADER_JOB = "NoLoaderJob"
-ROUNDS_CONDITION = "Rounds"
+RESOLVED_CONDITION, READY_CONDITION, ROUNDS_CONDITION = "Resolved", "Ready", "Rounds"
 #: Dataset source types the Dataset operator runs no loader Job for (it mounts the data where it
 #: is): a raised dataSyncRound never succeeds on them, so modelfs never raises it.
 NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
@@ -160,9 +194,10 @@ def view_dataset(body: dict[str, Any]) -> DatasetView:
             if c.get("status") == "False"
         ]
         failed_at = max((t for t in false_times if t), default=None)
-    # A failed round has no endTime and no False condition (FACTS.md, Measured 10): its failure
-    # time is then the one modelfs recorded when it saw it (`with_failure_time`), never the
-    # round's start, from which a backoff would have run out long ago.
+    # The Dataset operator leaves a failed round without endTime and without a False condition
+    # (measured on v0.1.6): its failure time is then the one modelfs recorded when it saw it
+    # (`with_failure_time`), never the round's start, from which a backoff would have run out
+    # long ago.
     return DatasetView(
         name=str(body.get("metadata", {}).get("name", "")),
         round=current,
@@ -289,150 +324,131 @@ def with_served(manifest: dict[str, Any], plan: RoundPlan) -> dict[str, Any]:
     return manifest
 
 
-def dataset_conditions(view: DatasetView | None) -> list[dict[str, Any]]:
+def dataset_conditions(view: DatasetView | None) -> list[Condition]:
     """The Dataset's conditions, prefixed `Dataset`, as they are (reasons included)."""
     if view is None:
         return []
-    copied = []
-    for found in view.conditions:
-        entry = {
-            "type": f"{DATASET_CONDITION_PREFIX}{found.get('type', '')}",
-            "status": found.get("status", "Unknown"),
-            "reason": found.get("reason") or "Unknown",
-            "message": found.get("message") or "",
-        }
-        if found.get("lastTransitionTime"):
-            entry["lastTransitionTime"] = found["lastTransitionTime"]
-        copied.append(entry)
-    return copied
+    return [
+        Condition.model_validate(
+            {
+                "type": f"{DATASET_CONDITION_PREFIX}{found.get('type', '')}",
+                "status": found.get("status", "Unknown"),
+                "reason": found.get("reason") or "Unknown",
+                "message": found.get("message") or "",
+                "lastTransitionTime": found.get("lastTransitionTime") or None,
+            }
+        )
+        for found in view.conditions
+    ]
 
 
-@dataclass
-class Outcome:
-    """Everything a reconcile found, from which the status and the events follow."""
-
-    phase: Phase
-    resolved: tuple[bool, str, str]
-    ready: tuple[bool, str, str]
-    view: DatasetView | None = None
-    plan: RoundPlan | None = None
-    resolution: Resolution | None = None
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-    """(type Normal|Warning, reason, message) to post."""
-    rounds: tuple[bool, str, str] | None = None
-    """The Rounds condition: set when a round trigger meets a type that runs no loader Job."""
-    apply: dict[str, Any] | None = None
-    repair: dict[str, Any] | None = None
-    apply_cause: str | None = None
-    withdraw: tuple[str, dict[str, Any]] | None = None
-    """(Dataset name, merge patch): the share of a Dataset whose Model's share is invalid."""
-
-
-def refused(reason: str, message: str) -> Outcome:
-    return Outcome(Phase.FAILED, (False, reason, message), (False, reason, message))
-
-
-def readiness(
-    view: DatasetView, plan: RoundPlan, limit: int
-) -> tuple[Phase, tuple[bool, str, str]]:
+def readiness(view: DatasetView, plan: RoundPlan, limit: int) -> tuple[Phase, Verdict]:
+    """The phase and the Ready of a Dataset's round state."""
     state = round_state(view)
     phase = PHASE_OF_STATE[state]
     name, number = view.name, view.round
     if state == "succeeded":
-        return phase, (True, "DatasetReady", f"Dataset {name} is READY (round {number})")
+        return phase, Verdict(True, DATASET_READY, f"Dataset {name} is READY (round {number})")
     if state == "processing":
-        return phase, (False, "Processing", f"Dataset {name} round {number} is downloading")
+        return phase, Verdict(False, PROCESSING, f"Dataset {name} round {number} is downloading")
     if state == "waiting":
-        return phase, (
-            False,
-            "Pending",
-            f"waiting for the loader Job of Dataset {name} round {number}",
+        return phase, Verdict(
+            False, PENDING, f"waiting for the loader Job of Dataset {name} round {number}"
         )
     failure = f"Dataset {name} round {number} failed: {view.failure_message}"
     if plan.exhausted:
-        return phase, (
-            False,
-            "RetryLimitReached",
-            f"{failure}; {plan.attempts} of {limit} retries used",
+        return phase, Verdict(
+            False, RETRY_LIMIT_REACHED, f"{failure}; {plan.attempts} of {limit} retries used"
         )
     wait = f" in {int(plan.due_in)}s" if plan.due_in is not None else ""
-    return phase, (False, "RoundFailed", f"{failure}; retry {plan.attempts + 1} of {limit}{wait}")
+    return phase, Verdict(
+        False, ROUND_FAILED, f"{failure}; retry {plan.attempts + 1} of {limit}{wait}"
+    )
 
 
-def desired_status(
-    sync: ModelSync, current: dict[str, Any], outcome: Outcome, now: str
-) -> dict[str, Any]:
-    generation = sync.metadata.generation
-    own = [
-        c
-        for c in current.get("conditions") or []
-        if not str(c.get("type", "")).startswith(DATASET_CONDITION_PREFIX)
-        and (outcome.rounds is not None or c.get("type") != ROUNDS_CONDITION)
-    ]
-    updates: list[tuple[str, bool | str, str, str]] = [
-        ("Resolved", *outcome.resolved),
-        ("Ready", *outcome.ready),
-    ]
-    if outcome.rounds is not None:
-        updates.append((ROUNDS_CONDITION, *outcome.rounds))
-    conditions = with_conditions(own, updates, generation, now)
-    status: dict[str, Any] = {
-        "phase": outcome.phase.value,
-        "conditions": conditions + dataset_conditions(outcome.view),
-        "observedGeneration": generation,
-    }
-    previous = sync.status
-    if outcome.resolution is not None:
-        status["source"] = {"type": outcome.resolution.source_type, "uri": outcome.resolution.uri}
-        status["datasetName"] = outcome.resolution.name
-    elif previous.source is not None:
-        status["source"] = previous.source.to_dict()
-    if outcome.view is not None:
-        status["datasetName"] = outcome.view.name
-        status["datasetRound"] = outcome.view.round
-        if outcome.view.pvc_name:
-            status["pvcName"] = outcome.view.pvc_name
-        if outcome.view.last_sync_time:
-            status["lastSyncTime"] = outcome.view.last_sync_time
-        if outcome.view.failed_at is not None and round_state(outcome.view) == "failed":
-            status["lastFailureTime"] = format_time(outcome.view.failed_at)
-    for key in ("datasetName", "datasetRound", "pvcName", "lastSyncTime", "lastFailureTime"):
-        if key not in status and current.get(key) is not None:
-            status[key] = current[key]
-    if outcome.plan is not None:
-        status["observedSyncRound"] = outcome.plan.observed_sync_round
-        status["attempts"] = outcome.plan.attempts
-    else:
-        for key in ("observedSyncRound", "attempts"):
-            if current.get(key) is not None:
-                status[key] = current[key]
-    return status
+def share_withdrawal(existing: dict[str, Any], model: Model) -> tuple[str, dict[str, Any]] | None:
+    """The merge patch that takes the share off modelfs's Dataset when its Model's share is
+    invalid (stored before the admission rules): an invalid share shares with nobody, rather
+    than keeping the selector it was created with (`{}`: every namespace). None when the share
+    is valid, absent, or already off the Dataset."""
+    if model.spec.share is None:
+        return None
+    if not any(e.field.startswith("spec.share") for e in model_errors(model)):
+        return None
+    spec = existing.get("spec") or {}
+    if not pruned({k: spec.get(k) for k in ("share", "shareToNamespaceSelector")}):
+        return None
+    name = str(existing.get("metadata", {}).get("name", ""))
+    return name, {"spec": {"share": None, "shareToNamespaceSelector": None}}
 
 
-def transition_events(
-    current: dict[str, Any], outcome: Outcome, written: tuple[str, str] | None = None
-) -> list[Event]:
-    """Events for what changed in the user's eyes: a failure, a new refusal, and the end of a
-    round that an Event started (RoundStarted, RoundRetried: a Dataset round past the first).
-    The first round's end is told by the status (Ready, `lastSyncTime`). `written`: the Ready
-    modelfs last wrote, which a lagging index may not show yet (`status.ready_changed`)."""
-    ready, reason, message = outcome.ready
-    if not ready_changed(current, reason, message, written):
-        return []
-    if current.get("phase") == outcome.phase and outcome.phase != Phase.FAILED:
-        return []
-    if ready:
-        later_round = outcome.view is not None and outcome.view.round > 1
-        return [("Normal", "Synced", message)] if later_round else []
-    if outcome.phase == Phase.FAILED:
-        return [("Warning", reason, message)]
-    return []
+def rounds_verdict(sync: ModelSync, view: DatasetView, source_type: str) -> Verdict | None:
+    """Why a round trigger (a raised syncRound, a schedule) starts no round: the Dataset type
+    runs no loader Job. None when the type has rounds, or nothing asks for one."""
+    if view.loader_job or (sync.spec.sync_round <= 1 and sync.spec.schedule is None):
+        return None
+    asked = [f"syncRound {sync.spec.sync_round}"] if sync.spec.sync_round > 1 else []
+    if sync.spec.schedule is not None:
+        asked.append(f"schedule every {sync.spec.schedule.interval}")
+    return Verdict(
+        False,
+        NO_LOADER_JOB,
+        f"{' and '.join(asked)} start no download round: a {source_type} Dataset runs no loader "
+        "Job, it reads the data in place, so it is always current",
+    )
+
+
+def plan_round_after(
+    sync: ModelSync, view: DatasetView, applied: RoundPlan, now: datetime
+) -> RoundPlan:
+    """The plan to report once this reconcile's round (if any) has been applied."""
+    follow = plan_round(
+        sync.model_copy(
+            update={
+                "status": sync.status.model_copy(
+                    update={
+                        "observed_sync_round": applied.observed_sync_round,
+                        "attempts": applied.attempts,
+                    }
+                )
+            }
+        ),
+        view,
+        now,
+    )
+    if follow.reason:  # due, but waits for the next reconcile (the round just applied is pending)
+        return RoundPlan(None, applied.observed_sync_round, applied.attempts, due_in=0.0)
+    return follow
+
+
+def apply_event(
+    before: DatasetView | None, plan: RoundPlan, resolution: Resolution, sync: ModelSync
+) -> Event | None:
+    """The Event of an apply, or None for a new Dataset: that is told by the status
+    (`datasetName`, `source`, Resolved) and the log (docs/decisions.md, "Events")."""
+    name = resolution.name
+    if before is None:
+        return None
+    if plan.reason == RETRY:
+        return (
+            "Normal",
+            ROUND_RETRIED,
+            f"Started round {before.round + 1} of Dataset {name}: retry {plan.attempts} of "
+            f"{sync.spec.retry.limit} after a failed round",
+        )
+    if plan.reason:
+        return (
+            "Normal",
+            ROUND_STARTED,
+            f"Started round {before.round + 1} of Dataset {name} ({plan.reason.lower()})",
+        )
+    return ("Normal", DATASET_UPDATED, f"Updated Dataset {name} (takes effect at its next round)")
 
 
 # ----------------------------------------------------------------------------- observe
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Observed:
     """A ModelSync and everything its reconcile reads, from the indexes (and the Secret key-name
     cache)."""
@@ -473,24 +489,24 @@ async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
         return None
     namespace = key[0]
     if sync.metadata.deletion_timestamp:
-        return Observed(key, body, sync)
+        return Observed(key=key, body=body, sync=sync)
     model_key = (namespace, sync.spec.model_ref)
     first = first_syncer(
         ctx.indexes.syncs_of_version(model_key, sync.spec.version), sync.spec.version
     )
     if first is not None and first.get("metadata", {}).get("uid") != sync.metadata.uid:
-        return Observed(key, body, sync, rival=str(first["metadata"].get("name")))
+        return Observed(key=key, body=body, sync=sync, rival=str(first["metadata"].get("name")))
     model_body = ctx.indexes.model(model_key)
     if model_body is None:
-        return Observed(key, body, sync)
+        return Observed(key=key, body=body, sync=sync)
     try:
         model = ctx.runtime.parse(Model, model_body)
         source_body = ctx.indexes.source((namespace, model.spec.source_ref))
         if source_body is None:
-            return Observed(key, body, sync, model=model)
+            return Observed(key=key, body=body, sync=sync, model=model)
         source = ctx.runtime.parse(ModelSource, source_body)
     except ResolutionError as error:
-        return Observed(key, body, sync, error=error)
+        return Observed(key=key, body=body, sync=sync, error=error)
     keys = None
     if source.spec.secret_ref:
         keys = await ctx.runtime.secret_keys(namespace, source.spec.secret_ref)
@@ -501,7 +517,14 @@ async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
         labels = (ctx.indexes.namespace(namespace) or {}).get("labels")
         shared = (target, shares_with(ctx.indexes.dataset(target), labels))
     return Observed(
-        key, body, sync, None, model, source, source_verdict(source, keys), None, dataset, shared
+        key=key,
+        body=body,
+        sync=sync,
+        model=model,
+        source=source,
+        source_verdict=source_verdict(source, keys),
+        dataset=dataset,
+        shared_with_us=shared,
     )
 
 
@@ -510,17 +533,22 @@ async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a reconcile of one ModelSync does. Built by `decide`, carried out by `act`."""
+    """What a reconcile of one ModelSync does, and what it found on the way. The steps of
+    `decide` fill it in, one part each (`STEPS`); `finish` adds the status; `act` carries it
+    out."""
 
+    # -- what act does
     status: dict[str, Any] | None = None
     """The whole status it should have (written only where it differs from the stored one)."""
     apply: dict[str, Any] | None = None
     """A Dataset manifest to apply (server-side, modelfs's field manager)."""
+    apply_cause: str | None = None
+    """Why it applies (create, adopt, update, requested, scheduled, retry): a metric label."""
     repair: dict[str, Any] | None = None
     """A merge patch after the apply: what a hand edit added to modelfs's fields."""
-    events: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     """(type, reason, message) of what the plan does: posted when it is done."""
-    status_events: list[tuple[str, str, str]] = field(default_factory=list)
+    status_events: list[Event] = field(default_factory=list)
     """Posted when the status is written (a new phase, a new refusal)."""
     finalizers: list[str] | None = None
     """The ModelSync's finalizers, when they change (Retain)."""
@@ -529,7 +557,249 @@ class Plan:
     orphan: str | None = None
     """A Dataset to leave without its owner reference (Retain, on deletion)."""
     requeue_after: float | None = None
-    outcome: Outcome | None = None
+    # -- what the steps found
+    now: datetime | None = None
+    """The moment of the decision: a rejected apply is shown as of it too (`rejected`)."""
+    stopped: bool = False
+    """A step ended the decision: the steps after it do not run."""
+    refusal: Verdict | None = None
+    """Why the ModelSync is refused: Resolved and Ready say it, the phase is FAILED."""
+    phase: Phase | None = None
+    resolved: Verdict | None = None
+    """The Resolved condition."""
+    ready: Verdict | None = None
+    """The Ready condition."""
+    rounds: Verdict | None = None
+    """The Rounds condition: set when a round trigger meets a type that runs no loader Job."""
+    adopting: bool = False
+    """The Dataset is modelfs's own for this ModelSync, but lost its owner reference."""
+    view: DatasetView | None = None
+    """The Dataset as this reconcile leaves it (after its apply, if any)."""
+    round: RoundPlan | None = None
+    resolution: Resolution | None = None
+
+
+def refuse(plan: Plan, verdict: Verdict) -> Plan:
+    """`plan` stopped by a refusal: nothing is applied, nothing of a Dataset is reported."""
+    return replace(
+        plan,
+        stopped=True,
+        refusal=verdict,
+        phase=Phase.FAILED,
+        resolved=verdict,
+        ready=verdict,
+        rounds=None,
+        view=None,
+        round=None,
+        resolution=None,
+        apply=None,
+        apply_cause=None,
+        repair=None,
+    )
+
+
+def reference_refusal(observed: Observed) -> Verdict | None:
+    """Why the objects the ModelSync names cannot be used, in the order a user fixes them."""
+    sync, model, source = observed.sync, observed.model, observed.source
+    if observed.rival is not None:
+        return Verdict(
+            False,
+            DUPLICATE,
+            f"ModelSync {observed.rival!r} already syncs Model {sync.spec.model_ref!r} "
+            f"version {sync.spec.version!r}; delete this one or that one",
+        )
+    if observed.error is not None:
+        return Verdict(False, str(observed.error.reason), str(observed.error))
+    for error in name_errors("ModelSync", "spec.modelRef", sync.spec.model_ref):
+        return Verdict(False, INVALID_MODEL_REF, str(error))  # stored before the rule: no Model
+    if model is None:
+        return Verdict(
+            False,
+            MODEL_NOT_FOUND,
+            f"Model {sync.spec.model_ref!r} does not exist in this namespace",
+        )
+    for error in name_errors("Model", "spec.sourceRef", model.spec.source_ref):
+        return Verdict(False, INVALID_SOURCE_REF, f"Model {model.metadata.name!r}: {error}")
+    if source is None:
+        return Verdict(
+            False,
+            SOURCE_NOT_FOUND,
+            f"ModelSource {model.spec.source_ref!r} of Model {model.metadata.name!r} does "
+            "not exist in this namespace",
+        )
+    verdict = observed.source_verdict
+    if verdict is not None and not verdict.ready:
+        return replace(verdict, message=f"ModelSource {source.metadata.name!r}: {verdict.message}")
+    if observed.shared_with_us is not None and not observed.shared_with_us[1]:
+        return not_shared(observed.shared_with_us[0], sync.metadata.namespace or "")
+    return None
+
+
+# -- the steps, in the order `decide` runs them
+
+
+def references(observed: Observed, plan: Plan) -> Plan:
+    """Resolved: refused while an object the ModelSync names is missing, invalid or not ready,
+    a REFERENCE to another namespace is not shared with it, or an older ModelSync syncs the
+    same version."""
+    refusal = reference_refusal(observed)
+    return plan if refusal is None else refuse(plan, refusal)
+
+
+def ownership(observed: Observed, plan: Plan) -> Plan:
+    """Resolved: refused when a Dataset of its name is not its own (taken back when modelfs
+    made it for this ModelSync and only its owner reference is gone)."""
+    existing = observed.dataset
+    if existing is None:
+        return plan
+    conflict = ownership_conflict(existing, observed.sync.metadata.uid or "")
+    if conflict is not None and not adoptable(existing, observed.body):
+        return refuse(
+            plan, Verdict(False, DATASET_CONFLICT, f"{conflict}; modelfs does not take it over")
+        )
+    return plan if conflict is None else replace(plan, adopting=True)
+
+
+def resolution(observed: Observed, plan: Plan) -> Plan:
+    """Resolved: the round the Dataset should be at now (`plan_round`) and the Dataset for it.
+    A spec that does not resolve is refused; when the fault is the Model's share, the share
+    comes off the Dataset too (`share_withdrawal`)."""
+    sync, existing, now = observed.sync, observed.dataset, plan_now(plan)
+    assert observed.model is not None and observed.source is not None  # `references`
+    view = None
+    if existing is not None:
+        view = with_failure_time(view_dataset(existing), sync.status.last_failure_time, now)
+    round_ = plan_round(sync, view, now)
+    next_round = (view.round + 1 if round_.reason else view.round) if view else 1
+    try:
+        found = resolved(observed.source, observed.model, sync, data_sync_round=next_round)
+    except ResolutionError as error:
+        refused = refuse(plan, Verdict(False, str(error.reason), str(error)))
+        withdraw = share_withdrawal(existing, observed.model) if existing is not None else None
+        if withdraw is None:
+            return refused
+        name = dataset_name(observed.model.metadata.name, sync.spec.version)
+        withdrawn = (
+            "Normal",
+            DATASET_SHARE_WITHDRAWN,
+            f"Withdrew the share of Dataset {name}: the share of Model "
+            f"{observed.model.metadata.name!r} is invalid, so it shares with no namespace",
+        )
+        return replace(refused, withdraw=withdraw, events=[*refused.events, withdrawn])
+    notes = " ".join(found.notes)
+    message = f"Dataset {found.name} from {found.uri}" + (f". Note: {notes}" if notes else "")
+    return replace(
+        plan,
+        view=view,
+        round=round_,
+        resolution=found,
+        resolved=Verdict(True, RESOLVED, message),
+    )
+
+
+def dataset(observed: Observed, plan: Plan) -> Plan:
+    """Ready, while the Dataset is being deleted: wait for it to go (stops). Else the apply
+    that brings the Dataset where the spec and the round want it, with its Event (an adoption,
+    a reverted hand edit, a new round, an update), and the view of the Dataset it leaves."""
+    existing, found, before = observed.dataset, plan.resolution, plan.view
+    assert found is not None and plan.round is not None  # `resolution`
+    if existing is not None and existing.get("metadata", {}).get("deletionTimestamp"):
+        return replace(
+            plan,
+            stopped=True,
+            phase=Phase.PENDING,
+            ready=Verdict(
+                False, DATASET_DELETING, f"waiting for Dataset {found.name} to be deleted"
+            ),
+            view=None,
+            round=None,
+        )
+    desired = with_served(found.dataset.to_manifest(), plan.round)
+    if not needs_apply(existing, desired):
+        return plan
+    events = list(plan.events)
+    repair = drift_patch(existing, desired) if existing is not None else None
+    if repair is not None:
+        events.append(("Normal", DATASET_REVERTED, f"Reverted a hand edit of Dataset {found.name}"))
+    if plan.adopting:
+        events.append(
+            (
+                "Normal",
+                DATASET_ADOPTED,
+                f"Took back Dataset {found.name}: it had lost its owner reference (modelfs "
+                "made it for this ModelSync)",
+            )
+        )
+    else:
+        announced = apply_event(before, plan.round, found, observed.sync)
+        if announced is not None:
+            events.append(announced)
+    cause = "create" if before is None else "adopt" if plan.adopting else plan.round.reason
+    # What the status says until the watch brings the Dataset back: the stored status (none
+    # yet, for a new Dataset) under the spec just applied.
+    predicted = {**desired, "status": (existing or {}).get("status") or {}}
+    recorded = observed.sync.status.last_failure_time
+    return replace(
+        plan,
+        apply=desired,
+        apply_cause=(cause or "update").lower(),
+        repair=repair,
+        events=events,
+        view=with_failure_time(view_dataset(predicted), recorded, plan_now(plan)),
+    )
+
+
+def rounds(observed: Observed, plan: Plan) -> Plan:
+    """Rounds: a trigger (a raised syncRound, a schedule) on a type that runs no loader Job
+    says why it starts no round. And the rounds to report once this reconcile's round (if any)
+    is applied: a further one waits for the next reconcile."""
+    sync, view, applied = observed.sync, plan.view, plan.round
+    assert view is not None and applied is not None and plan.resolution is not None
+    if applied.reason:
+        applied = RoundPlan(None, applied.observed_sync_round, applied.attempts)
+    verdict = rounds_verdict(sync, view, plan.resolution.source_type)
+    events = plan.events
+    served = sync.status.observed_sync_round
+    if verdict is not None and served is not None and sync.spec.sync_round > served:
+        events = [*events, ("Normal", ROUND_NOT_STARTED, verdict.message)]
+    return replace(
+        plan,
+        round=plan_round_after(sync, view, applied, plan_now(plan)),
+        rounds=verdict,
+        events=events,
+    )
+
+
+def ready(observed: Observed, plan: Plan) -> Plan:
+    """Ready, and the phase: where the Dataset's round stands (its retries, when it failed)."""
+    assert plan.view is not None and plan.round is not None
+    phase, verdict = readiness(plan.view, plan.round, observed.sync.spec.retry.limit)
+    return replace(plan, phase=phase, ready=verdict)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    condition: str
+    """The one condition the step decides (a refusal: Resolved, and Ready with it)."""
+    run: Callable[[Observed, Plan], Plan]
+
+
+STEPS: tuple[Step, ...] = (
+    Step("references", RESOLVED_CONDITION, references),
+    Step("ownership", RESOLVED_CONDITION, ownership),
+    Step("resolution", RESOLVED_CONDITION, resolution),
+    Step("dataset", READY_CONDITION, dataset),
+    Step("rounds", ROUNDS_CONDITION, rounds),
+    Step("ready", READY_CONDITION, ready),
+)
+"""How `decide` reaches a ModelSync's plan, in order. A step reads what the ones before it
+found; one that stops the plan (a refusal, a Dataset being deleted) ends the table."""
+
+
+def plan_now(plan: Plan) -> datetime:
+    assert plan.now is not None  # set by `decide` before the steps run
+    return plan.now
 
 
 def finalizers_for(sync: ModelSync) -> list[str] | None:
@@ -547,230 +817,104 @@ def decide(observed: Observed, now: datetime) -> Plan:
     sync = observed.sync
     finalizers = finalizers_for(sync)
     if sync.metadata.deletion_timestamp:
-        retained = sync.status.dataset_name if sync.spec.deletion_policy == "Retain" else None
         if finalizers is None:
             return Plan()
+        retained = sync.status.dataset_name if sync.spec.deletion_policy == "Retain" else None
         return Plan(finalizers=finalizers, orphan=retained)
-    outcome = converge(observed, now)
+    plan = Plan(now=now, finalizers=finalizers)
+    for step in STEPS:
+        plan = step.run(observed, plan)
+        if plan.stopped:
+            break
+    return finish(observed, plan)
+
+
+def finish(observed: Observed, plan: Plan) -> Plan:
+    """`plan` with the status it leads to, the Events of that status, and when to look again."""
     current = observed.body.get("status") or {}
-    status = desired_status(sync, current, outcome, format_time(now))
+    status = desired_status(observed.sync, current, plan).to_dict()
     changed = bool(status_changes(current, status))
-    due_in = outcome.plan.due_in if outcome.plan is not None else None
-    return Plan(
+    due_in = plan.round.due_in if plan.round is not None else None
+    return replace(
+        plan,
         status=status,
-        apply=outcome.apply,
-        repair=outcome.repair,
-        events=outcome.events,
-        status_events=transition_events(current, outcome, observed.written) if changed else [],
-        finalizers=finalizers,
-        withdraw=outcome.withdraw,
+        status_events=transition_events(current, plan, observed.written) if changed else [],
         requeue_after=due_in + 0.5 if due_in is not None else None,
-        outcome=outcome,
     )
 
 
-def converge(observed: Observed, now: datetime) -> Outcome:
-    """Where the Dataset should be, and what the ModelSync should say about it."""
-    sync = observed.sync
-    if observed.rival is not None:
-        return refused(
-            DUPLICATE,
-            f"ModelSync {observed.rival!r} already syncs Model {sync.spec.model_ref!r} "
-            f"version {sync.spec.version!r}; delete this one or that one",
-        )
-    if observed.error is not None:
-        return refused(str(observed.error.reason), str(observed.error))
-    model, source = observed.model, observed.source
-    for error in name_errors("ModelSync", "spec.modelRef", sync.spec.model_ref):
-        return refused(INVALID_MODEL_REF, str(error))  # stored before the rule; no such Model
-    if model is None:
-        return refused(
-            MODEL_NOT_FOUND, f"Model {sync.spec.model_ref!r} does not exist in this namespace"
-        )
-    for error in name_errors("Model", "spec.sourceRef", model.spec.source_ref):
-        return refused(INVALID_SOURCE_REF, f"Model {model.metadata.name!r}: {error}")
-    if source is None:
-        return refused(
-            SOURCE_NOT_FOUND,
-            f"ModelSource {model.spec.source_ref!r} of Model {model.metadata.name!r} does "
-            "not exist in this namespace",
-        )
-    verdict = observed.source_verdict
-    if verdict is not None and not verdict.ready:
-        return refused(verdict.reason, f"ModelSource {source.metadata.name!r}: {verdict.message}")
-    if observed.shared_with_us is not None and not observed.shared_with_us[1]:
-        refusal = not_shared(observed.shared_with_us[0], sync.metadata.namespace or "")
-        return refused(refusal.reason, refusal.message)
-    existing = observed.dataset
-    name = dataset_name(model.metadata.name, sync.spec.version)
-    adopting = False
-    if existing is not None:
-        conflict = ownership_conflict(existing, sync.metadata.uid or "")
-        if conflict is not None and not adoptable(existing, observed.body):
-            return refused(CONFLICT, f"{conflict}; modelfs does not take it over")
-        adopting = conflict is not None  # modelfs's own, for this ModelSync: taken back
-    recorded_failure = sync.status.last_failure_time
-    view = None
-    if existing is not None:
-        view = with_failure_time(view_dataset(existing), recorded_failure, now)
-    plan = plan_round(sync, view, now)
-    next_round = (view.round + 1 if plan.reason else view.round) if view else 1
-    try:
-        resolution = resolved(source, model, sync, data_sync_round=next_round)
-    except ResolutionError as error:
-        outcome = refused(str(error.reason), str(error))
-        if existing is not None:
-            outcome.withdraw = share_withdrawal(existing, model)
-        if outcome.withdraw is not None:
-            outcome.events.append(
-                (
-                    "Normal",
-                    SHARE_WITHDRAWN,
-                    f"Withdrew the share of Dataset {name}: the share of Model "
-                    f"{model.metadata.name!r} is invalid, so it shares with no namespace",
-                )
-            )
-        return outcome
-    resolved_message = f"Dataset {name} from {resolution.uri}"
-    if existing is not None and existing.get("metadata", {}).get("deletionTimestamp"):
-        return Outcome(
-            Phase.PENDING,
-            (True, "Resolved", resolved_message),
-            (False, "DatasetDeleting", f"waiting for Dataset {name} to be deleted"),
-            resolution=resolution,
-        )
-    desired = with_served(resolution.dataset.to_manifest(), plan)
-    events: list[tuple[str, str, str]] = []
-    apply = repair = cause = None
-    after = view
-    if needs_apply(existing, desired):
-        apply = desired
-        repair = drift_patch(existing, desired) if existing is not None else None
-        if repair is not None:
-            events.append(("Normal", "DatasetReverted", f"Reverted a hand edit of Dataset {name}"))
-        if adopting:
-            events.append(
-                (
-                    "Normal",
-                    ADOPTED,
-                    f"Took back Dataset {name}: it had lost its owner reference (modelfs "
-                    "made it for this ModelSync)",
-                )
-            )
-        else:
-            announced = apply_event(view, plan, resolution, sync)
-            if announced is not None:
-                events.append(announced)
-        cause = "create" if view is None else "adopt" if adopting else (plan.reason or "update")
-        cause = cause.lower()
-        # What the status says until the watch brings the Dataset back: the stored status
-        # (none yet, for a new Dataset) under the spec just applied.
-        predicted = {**desired, "status": (existing or {}).get("status") or {}}
-        after = with_failure_time(view_dataset(predicted), recorded_failure, now)
-    assert after is not None
-    if plan.reason:
-        plan = RoundPlan(None, plan.observed_sync_round, plan.attempts)
-    plan = plan_round_after(sync, after, plan, now)
-    rounds = rounds_verdict(sync, after, resolution.source_type)
-    served = sync.status.observed_sync_round
-    if rounds is not None and served is not None and sync.spec.sync_round > served:
-        events.append(("Normal", "RoundNotStarted", rounds[2]))
-    phase, ready = readiness(after, plan, sync.spec.retry.limit)
-    notes = " ".join(resolution.notes)
-    return Outcome(
-        phase=phase,
-        resolved=(True, "Resolved", resolved_message + (f". Note: {notes}" if notes else "")),
-        ready=ready,
-        view=after,
-        plan=plan,
-        resolution=resolution,
-        events=events,
-        rounds=rounds,
-        apply=apply,
-        repair=repair,
-        apply_cause=cause,
+def rejected(observed: Observed, plan: Plan, message: str) -> Plan:
+    """The plan once the API server refused its Dataset (422): the refusal, shown as of the
+    same moment as the plan, announced once; the Events of the apply are void."""
+    return finish(
+        observed, refuse(replace(plan, events=[]), Verdict(False, DATASET_REJECTED, message))
     )
 
 
-def share_withdrawal(existing: dict[str, Any], model: Model) -> tuple[str, dict[str, Any]] | None:
-    """The merge patch that takes the share off modelfs's Dataset when its Model's share is
-    invalid (stored before the admission rules): an invalid share shares with nobody, rather
-    than keeping the selector it was created with (`{}`: every namespace). None when the share
-    is valid, absent, or already off the Dataset."""
-    if model.spec.share is None:
-        return None
-    if not any(e.field.startswith("spec.share") for e in model_errors(model)):
-        return None
-    spec = existing.get("spec") or {}
-    if not pruned({k: spec.get(k) for k in ("share", "shareToNamespaceSelector")}):
-        return None
-    name = str(existing.get("metadata", {}).get("name", ""))
-    return name, {"spec": {"share": None, "shareToNamespaceSelector": None}}
-
-
-def rounds_verdict(
-    sync: ModelSync, view: DatasetView, source_type: str
-) -> tuple[bool, str, str] | None:
-    """Why a round trigger (a raised syncRound, a schedule) starts no round: the Dataset type
-    runs no loader Job. None when the type has rounds, or nothing asks for one."""
-    if view.loader_job or (sync.spec.sync_round <= 1 and sync.spec.schedule is None):
-        return None
-    asked = [f"syncRound {sync.spec.sync_round}"] if sync.spec.sync_round > 1 else []
-    if sync.spec.schedule is not None:
-        asked.append(f"schedule every {sync.spec.schedule.interval}")
-    return (
-        False,
-        NO_LOADER_JOB,
-        f"{' and '.join(asked)} start no download round: a {source_type} Dataset runs no loader "
-        "Job, it reads the data in place, so it is always current",
+def desired_status(sync: ModelSync, current: dict[str, Any], plan: Plan) -> ModelSyncStatus:
+    assert plan.phase is not None and plan.resolved is not None and plan.ready is not None
+    generation = sync.metadata.generation
+    own = [
+        c
+        for c in current.get("conditions") or []
+        if not str(c.get("type", "")).startswith(DATASET_CONDITION_PREFIX)
+        and (plan.rounds is not None or c.get("type") != ROUNDS_CONDITION)
+    ]
+    updates = [(RESOLVED_CONDITION, plan.resolved), (READY_CONDITION, plan.ready)]
+    if plan.rounds is not None:
+        updates.append((ROUNDS_CONDITION, plan.rounds))
+    conditions = set_verdicts(own, updates, generation, plan_now(plan))
+    # What this reconcile did not find out is kept as the stored status says it.
+    status = ModelSyncStatus(
+        phase=plan.phase,
+        conditions=conditions + dataset_conditions(plan.view),
+        observed_generation=generation,
+        source=sync.status.source,
+        dataset_name=current.get("datasetName"),
+        dataset_round=current.get("datasetRound"),
+        pvc_name=current.get("pvcName"),
+        last_sync_time=current.get("lastSyncTime"),
+        last_failure_time=current.get("lastFailureTime"),
+        observed_sync_round=current.get("observedSyncRound"),
+        attempts=current.get("attempts"),
     )
-
-
-def plan_round_after(
-    sync: ModelSync, view: DatasetView, applied: RoundPlan, now: datetime
-) -> RoundPlan:
-    """The plan to report once this reconcile's round (if any) has been applied."""
-    follow = plan_round(
-        sync.model_copy(
-            update={
-                "status": sync.status.model_copy(
-                    update={
-                        "observed_sync_round": applied.observed_sync_round,
-                        "attempts": applied.attempts,
-                    }
-                )
-            }
-        ),
-        view,
-        now,
-    )
-    if follow.reason:  # due, but waits for the next reconcile (the round just applied is pending)
-        return RoundPlan(None, applied.observed_sync_round, applied.attempts, due_in=0.0)
-    return follow
-
-
-def apply_event(
-    before: DatasetView | None, plan: RoundPlan, resolution: Resolution, sync: ModelSync
-) -> tuple[str, str, str] | None:
-    """The Event of an apply, or None for a new Dataset: that is told by the status
-    (`datasetName`, `source`, Resolved) and the log (docs/decisions.md, "Events")."""
-    name = resolution.name
-    if before is None:
-        return None
-    if plan.reason == RETRY:
-        return (
-            "Normal",
-            "RoundRetried",
-            f"Started round {before.round + 1} of Dataset {name}: retry {plan.attempts} of "
-            f"{sync.spec.retry.limit} after a failed round",
+    if plan.resolution is not None:
+        status.source = SyncedSource(
+            type=SourceType(plan.resolution.source_type), uri=plan.resolution.uri
         )
-    if plan.reason:
-        return (
-            "Normal",
-            "RoundStarted",
-            f"Started round {before.round + 1} of Dataset {name} ({plan.reason.lower()})",
-        )
-    return ("Normal", "DatasetUpdated", f"Updated Dataset {name} (takes effect at its next round)")
+        status.dataset_name = plan.resolution.name
+    view = plan.view
+    if view is not None:
+        status.dataset_name, status.dataset_round = view.name, view.round
+        status.pvc_name = view.pvc_name or status.pvc_name
+        status.last_sync_time = view.last_sync_time or status.last_sync_time
+        if view.failed_at is not None and round_state(view) == "failed":
+            status.last_failure_time = format_time(view.failed_at)
+    if plan.round is not None:
+        status.observed_sync_round = plan.round.observed_sync_round
+        status.attempts = plan.round.attempts
+    return status
+
+
+def transition_events(
+    current: dict[str, Any], plan: Plan, written: tuple[str, str] | None = None
+) -> list[Event]:
+    """Events for what changed in the user's eyes: a failure, a new refusal, and the end of a
+    round that an Event started (RoundStarted, RoundRetried: a Dataset round past the first).
+    The first round's end is told by the status (Ready, `lastSyncTime`). `written`: the Ready
+    modelfs last wrote, which a lagging index may not show yet (`status.ready_changed`)."""
+    ready = plan.ready
+    assert ready is not None
+    if not ready_changed(current, ready.reason, ready.message, written):
+        return []
+    if current.get("phase") == plan.phase and plan.phase != Phase.FAILED:
+        return []
+    if ready.ready:
+        later_round = plan.view is not None and plan.view.round > 1
+        return [("Normal", SYNCED, ready.message)] if later_round else []
+    if plan.phase == Phase.FAILED:
+        return [("Warning", ready.reason, ready.message)]
+    return []
 
 
 # ----------------------------------------------------------------------------- act
@@ -783,7 +927,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     if plan.orphan and await writer.orphan_dataset(key[0], plan.orphan, uid):
         if not ctx.indexes.terminating(key[0]):  # no Events can be posted there any more
             ctx.runtime.post_event(
-                body, "Normal", "DatasetRetained", f"Retained Dataset {plan.orphan}"
+                body, "Normal", DATASET_RETAINED, f"Retained Dataset {plan.orphan}"
             )
         logger.info("Retained Dataset", extra={"object": key, "dataset": plan.orphan})
     if plan.finalizers is not None:
@@ -795,9 +939,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
         ctx.runtime.expect(PLURAL, key, patched)
     if plan.status is None:
         return None
-    status = plan.status
-    events = list(plan.events)
-    status_events = plan.status_events
+    shown = plan
     if plan.apply is not None:
         dataset_key = (key[0], plan.apply["metadata"]["name"])
         try:
@@ -805,15 +947,12 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             if plan.repair is not None:
                 applied = await writer.patch_dataset(*dataset_key, plan.repair)
         except InvalidError as error:
-            outcome = refused(REJECTED, f"the API server refused Dataset {dataset_key[1]}: {error}")
-            current = body.get("status") or {}
-            status = desired_status(observed.sync, current, outcome, format_time(datetime.now(UTC)))
-            events, status_events = [], transition_events(current, outcome, observed.written)
+            message = f"the API server refused Dataset {dataset_key[1]}: {error}"
+            shown = rejected(observed, plan, message)
         else:
             ctx.runtime.expect(DATASETS, dataset_key, applied)
-            cause = plan.outcome.apply_cause if plan.outcome is not None else None
-            metrics.DATASET_APPLIES.labels(cause=cause or "update").inc()
-            if cause == "retry":
+            metrics.DATASET_APPLIES.labels(cause=plan.apply_cause or "update").inc()
+            if plan.apply_cause == "retry":
                 metrics.RETRIES.inc()
             logger.info(
                 "Applied Dataset",
@@ -821,7 +960,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                     "object": f"{key[0]}/{key[1]}",
                     "dataset": dataset_key[1],
                     "round": plan.apply["spec"]["dataSyncRound"],
-                    "trigger": cause,
+                    "trigger": plan.apply_cause,
                 },
             )
     if plan.withdraw is not None:
@@ -832,28 +971,28 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             extra={"object": f"{key[0]}/{key[1]}", "dataset": plan.withdraw[0]},
         )
     stored = body.get("status") or {}
+    status = shown.status
+    assert status is not None
     if status_changes(stored, status) and ctx.runtime.yield_status(PLURAL, key):
         metrics.STATUS_YIELDS.labels(kind=PLURAL).inc()
-        for type_, reason, message in events:  # what was done; the status tells the rest later
+        for type_, reason, message in shown.events:  # what was done; the status tells the rest
             ctx.runtime.post_event(body, type_, reason, message)
         return plan.requeue_after
     written = await write_status(ctx, PLURAL, key, stored, status)
     if written:
         remember_written(ctx, PLURAL, body, status)
-    for type_, reason, message in events + (status_events if written else []):
+    for type_, reason, message in shown.events + (shown.status_events if written else []):
         ctx.runtime.post_event(body, type_, reason, message)
-    record_metrics(key, stored, status, plan.outcome)
+    record_metrics(key, stored, status, plan)
     return plan.requeue_after
 
 
-def record_metrics(
-    key: Key, stored: dict[str, Any], desired: dict[str, Any], outcome: Outcome | None
-) -> None:
+def record_metrics(key: Key, stored: dict[str, Any], desired: dict[str, Any], plan: Plan) -> None:
     metrics.set_phase(key, str(desired.get("phase")))
     became_ready = desired.get("phase") == Phase.READY and stored.get("phase") != Phase.READY
-    view = outcome.view if outcome is not None else None
+    view = plan.view
     if became_ready and view is not None and view.round_started is not None:
-        elapsed = (datetime.now(UTC) - view.round_started).total_seconds()
+        elapsed = (plan_now(plan) - view.round_started).total_seconds()
         metrics.SYNC_DURATION.observe(max(elapsed, 0.0))
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from modelfs.api.v1 import Model, ModelSource, ModelSync, SourceType
+from modelfs.api.v1.reasons import READY, SECRET_KEY_MISSING, SECRET_MISSING, SOURCE_NOT_SHARED
 from modelfs.pkg.dataset import (
     Resolution,
     ResolutionError,
@@ -21,9 +22,6 @@ from modelfs.pkg.dataset import (
 )
 from modelfs.pkg.labels import SelectorError, selector_matches, validate_selector
 
-SECRET_MISSING = "SecretMissing"
-SECRET_KEY_MISSING = "SecretKeyMissing"
-SOURCE_NOT_SHARED = "SourceNotShared"
 SOURCE_SECONDS = 60.0
 """How old the key names of a ModelSource's Secret may get before the source re-reads them
 (Secrets are not watched: watching them needs list/watch on every Secret)."""
@@ -31,7 +29,8 @@ SOURCE_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a thing is usable, and why not."""
+    """Whether a thing is usable, and why not: the value of every condition modelfs sets
+    (`ready` is its status, True or False)."""
 
     ready: bool
     reason: str
@@ -73,7 +72,7 @@ def secret_verdict(source: ModelSource, keys: frozenset[str] | None) -> Verdict 
 
 def source_verdict(source: ModelSource, keys: frozenset[str] | None) -> Verdict:
     found = config_verdict(source) or secret_verdict(source, keys)
-    return found or Verdict(True, "Ready", f"{source.spec.type} source is ready")
+    return found or Verdict(True, READY, f"{source.spec.type} source is ready")
 
 
 def first_syncer(bodies: Iterable[dict[str, Any]], version: str) -> dict[str, Any] | None:

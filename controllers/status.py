@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from modelfs.api.v1 import Condition, rules, set_condition
+from modelfs.api.v1.reasons import DATASET_CREATED
 from modelfs.controllers import metrics
 from modelfs.controllers.runtime import Context, Key, condition
+from modelfs.controllers.shared import Verdict
 from modelfs.pkg.dataset import ResolutionError
 
 logger = logging.getLogger("modelfs.status")
@@ -40,6 +42,7 @@ def format_time(moment: datetime) -> str:
 
 
 def now_string() -> str:
+    """Now, as a status writes it (the runner's failure status; decisions take a datetime)."""
     return format_time(datetime.now(UTC))
 
 
@@ -54,6 +57,23 @@ def with_conditions(
     for type_, status, reason, message in updates:
         conditions = set_condition(conditions, type_, status, reason, message, generation, now)
     return [c.to_dict() for c in conditions]
+
+
+def set_verdicts(
+    current: Iterable[Mapping[str, Any]],
+    updates: Iterable[tuple[str, Verdict]],
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """`current` (raw) with the condition of each (type, verdict) set through set_condition: its
+    lastTransitionTime moves to `now` only when its status changes."""
+    conditions = [Condition.model_validate(c) for c in current]
+    moment = format_time(now)
+    for type_, verdict in updates:
+        conditions = set_condition(
+            conditions, type_, verdict.ready, verdict.reason, verdict.message, generation, moment
+        )
+    return conditions
 
 
 def status_changes(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
@@ -107,13 +127,12 @@ def ready_changed(
 
 
 def ready_events(
-    current: Mapping[str, Any], ready: tuple[bool, str, str], written: tuple[str, str] | None
+    current: Mapping[str, Any], ready: Verdict, written: tuple[str, str] | None
 ) -> list[Event]:
     """The Event of a change of Ready, or none: one transition, one Event."""
-    ok, reason, message = ready
-    if not ready_changed(current, reason, message, written):
+    if not ready_changed(current, ready.reason, ready.message, written):
         return []
-    return [("Normal" if ok else "Warning", reason, message)]
+    return [("Normal" if ready.ready else "Warning", ready.reason, ready.message)]
 
 
 def last_written(ctx: Context, plural: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -137,7 +156,6 @@ def remember_written(
         ctx.runtime.ready_written[(plural, key)] = (str(meta.get("uid") or ""), *ready)
 
 
-DATASET_CREATED = "DatasetCreated"
 CREATED_RECORDS = 20_000
 """Datasets whose uid is remembered (forgetting one risks a second DatasetCreated at worst)."""
 
@@ -210,7 +228,7 @@ async def refuse_unparsed(
     generation = body.get("metadata", {}).get("generation")
     status = unparsed_status(current, error, generation, now_string(), phase)
     events = ready_events(
-        current, (False, str(error.reason), str(error)), last_written(ctx, plural, body)
+        current, Verdict(False, str(error.reason), str(error)), last_written(ctx, plural, body)
     )
     if await write_status(ctx, plural, key, current, status):
         remember_written(ctx, plural, body, status)

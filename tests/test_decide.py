@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 from modelfs.controllers import model, modelreference, modelsource, modelsync
@@ -25,7 +26,10 @@ NS = "team-a"
 GENERATIONS = itertools.count(1)
 
 
-def parsed(cls: Any, kind: str, name: str, spec: dict[str, Any], **meta: Any) -> Any:
+Parsed = TypeVar("Parsed", bound=BaseModel)
+
+
+def parsed(cls: type[Parsed], kind: str, name: str, spec: dict[str, Any], **meta: Any) -> Parsed:
     """An object as the API server stores it; each one built is a new generation of its spec
     (resolution is remembered per uid and generation: `controllers.shared.SpecMemo`)."""
     generation = next(GENERATIONS)
@@ -52,7 +56,9 @@ def observed(**fields: Any) -> modelsync.Observed:
         "source": SOURCE,
         "source_verdict": source_verdict(SOURCE, None),
     }
-    return modelsync.Observed(("team-a", "sync"), body, the_sync, **{**defaults, **fields})
+    return modelsync.Observed(
+        key=("team-a", "sync"), body=body, sync=the_sync, **{**defaults, **fields}
+    )
 
 
 def ready_of(plan: modelsync.Plan) -> dict[str, Any]:
@@ -92,7 +98,7 @@ def test_sync_creates_its_dataset_and_says_so_in_its_status() -> None:
     assert plan.events == [] and plan.status_events == []  # the status tells it (decisions.md)
     assert plan.status is not None and plan.status["phase"] == "PENDING"
     assert plan.status["datasetName"] == "mdl-v1"
-    assert plan.outcome is not None and plan.outcome.apply_cause == "create"
+    assert plan.apply_cause == "create"
 
 
 def test_sync_refuses_a_dataset_it_does_not_own() -> None:
@@ -132,7 +138,7 @@ def test_sync_raises_the_round_for_a_raised_trigger() -> None:
     raised.status.observed_sync_round = 1
     plan = modelsync.decide(observed(sync=raised, dataset=ready), NOW)
     assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 2
-    assert plan.outcome is not None and plan.outcome.apply_cause == "requested"
+    assert plan.apply_cause == "requested"
     assert plan.status is not None and plan.status["observedSyncRound"] == 3
 
 
@@ -170,7 +176,9 @@ def source_observed(secret_ref: str | None, keys: frozenset[str] | None) -> mode
         spec["secretRef"] = secret_ref
     source = parsed(ModelSource, "ModelSource", "hf", spec)
     body = {"metadata": source.metadata.to_dict(), "spec": spec, "status": {}}
-    return modelsource.Observed((NS, "hf"), body, source, keys, 2)
+    return modelsource.Observed(
+        key=(NS, "hf"), body=body, source=source, secret_keys=keys, models=2
+    )
 
 
 def test_source_verdicts_and_their_events() -> None:
@@ -181,7 +189,7 @@ def test_source_verdicts_and_their_events() -> None:
         ("tok", frozenset({"token"}), "Ready", "Normal"),
     ]
     for secret, keys, reason, type_ in cases:
-        plan = modelsource.decide(source_observed(secret, keys), "2026-11-27T12:00:00Z")
+        plan = modelsource.decide(source_observed(secret, keys), NOW)
         assert plan.verdict.reason == reason
         assert plan.status["models"] == 2
         assert plan.events == [(type_, reason, plan.verdict.message)]
@@ -195,14 +203,14 @@ def model_observed(**fields: Any) -> model.Observed:
         "syncs": [],
         "readers": [],
     }
-    return model.Observed((NS, "mdl"), body, MODEL, **{**defaults, **fields})
+    return model.Observed(key=(NS, "mdl"), body=body, model=MODEL, **{**defaults, **fields})
 
 
 def test_model_readiness_branches() -> None:
-    assert model.decide(model_observed(source=None), "t").ready.reason == "SourceNotFound"
+    assert model.decide(model_observed(source=None), NOW).ready.reason == "SourceNotFound"
     not_ready = Verdict(False, "SecretMissing", "no Secret")
     assert (
-        model.decide(model_observed(source_verdict=not_ready), "t").ready.reason == "SourceNotReady"
+        model.decide(model_observed(source_verdict=not_ready), NOW).ready.reason == "SourceNotReady"
     )
     plan = model.decide(
         model_observed(
@@ -215,7 +223,7 @@ def test_model_readiness_branches() -> None:
             ],
             readers=[("v1", "team-b/ref")],
         ),
-        "t",
+        NOW,
     )
     assert plan.ready.ready
     assert plan.status["versions"] == [
@@ -254,7 +262,7 @@ def ref_observed(**fields: Any) -> modelreference.Observed:
         },
         "dataset": None,
     }
-    return modelreference.Observed((NS, "ref"), body, ref, **{**defaults, **fields})
+    return modelreference.Observed(key=(NS, "ref"), body=body, ref=ref, **{**defaults, **fields})
 
 
 # How a Model shares with every namespace (an empty selector is refused: docs/decisions.md).
@@ -264,25 +272,26 @@ EVERY_NAMESPACE = {
 
 
 def test_reference_branches() -> None:
-    created = modelreference.decide(ref_observed(), "t")
+    created = modelreference.decide(ref_observed(), NOW)
     assert created.create is not None
     assert created.create["spec"]["source"]["uri"] == "dataset://team-a/mdl-v1"
     assert [e[1] for e in created.events] == ["DatasetCreated"]
 
     existing = {**created.create, "status": {"phase": "READY", "pvcName": "ref"}}
-    ready = modelreference.decide(ref_observed(dataset=existing), "t")
+    ready = modelreference.decide(ref_observed(dataset=existing), NOW)
     assert ready.create is None and ready.status["phase"] == "READY"
 
-    revoked = modelreference.decide(ref_observed(model=MODEL, dataset=existing), "t")
+    revoked = modelreference.decide(ref_observed(model=MODEL, dataset=existing), NOW)
     assert revoked.delete == "ref" and revoked.status["phase"] == "FAILED"
-    assert [e[1] for e in revoked.events] == ["DatasetDeleted"]
+    assert revoked.deleted is not None and revoked.deleted[1] == "DatasetDeleted"
+    assert revoked.events == []
 
     waiting = modelreference.decide(
-        ref_observed(source={"metadata": {}, "spec": {}, "status": {"phase": "PROCESSING"}}), "t"
+        ref_observed(source={"metadata": {}, "spec": {}, "status": {"phase": "PROCESSING"}}), NOW
     )
     assert waiting.create is None and waiting.status["phase"] == "PENDING"
 
-    lost = modelreference.decide(ref_observed(sync=None, dataset=existing), "t")
+    lost = modelreference.decide(ref_observed(sync=None, dataset=existing), NOW)
     assert lost.delete == "ref" and lost.status["phase"] == "PENDING"
 
 
@@ -314,7 +323,12 @@ def synced_before(**status: Any) -> modelsync.Observed:
         "status": {"datasetName": "mdl-v1", "phase": "READY", **status},
     }
     return modelsync.Observed(
-        seen.key, body, seen.sync, None, seen.model, seen.source, seen.source_verdict
+        key=seen.key,
+        body=body,
+        sync=seen.sync,
+        model=seen.model,
+        source=seen.source,
+        source_verdict=seen.source_verdict,
     )
 
 
@@ -327,7 +341,7 @@ def test_sync_takes_back_its_own_dataset_that_lost_its_owner() -> None:
         ("ModelSync", "uid-sync", True)
     ]
     assert [e[1] for e in plan.events] == ["DatasetAdopted"]
-    assert plan.outcome is not None and plan.outcome.apply_cause == "adopt"
+    assert plan.apply_cause == "adopt"
     assert ready_of(plan)["reason"] != "DatasetConflict"
 
 
@@ -369,7 +383,7 @@ def test_the_field_manager_of_the_evidence_is_the_one_modelfs_applies_with() -> 
 
 
 def test_reference_takes_back_its_own_dataset_that_lost_its_owner() -> None:
-    created = modelreference.decide(ref_observed(), "t").create
+    created = modelreference.decide(ref_observed(), NOW).create
     assert created is not None
     lost = {
         **created,
@@ -387,11 +401,11 @@ def test_reference_takes_back_its_own_dataset_that_lost_its_owner() -> None:
         "metadata": {**base.body["metadata"], "creationTimestamp": SYNC_CREATED},
         "status": {"datasetName": "ref"},
     }
-    plan = modelreference.decide(replace(base, body=body), "t")
+    plan = modelreference.decide(replace(base, body=body), NOW)
     assert plan.create is not None and plan.create["metadata"]["ownerReferences"]
     assert [e[1] for e in plan.events] == ["DatasetAdopted"]
     forged = {**lost, "metadata": {**lost["metadata"], "managedFields": []}}
-    refused = modelreference.decide(replace(base, body=body, dataset=forged), "t")
+    refused = modelreference.decide(replace(base, body=body, dataset=forged), NOW)
     assert refused.create is None and refused.status["phase"] == "FAILED"
 
 
@@ -414,21 +428,21 @@ def test_a_ready_change_is_announced_once_however_the_index_lags() -> None:
         ]
     }
     lagging = replace(seen, body={**seen.body, "status": stale})
-    first = modelsource.decide(lagging, "2026-11-27T12:00:00Z")
+    first = modelsource.decide(lagging, NOW)
     assert [e[1] for e in first.events] == ["Ready"]
     written = (first.verdict.reason, first.verdict.message)
-    again = modelsource.decide(replace(lagging, written=written), "2026-11-27T12:00:01Z")
+    again = modelsource.decide(replace(lagging, written=written), NOW + timedelta(seconds=1))
     assert again.events == []
     back = modelsource.decide(
-        replace(source_observed("tok", None), written=written), "2026-11-27T12:00:02Z"
+        replace(source_observed("tok", None), written=written), NOW + timedelta(seconds=2)
     )
     assert [e[1] for e in back.events] == ["SecretMissing"]
-    model_plan = model.decide(replace(model_observed(), written=("Ready", "x")), "t")
+    model_plan = model.decide(replace(model_observed(), written=("Ready", "x")), NOW)
     assert [e[1] for e in model_plan.events] == ["Ready"]
     assert (
         model.decide(
             replace(model_observed(), written=(model_plan.ready.reason, model_plan.ready.message)),
-            "t",
+            NOW,
         ).events
         == []
     )
@@ -584,7 +598,7 @@ def test_a_round_raised_after_an_unrecorded_creation_is_downloaded() -> None:
     ready = served(owned({"phase": "READY", "lastSucceedRound": 1}), 1)
     plan = modelsync.decide(observed(sync=raised, dataset=ready), NOW)
     assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 2
-    assert plan.outcome is not None and plan.outcome.apply_cause == "requested"
+    assert plan.apply_cause == "requested"
     assert plan.status is not None and plan.status["observedSyncRound"] == 2
 
 
@@ -632,7 +646,7 @@ def test_a_requested_round_starts_its_retries_afresh_whatever_the_status_lags() 
     failed = served(owned(FAILED_ROUND_2, round_=2), 2, attempts=0)
     plan = modelsync.decide(observed(sync=limited, dataset=failed), NOW)
     assert plan.apply is not None and plan.apply["spec"]["dataSyncRound"] == 3
-    assert plan.outcome is not None and plan.outcome.apply_cause == "retry"
+    assert plan.apply_cause == "retry"
 
 
 def test_a_model_names_what_is_wrong_with_its_own_reason() -> None:
@@ -669,8 +683,8 @@ def test_a_reference_to_an_invalid_model_name_says_the_name_is_invalid() -> None
             ModelReference, "ModelReference", "ref", {"modelRef": model_ref, "version": "v1"}
         )
         verdict = modelreference.allowed(ref, None, {"team": "a"})
-        assert verdict[0] is False and verdict[1] == "InvalidModelRef", verdict
-        assert path in verdict[2] and "does not exist" not in verdict[2]
+        assert not verdict.ready and verdict.reason == "InvalidModelRef", verdict
+        assert path in verdict.message and "does not exist" not in verdict.message
 
 
 @settings(derandomize=True, max_examples=200, deadline=None)

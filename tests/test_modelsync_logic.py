@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelfs.api.v1 import ModelSync
+from modelfs.api.v1.reasons import ROUND_REQUESTED as REQUESTED
+from modelfs.api.v1.reasons import ROUND_RETRY as RETRY
+from modelfs.api.v1.reasons import ROUND_SCHEDULED as SCHEDULED
 from modelfs.controllers.modelsync import (
-    REQUESTED,
-    RETRY,
-    SCHEDULED,
     drift_patch,
     needs_apply,
     plan_round,
@@ -129,7 +129,7 @@ def test_needs_apply_only_when_owned_fields_differ() -> None:
             "dataSyncRound": 1,
         },
     }
-    stored = {
+    stored: dict[str, Any] = {
         "metadata": {"labels": {"a": "b", "extra": "x"}, "ownerReferences": [{"uid": "u"}]},
         "spec": {
             "source": {"type": "HTTP", "uri": "http://x/y"},
@@ -201,7 +201,7 @@ def test_never_more_than_one_round_ahead(
 # ----------------------------------------------------------------------------- the real engine
 # What the real Dataset controller does (docs/dataset-controller.md), as the pure logic sees it.
 
-WRITTEN_BACK_TEMPLATE = {"metadata": {}, "spec": {"resources": {}}, "status": {}}
+WRITTEN_BACK_TEMPLATE: dict[str, Any] = {"metadata": {}, "spec": {"resources": {}}, "status": {}}
 
 
 def desired(template: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def desired(template: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def written_back(manifest: dict[str, Any]) -> dict[str, Any]:
     """The Dataset after the controller's finalizer Update (dataset-controller.md#finalizer)."""
-    stored = json.loads(json.dumps(manifest))
+    stored: dict[str, Any] = json.loads(json.dumps(manifest))
     spec = stored["spec"]
     spec["resources"] = {}
     template = spec.setdefault("volumeClaimTemplate", {})
@@ -296,8 +296,8 @@ def test_types_without_a_loader_job_never_raise_the_round() -> None:
         plan = plan_round(trigger, view, NOW)
         assert (plan.reason, plan.observed_sync_round, plan.due_in) == (None, 2, None)
         verdict = rounds_verdict(trigger, view, type_)
-        assert verdict is not None and verdict[:2] == (False, "NoLoaderJob")
-        assert "syncRound 2" in verdict[2] and "every 1h" in verdict[2]
+        assert verdict is not None and (verdict.ready, verdict.reason) == (False, "NoLoaderJob")
+        assert "syncRound 2" in verdict.message and "every 1h" in verdict.message
         assert rounds_verdict(sync(), view, type_) is None
         body["status"]["phase"] = "FAILED"
         assert round_state(view_dataset(body)) == "failed"

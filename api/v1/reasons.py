@@ -6,6 +6,12 @@ reasons of a spec that cannot resolve live with their checks (`pkg.dataset.error
 
 from __future__ import annotations
 
+# -- verdicts that all is well
+READY = "Ready"
+RESOLVED = "Resolved"
+SOURCE_READY = "SourceReady"
+DATASET_READY = "DatasetReady"
+
 # -- references between objects
 MODEL_NOT_FOUND = "ModelNotFound"
 SOURCE_NOT_FOUND = "SourceNotFound"
@@ -19,6 +25,8 @@ INVALID_SHARE = "InvalidShare"
 INVALID_SELECTOR = "InvalidSelector"
 DUPLICATE = "DuplicateModelSync"
 NO_MODELSYNC = "NoModelSync"
+VERSION_NOT_FOUND = "VersionNotFound"
+NOT_ALLOWED = "NotAllowed"
 
 # -- Secrets
 SECRET_MISSING = "SecretMissing"
@@ -36,7 +44,30 @@ DATASET_REJECTED = "DatasetRejected"
 DATASET_SHARE_WITHDRAWN = "DatasetShareWithdrawn"
 DATASET_CREATED = "DatasetCreated"
 DATASET_DELETED = "DatasetDeleted"
+DATASET_DELETING = "DatasetDeleting"
+DATASET_REVERTED = "DatasetReverted"
+DATASET_UPDATED = "DatasetUpdated"
+DATASET_RETAINED = "DatasetRetained"
 NO_LOADER_JOB = "NoLoaderJob"
+
+# -- where a Dataset's download stands (a Dataset phase, as a reason)
+PENDING = "Pending"
+PROCESSING = "Processing"
+FAILED = "Failed"
+
+# -- download rounds
+ROUND_REQUESTED = "Requested"
+"""What starts a round: a raised spec.syncRound."""
+ROUND_SCHEDULED = "Scheduled"
+"""What starts a round: spec.schedule is due."""
+ROUND_RETRY = "Retry"
+"""What starts a round: a failed round's backoff ran out."""
+ROUND_STARTED = "RoundStarted"
+ROUND_RETRIED = "RoundRetried"
+ROUND_NOT_STARTED = "RoundNotStarted"
+ROUND_FAILED = "RoundFailed"
+RETRY_LIMIT_REACHED = "RetryLimitReached"
+SYNCED = "Synced"
 
 # -- the runner: failures of a reconcile itself
 RECONCILE_ERROR = "ReconcileError"
