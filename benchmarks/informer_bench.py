@@ -89,9 +89,10 @@ def counting_operator(expect: int) -> Any:
             self.ready: set[tuple[str, Any]] = set()
             self.told = False
 
-        def on_event(self, plural: str, body: Mapping[str, Any], *args: Any, **kw: Any) -> None:
-            super().on_event(plural, body, *args, **kw)
+        def on_event(self, kind: Any, body: Mapping[str, Any], *args: Any, **kw: Any) -> None:
+            super().on_event(kind, body, *args, **kw)
             self.events += 1
+            plural = kind.plural
             if plural in ("modelsyncs", DATASETS):
                 key = (plural, body_key(body))
                 if (body.get("status") or {}).get("phase") == "READY":
