@@ -31,10 +31,10 @@ from kubernetes.aio.client import ApiClient, BatchV1Api
 from e2e.operator.conftest import modelfs_crds, operator_identity  # noqa: F401 (fixtures)
 from e2e.operator.kube import Kube
 from modelfs.testing.controlplane import ControlPlane
-from modelfs.testing.dataset_engine import DatasetEngine, DatasetEngineError
-from modelfs.testing.fake_dataset.process import FakeDatasetController, FakeDatasetError
+from modelfs.testing.dataset_engine import DatasetEngine
+from modelfs.testing.fake_dataset.process import FakeDatasetController
 from modelfs.testing.operator import OperatorProcess, problem_lines
-from modelfs.testing.pytest_plugin import Cluster, new_dataset_engine
+from modelfs.testing.pytest_plugin import Cluster, running_dataset_engine
 
 pytestmark = pytest.mark.e2e
 
@@ -250,17 +250,9 @@ def fault_engine(
             "really download from the made-up repos; the fault rollouts need the pod simulator "
             "(--k8s=local) or --dataset-controller=fake"
         )
-    engine = new_dataset_engine(
-        dataset_controller, k8s_cluster, tmp_path_factory.mktemp("fault-engine")
-    )
-    try:
-        engine.start()
-    except (DatasetEngineError, FakeDatasetError) as error:
-        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
-    try:
+    log_dir = tmp_path_factory.mktemp("fault-engine")
+    with running_dataset_engine(dataset_controller, k8s_cluster, log_dir) as engine:
         yield engine
-    finally:
-        engine.stop()
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from e2e.operator.conftest import (  # noqa: F401 (fixtures)
 from e2e.operator.kube import DATASETS, GROUP, PLURALS, VERSION, condition
 from modelfs.api.v1 import SourceType
 from modelfs.testing.operator import OperatorProcess, problem_lines
-from modelfs.testing.pytest_plugin import Cluster, new_dataset_engine
+from modelfs.testing.pytest_plugin import Cluster, running_dataset_engine
 from tests.hostile_strategies import (
     KINDS,
     SECRET_DATA,
@@ -92,15 +92,13 @@ def hostile_env(
     """The Dataset controller of `--dataset-controller` and the operator, for this module
     alone: both act cluster-wide, so they go when it ends."""
     logs = tmp_path_factory.mktemp("hostile")
-    engine = new_dataset_engine(dataset_controller, k8s_cluster, logs)
-    engine.start()
-    operator = OperatorProcess(operator_identity, log_path=logs / "operator.log").start()
-    try:
-        yield OperatorEnv(operator, engine, OPERATOR_USER, operator_identity)
-    finally:
-        operator.stop()
-        engine.stop()
-        print(f"\noperator log: {operator.log_path}")
+    with running_dataset_engine(dataset_controller, k8s_cluster, logs) as engine:
+        operator = OperatorProcess(operator_identity, log_path=logs / "operator.log").start()
+        try:
+            yield OperatorEnv(operator, engine, OPERATOR_USER, operator_identity)
+        finally:
+            operator.stop()
+            print(f"\noperator log: {operator.log_path}")
 
 
 # ----------------------------------------------------------------------------- verdicts

@@ -42,7 +42,9 @@ Fixtures (names are prefixed `k8s_`; only `dataset_*` know modelfs):
 
 `new_dataset_engine(mode, cluster, log_dir)` makes (does not start) the chosen engine, a
 `DatasetEngine` or a `FakeDatasetController`; both have `start()`, `stop()`, `alive()`,
-`log_text()` and are context managers. Run one engine at a time: each acts cluster-wide.
+`log_text()` and are context managers; `with running_dataset_engine(mode, cluster, log_dir) as
+engine:` starts one for a block, failing the test when it does not start. Run one engine at a
+time: each acts cluster-wide.
 
 Tests using any of these fixtures get the `e2e` marker, so `-m "not e2e"` leaves them out.
 The helpers (`new_api_client`, `install_crds`, `wait_crd_established`,
@@ -52,6 +54,7 @@ modelfs.testing.cluster, which does not import pytest, and are re-exported here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -215,6 +218,51 @@ def new_dataset_engine(
     )
 
 
+@contextlib.contextmanager
+def running_control_plane(config: pytest.Config, name: str) -> Iterator[ControlPlane]:
+    """A local control plane of its own (`--k8s-keep` keeps its folder), stopped on leaving;
+    missing binaries or a failed start fail the test, naming it `name`, without a traceback."""
+    from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
+
+    try:
+        binaries = find_binaries()
+    except ControlPlaneError as error:
+        pytest.fail(f"{name}: {error}", pytrace=False)
+    cp = ControlPlane(binaries, keep_workdir=bool(config.getoption("--k8s-keep")))
+    try:
+        cp.start()
+    except ControlPlaneError as error:
+        pytest.fail(f"{name} did not start: {error}", pytrace=False)
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@contextlib.contextmanager
+def running_dataset_engine(
+    mode: str,
+    cluster: Cluster,
+    log_dir: Path,
+    *,
+    backoff_limit: int = 0,
+) -> Iterator[DatasetEngine | FakeDatasetController]:
+    """`new_dataset_engine(...)` started, stopped on leaving; a start that fails (say, a
+    controller not built) fails the test with the reason, without a traceback."""
+    from modelfs.testing.dataset_engine import DatasetEngineError
+    from modelfs.testing.fake_dataset.process import FakeDatasetError
+
+    engine = new_dataset_engine(mode, cluster, log_dir, backoff_limit=backoff_limit)
+    try:
+        engine.start()
+    except (DatasetEngineError, FakeDatasetError) as error:
+        pytest.fail(f"--dataset-controller={mode}: {error}", pytrace=False)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
 def _namespace_name(node_name: str) -> str:
     stem = re.sub(r"[^a-z0-9]+", "-", node_name.lower()).strip("-")[:40].strip("-")
     return f"t-{stem or 'test'}-{uuid.uuid4().hex[:6]}"
@@ -236,21 +284,8 @@ class Cluster:
 def k8s_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     mode = request.config.getoption("--k8s")
     if mode == "local":
-        from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
-
-        try:
-            binaries = find_binaries()
-        except ControlPlaneError as error:
-            pytest.fail(f"--k8s=local: {error}", pytrace=False)
-        cp = ControlPlane(binaries, keep_workdir=request.config.getoption("--k8s-keep"))
-        try:
-            cp.start()
-        except ControlPlaneError as error:
-            pytest.fail(f"--k8s=local: the control plane did not start: {error}", pytrace=False)
-        try:
+        with running_control_plane(request.config, "--k8s=local: the control plane") as cp:
             yield Cluster("local", cp.kubeconfig, cp)
-        finally:
-            cp.stop()
     elif mode == "kind":
         kind = request.getfixturevalue("kind_cluster")  # pytest-kind, needs Docker
         yield Cluster("kind", Path(kind.kubeconfig_path))
