@@ -309,6 +309,7 @@ def test_helm_install_samples_upgrade_uninstall(
                 "--type=merge", "-p", json.dumps({"spec": {"syncRound": trigger}}),
             )  # fmt: skip
             deadline = time.monotonic() + 90
+            status: dict[str, Any] = {}
             while time.monotonic() < deadline:
                 status = modelsync(target, "qwen2-5-instruct-0.5b").get("status") or {}
                 if status.get("observedSyncRound") == trigger and status.get("phase") == "READY":
