@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -24,6 +24,34 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not reached within {within}s")
         await asyncio.sleep(0.2)
+
+
+def custom_object(found: object) -> dict[str, Any]:
+    """What CustomObjectsApi returned (typed `object`): the object or list as JSON."""
+    assert isinstance(found, dict), f"not a JSON object: {found!r}"
+    return found
+
+
+class Model(Protocol):
+    """A kubernetes.aio model (V1Pod, V1Job, ...)."""
+
+    def to_dict(self, serialize: bool = ...) -> dict[str, Any]: ...
+
+
+def wire(model: Model) -> dict[str, Any]:
+    """A kubernetes.aio model as the API server's JSON (camelCase, unset fields left out):
+    checks of nested fields, each of which the model types as optional, read as JSON."""
+    pruned = _without_none(model.to_dict(serialize=True))
+    assert isinstance(pruned, dict)
+    return pruned
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def error_message(error: Any) -> str:

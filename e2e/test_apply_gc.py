@@ -8,20 +8,22 @@ import pytest
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from e2e.helpers import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, dataset, eventually
+from e2e.helpers import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, dataset, eventually, wire
 from modelfs.testing.pytest_plugin import apply_custom_object
 
 pytestmark = pytest.mark.e2e
 APPLY = "application/apply-patch+yaml"
 
 
-def config_map(name: str, data: dict[str, str], **metadata: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, **metadata},
-        "data": data,
-    }
+def config_map(name: str, data: dict[str, str], **metadata: Any) -> client.V1ConfigMap:
+    return client.V1ConfigMap.model_validate(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, **metadata},
+            "data": data,
+        }
+    )
 
 
 async def test_server_side_apply_twice_is_a_no_op(
@@ -30,7 +32,7 @@ async def test_server_side_apply_twice_is_a_no_op(
     core = client.CoreV1Api(k8s_api)
     body = config_map("applied", {"model": "gpt2"})
 
-    async def apply(manifest: dict[str, Any], manager: str, force: bool = False) -> Any:
+    async def apply(manifest: client.V1ConfigMap, manager: str, force: bool = False) -> Any:
         return await core.patch_namespaced_config_map(
             "applied",
             k8s_namespace,
@@ -75,7 +77,7 @@ async def test_garbage_collector_deletes_dependents(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "name": "owner",
-        "uid": owner.metadata.uid,
+        "uid": wire(owner)["metadata"]["uid"],
     }
     await core.create_namespaced_config_map(
         k8s_namespace, config_map("dependent", {"role": "dependent"}, ownerReferences=[reference])
@@ -87,7 +89,7 @@ async def test_garbage_collector_deletes_dependents(
         try:
             await core.read_namespaced_config_map("dependent", k8s_namespace)
         except ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
         return False
 
     await eventually(dependent_gone, within=60, what="garbage collection of the dependent")
@@ -103,7 +105,7 @@ async def test_foreground_deletion_waits_for_dependents(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "name": "fg-owner",
-        "uid": owner.metadata.uid,
+        "uid": wire(owner)["metadata"]["uid"],
         "blockOwnerDeletion": True,
     }
     await core.create_namespaced_config_map(
@@ -114,9 +116,8 @@ async def test_foreground_deletion_waits_for_dependents(
     )
 
     async def both_gone() -> bool:
-        names = {
-            c.metadata.name for c in (await core.list_namespaced_config_map(k8s_namespace)).items
-        }
+        listed = await core.list_namespaced_config_map(k8s_namespace)
+        names = {wire(c)["metadata"]["name"] for c in listed.items}
         return not names & {"fg-owner", "fg-dependent"}
 
     await eventually(both_gone, within=60, what="foreground deletion")
@@ -134,7 +135,7 @@ async def test_namespace_deletion_completes(dataset_crd: str, k8s_api: client.Ap
 
     async def service_account_created() -> bool:
         accounts = await core.list_namespaced_service_account(name)
-        return "default" in {a.metadata.name for a in accounts.items}
+        return "default" in {wire(a)["metadata"]["name"] for a in accounts.items}
 
     # the serviceaccount controller gives every namespace its "default" account
     await eventually(service_account_created, within=30, what="default ServiceAccount")
@@ -144,8 +145,8 @@ async def test_namespace_deletion_completes(dataset_crd: str, k8s_api: client.Ap
         try:
             namespace = await core.read_namespace(name)
         except ApiException as error:
-            return error.status == 404
-        assert namespace.status.phase == "Terminating"
+            return bool(error.status == 404)
+        assert wire(namespace)["status"]["phase"] == "Terminating"
         return False
 
     await eventually(namespace_gone, within=90, what="namespace deletion")

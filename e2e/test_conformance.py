@@ -55,7 +55,14 @@ import pytest
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from e2e.helpers import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, eventually
+from e2e.helpers import (
+    DATASET_GROUP,
+    DATASET_PLURAL,
+    DATASET_VERSION,
+    custom_object,
+    eventually,
+    wire,
+)
 from modelfs.testing.controlplane import ControlPlane
 from modelfs.testing.dataset_engine import DatasetEngine, DatasetEngineError, dataset_crd_path
 from modelfs.testing.fake_dataset import ANN_FAIL_ROUNDS, ANN_ROUND_DURATION, NAME_LABEL
@@ -226,7 +233,7 @@ def job_facts(job: dict[str, Any], namespace: str) -> dict[str, Any]:
     for container in pod["containers"]:
         container["args"] = sorted(container.get("args") or [])  # Go map order: a set
     conditions = {c["type"] for c in (job.get("status") or {}).get("conditions") or []}
-    return normalise(
+    facts: dict[str, Any] = normalise(
         {
             "labels": meta.get("labels"),
             "annotations": meta.get("annotations"),
@@ -240,12 +247,13 @@ def job_facts(job: dict[str, Any], namespace: str) -> dict[str, Any]:
         },
         namespace,
     )
+    return facts
 
 
 def pvc_facts(pvc: dict[str, Any], namespace: str) -> dict[str, Any]:
     spec = {k: v for k, v in pvc["spec"].items() if k != "volumeName"}  # provisioner-made
     meta = pvc["metadata"]
-    return normalise(
+    facts: dict[str, Any] = normalise(
         {
             "labels": meta.get("labels"),
             "annotations": {
@@ -257,6 +265,7 @@ def pvc_facts(pvc: dict[str, Any], namespace: str) -> dict[str, Any]:
         },
         namespace,
     )
+    return facts
 
 
 async def list_items(api: client.ApiClient, path: str, **query: Any) -> list[dict[str, Any]]:
@@ -265,10 +274,11 @@ async def list_items(api: client.ApiClient, path: str, **query: Any) -> list[dic
 
 
 async def get_ds(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = await client.CustomObjectsApi(api).get_namespaced_custom_object(
-        *DS, namespace, DATASET_PLURAL, name
+    return custom_object(
+        await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            *DS, namespace, DATASET_PLURAL, name
+        )
     )
-    return found
 
 
 def status_of(ds: dict[str, Any]) -> dict[str, Any]:
@@ -334,8 +344,8 @@ async def observe(api: client.ApiClient, namespace: str, controller: str) -> Obs
         await eventually(at_phase(api, namespace, "src", "READY", 1), 60, f"{controller}: src")
 
         async def source_bound() -> bool:
-            pvc = await core.read_namespaced_persistent_volume_claim("src", namespace)
-            return bool(pvc.spec.volume_name) and pvc.status.phase == "Bound"
+            pvc = wire(await core.read_namespaced_persistent_volume_claim("src", namespace))
+            return bool(pvc["spec"].get("volumeName")) and pvc["status"].get("phase") == "Bound"
 
         await eventually(source_bound, 60, f"{controller}: the source PVC bound")
         ref = body("ref", "REFERENCE", f"dataset://{namespace}/src")
@@ -415,7 +425,7 @@ async def observe(api: client.ApiClient, namespace: str, controller: str) -> Obs
 
         async def all_gone() -> bool:
             listed = await custom.list_namespaced_custom_object(*DS, namespace, DATASET_PLURAL)
-            return not listed["items"]
+            return not custom_object(listed)["items"]
 
         await eventually(all_gone, 60, f"{controller}: every Dataset deleted")
 
@@ -463,7 +473,9 @@ async def namespace_for(api: client.ApiClient, controller: str) -> AsyncIterator
     core = client.CoreV1Api(api)
     name = f"t-conformance-{controller}-{uuid.uuid4().hex[:6]}"
     await core.create_namespace(
-        {"metadata": {"name": name, "annotations": {ANN_ROUND_DURATION: "1s"}}}
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, annotations={ANN_ROUND_DURATION: "1s"})
+        )
     )
     try:
         yield name

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes.aio import client
 
-from e2e.helpers import REPO
+from e2e.helpers import REPO, wire
 from modelfs.testing.controlplane import (
     ETCD_VERSION,
     K8S_VERSION,
@@ -96,7 +96,7 @@ async def _default_service_account(api: client.ApiClient, within: float = 60.0) 
     try:
         while True:
             accounts = await core.list_namespaced_service_account(name)
-            if any(a.metadata.name == "default" for a in accounts.items):
+            if "default" in {wire(a)["metadata"]["name"] for a in accounts.items}:
                 return time.monotonic() - started
             if time.monotonic() - started > within:
                 pytest.fail(f"no default ServiceAccount in {name} within {within}s")

@@ -13,7 +13,16 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.client.exceptions import ApiException as SyncApiException
 
-from e2e.helpers import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, REPO, dataset, error_message
+from e2e.helpers import (
+    DATASET_GROUP,
+    DATASET_PLURAL,
+    DATASET_VERSION,
+    REPO,
+    custom_object,
+    dataset,
+    error_message,
+    wire,
+)
 from modelfs.testing.pytest_plugin import InstallCrds, load_yaml_documents
 from tests.strategies import Refused, hostile_bodies, refused_values
 
@@ -30,12 +39,10 @@ class Datasets:
         self.where = (DATASET_GROUP, DATASET_VERSION, namespace, DATASET_PLURAL)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.api.create_namespaced_custom_object(*self.where, body)
-        return result
+        return custom_object(await self.api.create_namespaced_custom_object(*self.where, body))
 
     async def get(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.api.get_namespaced_custom_object(*self.where, name)
-        return result
+        return custom_object(await self.api.get_namespaced_custom_object(*self.where, name))
 
     async def merge(self, name: str, patch: dict[str, Any], status: bool = False) -> dict[str, Any]:
         call = (
@@ -43,10 +50,9 @@ class Datasets:
             if status
             else self.api.patch_namespaced_custom_object
         )
-        result: dict[str, Any] = await call(
-            *self.where, name, patch, _content_type="application/merge-patch+json"
+        return custom_object(
+            await call(*self.where, name, patch, _content_type="application/merge-patch+json")
         )
-        return result
 
 
 @pytest.fixture
@@ -59,7 +65,7 @@ async def test_dataset_crd_is_established(dataset_crd: str, k8s_api: client.ApiC
     assert dataset_crd == "datasets.dataset.baizeai.io"
     assert crd.spec.names.short_names == ["data"]
     assert crd.spec.scope == "Namespaced"
-    conditions = {c.type: c.status for c in crd.status.conditions}
+    conditions = {c["type"]: c["status"] for c in wire(crd)["status"]["conditions"]}
     assert conditions["Established"] == "True"
     # a structural schema: the API server would report NonStructuralSchema otherwise
     assert "NonStructuralSchema" not in conditions
@@ -226,7 +232,8 @@ def sync_api(kubeconfig: Path) -> Any:
     from kubernetes import client as sync_client
     from kubernetes import config as sync_config
 
-    return sync_client.CustomObjectsApi(sync_config.new_client_from_config(str(kubeconfig)))
+    api = sync_config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    return sync_client.CustomObjectsApi(api)
 
 
 def dotted(path: str) -> str:

@@ -23,9 +23,10 @@ from kubernetes.aio.client.exceptions import ApiException
 from e2e.helpers import eventually
 from modelfs.testing import podsim
 from modelfs.testing.controlplane import ControlPlane
-from modelfs.testing.dataset_engine import DatasetEngine, DatasetEngineError
+from modelfs.testing.dataset_engine import DatasetEngine
 from modelfs.testing.fake_dataset.kube import MERGE, Kube
 from modelfs.testing.fake_dataset.logic import ANN_FAIL_ROUNDS, ANN_ROUND_DURATION
+from modelfs.testing.pytest_plugin import Cluster, running_dataset_engine
 
 pytestmark = pytest.mark.e2e
 DATASETS = "/apis/dataset.baizeai.io/v1alpha1"
@@ -47,7 +48,8 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def engine(
-    k8s_control_plane: ControlPlane,
+    k8s_cluster: Cluster,
+    k8s_control_plane: ControlPlane,  # skips unless --k8s=local: the pod simulator runs here
     dataset_controller: str,
     dataset_crd: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -55,16 +57,12 @@ def engine(
     if dataset_controller != "real":
         pytest.skip("the real Dataset controller's tests (--dataset-controller=real)")
     log_dir = tmp_path_factory.mktemp("dataset-engine")
-    engine = DatasetEngine(k8s_control_plane.kubeconfig, backoff_limit=0, log_dir=log_dir)
     try:
-        engine.start()
-    except DatasetEngineError as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
-        yield engine
-        assert engine.alive(), f"the engine died:\n{engine.log_text()[-5000:]}"
+        with running_dataset_engine("real", k8s_cluster, log_dir) as engine:
+            assert isinstance(engine, DatasetEngine) and engine.pod_simulator
+            yield engine
+            assert engine.alive(), f"the engine died:\n{engine.log_text()[-5000:]}"
     finally:
-        engine.stop()
         print(f"\nreal engine timings (s): {TIMINGS}\nlogs: {log_dir}")
 
 

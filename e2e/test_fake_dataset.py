@@ -28,7 +28,15 @@ import pytest
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
-from e2e.helpers import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION, dataset, eventually
+from e2e.helpers import (
+    DATASET_GROUP,
+    DATASET_PLURAL,
+    DATASET_VERSION,
+    custom_object,
+    dataset,
+    eventually,
+    wire,
+)
 from modelfs.testing.fake_dataset import (
     ANN_FAIL_ROUNDS,
     ANN_ROUND_DURATION,
@@ -129,10 +137,11 @@ async def record(api: client.ApiClient, namespace: str, name: str) -> AsyncItera
 
 
 async def get_ds(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = await client.CustomObjectsApi(api).get_namespaced_custom_object(
-        *DS, namespace, DATASET_PLURAL, name
+    return custom_object(
+        await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            *DS, namespace, DATASET_PLURAL, name
+        )
     )
-    return found
 
 
 async def create_ds(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
@@ -153,12 +162,12 @@ async def raise_round(api: client.ApiClient, namespace: str, name: str, to: int)
 
 
 async def phase_is(api: client.ApiClient, namespace: str, name: str, phase: str) -> bool:
-    return (await get_ds(api, namespace, name)).get("status", {}).get("phase") == phase
+    return bool((await get_ds(api, namespace, name)).get("status", {}).get("phase") == phase)
 
 
 async def round_ready(api: client.ApiClient, namespace: str, name: str, round_: int) -> bool:
     status = (await get_ds(api, namespace, name)).get("status", {})
-    return status.get("phase") == "READY" and status.get("lastSucceedRound") == round_
+    return bool(status.get("phase") == "READY" and status.get("lastSucceedRound") == round_)
 
 
 async def annotate_namespace(api: client.ApiClient, namespace: str, **annotations: str) -> None:
@@ -171,7 +180,9 @@ async def annotate_namespace(api: client.ApiClient, namespace: str, **annotation
 async def extra_namespace(api: client.ApiClient, labels: dict[str, str]) -> AsyncIterator[str]:
     core = client.CoreV1Api(api)
     name = f"t-fake-extra-{uuid.uuid4().hex[:6]}"
-    await core.create_namespace({"metadata": {"name": name, "labels": labels}})
+    await core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
     try:
         yield name
     finally:
@@ -227,26 +238,26 @@ async def test_a_round_runs_processing_then_ready_as_measured(
     assert [c["type"] for c in status["conditions"]] == ORDER
     assert conditions(ds) == {t: ("True", f"{t}Ready", "") for t in ORDER}
 
-    pvc = await core.read_namespaced_persistent_volume_claim("qwen-v1", k8s_namespace)
-    assert pvc.metadata.labels == {**labels, NAME_LABEL: "qwen-v1"}
+    pvc = wire(await core.read_namespaced_persistent_volume_claim("qwen-v1", k8s_namespace))
+    assert pvc["metadata"]["labels"] == {**labels, NAME_LABEL: "qwen-v1"}
     assert NAME_LABEL == "baize.io/dataset-name"
-    assert annotations.items() <= pvc.metadata.annotations.items()
-    assert pvc.spec.access_modes == ["ReadWriteMany"]
-    assert pvc.spec.resources.requests["storage"] == "100Ti"
-    assert pvc.status.phase == "Bound"
-    assert pvc.metadata.owner_references[0].uid == ds["metadata"]["uid"]
+    assert annotations.items() <= pvc["metadata"]["annotations"].items()
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "100Ti"
+    assert pvc["status"]["phase"] == "Bound"
+    assert pvc["metadata"]["ownerReferences"][0]["uid"] == ds["metadata"]["uid"]
 
-    job = await batch.read_namespaced_job("dataset-qwen-v1-round-1", k8s_namespace)
-    assert job.metadata.labels == {**labels, NAME_LABEL: "qwen-v1"}
-    assert job.metadata.annotations == annotations
-    assert job.spec.backoff_limit == 4
-    assert job.spec.template.spec.security_context.run_as_user == 0
-    (container,) = job.spec.template.spec.containers
-    assert container.image == "ghcr.io/baizeai/dataset-data-loader:0.1.0"
-    assert container.command == ["/usr/local/bin/data-loader"]
-    assert container.resources.requests == {"cpu": "2", "memory": "2Gi"}
-    assert container.resources.limits == {"cpu": "4", "memory": "8Gi"}
-    assert set(container.args) == {
+    job = wire(await batch.read_namespaced_job("dataset-qwen-v1-round-1", k8s_namespace))
+    assert job["metadata"]["labels"] == {**labels, NAME_LABEL: "qwen-v1"}
+    assert job["metadata"]["annotations"] == annotations
+    assert job["spec"]["backoffLimit"] == 4
+    assert job["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 0
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/baizeai/dataset-data-loader:0.1.0"
+    assert container["command"] == ["/usr/local/bin/data-loader"]
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "2Gi"}
+    assert container["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"}
+    assert set(container["args"]) == {
         "HUGGING_FACE",
         "huggingface://org/model",
         "--options=repoType=MODEL",
@@ -257,13 +268,15 @@ async def test_a_round_runs_processing_then_ready_as_measured(
         "--mount-gid=1000",
         "--mount-root=/baize/dataset/data",
     }
-    mounts = {m.name: (m.mount_path, bool(m.read_only)) for m in container.volume_mounts}
+    mounts = {
+        m["name"]: (m["mountPath"], bool(m.get("readOnly"))) for m in container["volumeMounts"]
+    }
     assert mounts == {
         "dataset-secret": ("/run/dataset/secrets", True),
         "dataset-pvc": ("/baize/dataset/data", False),
     }
-    assert {c.type for c in job.status.conditions} >= {"Complete"}
-    assert job.status.succeeded == 1
+    assert {c["type"] for c in job["status"]["conditions"]} >= {"Complete"}
+    assert job["status"]["succeeded"] == 1
     # the real controller records no Events
     events = await core.list_namespaced_event(k8s_namespace)
     assert not [e for e in events.items if e.involved_object.kind == "Dataset"]
@@ -307,8 +320,8 @@ async def test_a_failed_round_stays_failed_with_no_reason_until_the_round_is_rai
     again = await get_ds(k8s_api, k8s_namespace, "m")
     assert again["metadata"]["resourceVersion"] == failed["metadata"]["resourceVersion"]
     jobs = await client.BatchV1Api(k8s_api).list_namespaced_job(k8s_namespace)
-    assert [j.metadata.name for j in jobs.items] == ["dataset-m-round-1"]
-    assert {c.type for c in jobs.items[0].status.conditions} >= {"Failed"}
+    assert [wire(j)["metadata"]["name"] for j in jobs.items] == ["dataset-m-round-1"]
+    assert {c["type"] for c in wire(jobs.items[0])["status"]["conditions"]} >= {"Failed"}
 
     await raise_round(k8s_api, k8s_namespace, "m", 2)
     await eventually(lambda: round_ready(k8s_api, k8s_namespace, "m", 2), 30, "round 2 READY")
@@ -333,8 +346,8 @@ async def test_dataset_annotations_win_over_the_namespace(
     assert phases.seen == [None, "PROCESSING", "READY"]
     # the real controller copies the Dataset's annotations, the injection ones too
     batch = client.BatchV1Api(k8s_api)
-    job = await batch.read_namespaced_job("dataset-lucky-round-1", k8s_namespace)
-    assert job.metadata.annotations[ANN_FAIL_ROUNDS] == ""
+    job = wire(await batch.read_namespaced_job("dataset-lucky-round-1", k8s_namespace))
+    assert job["metadata"]["annotations"][ANN_FAIL_ROUNDS] == ""
 
 
 async def test_a_bad_injection_annotation_is_ignored_with_a_warning(
@@ -388,16 +401,21 @@ async def test_a_pvc_dataset_is_ready_whatever_its_claim_and_round(
     await eventually(lambda: phase_is(k8s_api, k8s_namespace, "vol", "READY"), 30, "READY")
     ds = await get_ds(k8s_api, k8s_namespace, "vol")
     assert conditions(ds)["PVC"] == ("False", "PVCReady", 'PersistentVolumeClaim "claim" not found')
-    claim = {
-        "metadata": {"name": "claim"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
+    claim = client.V1PersistentVolumeClaim.model_validate(
+        {
+            "metadata": {"name": "claim"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
     await core.create_namespaced_persistent_volume_claim(k8s_namespace, claim)
     await raise_round(k8s_api, k8s_namespace, "vol", 2)  # the controller watches no PVC
 
     async def adopted() -> bool:
-        pvc = await core.read_namespaced_persistent_volume_claim("claim", k8s_namespace)
-        return (pvc.metadata.labels or {}).get(NAME_LABEL) == "vol"
+        pvc = wire(await core.read_namespaced_persistent_volume_claim("claim", k8s_namespace))
+        return bool(pvc["metadata"].get("labels", {}).get(NAME_LABEL) == "vol")
 
     await eventually(adopted, 30, "the claim labelled")
     await eventually(
@@ -417,11 +435,11 @@ async def test_an_nfs_dataset_succeeds_every_round_at_once(
     await create_ds(k8s_api, k8s_namespace, typed("share", "NFS", "nfs://10.0.0.1/exports/m"))
     await eventually(lambda: round_ready(k8s_api, k8s_namespace, "share", 1), 30, "READY")
     pv_name = f"dataset-{k8s_namespace}-pvc-share"
-    pv = await core.read_persistent_volume(pv_name)
-    assert pv.metadata.labels == {NAME_LABEL: "share"}
-    assert pv.spec.csi.volume_attributes["subdir"] == "/exports/m"
-    pvc = await core.read_namespaced_persistent_volume_claim("share", k8s_namespace)
-    assert (pvc.spec.storage_class_name, pvc.spec.volume_name) == ("nfs-csi", pv_name)
+    pv = wire(await core.read_persistent_volume(pv_name))
+    assert pv["metadata"]["labels"] == {NAME_LABEL: "share"}
+    assert pv["spec"]["csi"]["volumeAttributes"]["subdir"] == "/exports/m"
+    pvc = wire(await core.read_namespaced_persistent_volume_claim("share", k8s_namespace))
+    assert (pvc["spec"]["storageClassName"], pvc["spec"]["volumeName"]) == ("nfs-csi", pv_name)
     await raise_round(k8s_api, k8s_namespace, "share", 2)
     await eventually(lambda: round_ready(k8s_api, k8s_namespace, "share", 2), 30, "round 2")
     jobs = await client.BatchV1Api(k8s_api).list_namespaced_job(k8s_namespace)
@@ -431,7 +449,8 @@ async def test_an_nfs_dataset_succeeds_every_round_at_once(
     )
 
     async def pv_gone() -> bool:
-        return pv_name not in {p.metadata.name for p in (await core.list_persistent_volume()).items}
+        pvs = (await core.list_persistent_volume()).items
+        return pv_name not in {wire(p)["metadata"]["name"] for p in pvs}
 
     await eventually(pv_gone, 30, "the NFS PV deleted with its Dataset")
 
@@ -454,7 +473,7 @@ async def test_deleting_a_dataset_deletes_its_pvc_and_clears_the_finalizers(
         {"metadata": {"finalizers": [FINALIZER, "modelfs/other"]}},
         _content_type="application/merge-patch+json",
     )
-    volume = (await core.read_namespaced_persistent_volume_claim("m", k8s_namespace)).spec
+    pvc = wire(await core.read_namespaced_persistent_volume_claim("m", k8s_namespace))
     await custom.delete_namespaced_custom_object(*DS, k8s_namespace, DATASET_PLURAL, "m")
 
     async def gone() -> bool:
@@ -462,9 +481,9 @@ async def test_deleting_a_dataset_deletes_its_pvc_and_clears_the_finalizers(
         pvcs = await core.list_namespaced_persistent_volume_claim(k8s_namespace)
         pvs = await core.list_persistent_volume()
         return (
-            not names["items"]
+            not custom_object(names)["items"]
             and not pvcs.items
-            and volume.volume_name not in {pv.metadata.name for pv in pvs.items}
+            and pvc["spec"]["volumeName"] not in {wire(pv)["metadata"]["name"] for pv in pvs.items}
         )
 
     await eventually(gone, 30, "Dataset, PVC and PV gone")  # every finalizer cleared
@@ -477,16 +496,13 @@ async def test_quiet_when_idle(
     await eventually(lambda: phase_is(k8s_api, k8s_namespace, "m", "READY"), 30, "READY")
     await asyncio.sleep(0.5)
     before = await get_ds(k8s_api, k8s_namespace, "m")
-    pvc = await client.CoreV1Api(k8s_api).read_namespaced_persistent_volume_claim(
-        "m", k8s_namespace
-    )
+    core = client.CoreV1Api(k8s_api)
+    pvc = wire(await core.read_namespaced_persistent_volume_claim("m", k8s_namespace))
     await asyncio.sleep(6)  # longer than a poll
     after = await get_ds(k8s_api, k8s_namespace, "m")
-    pvc_after = await client.CoreV1Api(k8s_api).read_namespaced_persistent_volume_claim(
-        "m", k8s_namespace
-    )
+    pvc_after = wire(await core.read_namespaced_persistent_volume_claim("m", k8s_namespace))
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-    assert pvc_after.metadata.resource_version == pvc.metadata.resource_version
+    assert pvc_after["metadata"]["resourceVersion"] == pvc["metadata"]["resourceVersion"]
 
 
 # --------------------------------------------------------------------------- REFERENCE
@@ -511,7 +527,7 @@ async def shared_source(
         pvc = await client.CoreV1Api(api).read_namespaced_persistent_volume_claim(
             status["pvcName"], namespace
         )
-        return bool(pvc.spec.volume_name)
+        return bool(wire(pvc)["spec"].get("volumeName"))
 
     await eventually(pvc_bound, 30, "source PVC bound")
 
@@ -540,23 +556,24 @@ async def test_reference_is_ready_without_waiting_for_the_source(
         assert ref["status"]["readOnly"] is True
         assert ref["status"]["pvcName"] == "ref"
         assert conditions(ref)["Config"] == ("True", "ConfigReady", "")
-        pvc = await core.read_namespaced_persistent_volume_claim("ref", consumer)
+        pvc = wire(await core.read_namespaced_persistent_volume_claim("ref", consumer))
         uid = ref["metadata"]["uid"]
-        assert pvc.spec.volume_name == f"dataset-{consumer}-ref-{uid[:12]}"
+        volume: str = pvc["spec"]["volumeName"]
+        assert volume == f"dataset-{consumer}-ref-{uid[:12]}"
 
         async def bound() -> bool:
-            claim = await core.read_namespaced_persistent_volume_claim("ref", consumer)
-            return bool(claim.status.phase == "Bound")
+            claim = wire(await core.read_namespaced_persistent_volume_claim("ref", consumer))
+            return bool(claim.get("status", {}).get("phase") == "Bound")
 
         await eventually(bound, 30, "the reference PVC Bound")  # READY comes before binding
-        clone = await core.read_persistent_volume(pvc.spec.volume_name)
-        assert clone.spec.persistent_volume_reclaim_policy == "Retain"
+        clone = wire(await core.read_persistent_volume(volume))
+        assert clone["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
         jobs = await client.BatchV1Api(k8s_api).list_namespaced_job(consumer)
         assert jobs.items == []  # no data is copied
         await client.CustomObjectsApi(k8s_api).delete_namespaced_custom_object(
             *DS, consumer, DATASET_PLURAL, "ref"
         )
-        await core.delete_persistent_volume(pvc.spec.volume_name)  # Retain: left behind
+        await core.delete_persistent_volume(volume)  # Retain: left behind
 
 
 @pytest.mark.parametrize(
@@ -624,8 +641,10 @@ async def test_a_raised_reference_turns_failed_for_good(
     ref = await get_ds(k8s_api, k8s_namespace, "ref")
     assert ref["status"]["phase"] == "FAILED" and ref["status"]["lastSucceedRound"] == 1
     assert all(status == "True" for status, _, _ in conditions(ref).values())
-    pvc = await client.CoreV1Api(k8s_api).read_namespaced_persistent_volume_claim(
-        "ref", k8s_namespace
+    pvc = wire(
+        await client.CoreV1Api(k8s_api).read_namespaced_persistent_volume_claim(
+            "ref", k8s_namespace
+        )
     )
     await client.CustomObjectsApi(k8s_api).delete_namespaced_custom_object(
         *DS, k8s_namespace, DATASET_PLURAL, "ref"
@@ -633,14 +652,14 @@ async def test_a_raised_reference_turns_failed_for_good(
     await eventually(
         lambda: _gone(k8s_api, k8s_namespace, "ref"), 30, "the reference Dataset deleted"
     )
-    await client.CoreV1Api(k8s_api).delete_persistent_volume(pvc.spec.volume_name)  # Retain
+    await client.CoreV1Api(k8s_api).delete_persistent_volume(pvc["spec"]["volumeName"])  # Retain
 
 
 async def _gone(api: client.ApiClient, namespace: str, name: str) -> bool:
     listed = await client.CustomObjectsApi(api).list_namespaced_custom_object(
         *DS, namespace, DATASET_PLURAL
     )
-    return name not in {d["metadata"]["name"] for d in listed["items"]}
+    return name not in {d["metadata"]["name"] for d in custom_object(listed)["items"]}
 
 
 # --------------------------------------------------------------------------- the process

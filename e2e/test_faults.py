@@ -26,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.aio.client import ApiClient, BatchV1Api
+from kubernetes.aio.client import ApiClient, BatchV1Api, V1PersistentVolumeClaim
 
+from e2e.helpers import custom_object, wire
 from e2e.operator.conftest import modelfs_crds, operator_identity  # noqa: F401 (fixtures)
 from e2e.operator.kube import Kube
 from modelfs.testing.controlplane import ControlPlane
-from modelfs.testing.dataset_engine import DatasetEngine, DatasetEngineError
-from modelfs.testing.fake_dataset.process import FakeDatasetController, FakeDatasetError
+from modelfs.testing.dataset_engine import DatasetEngine
+from modelfs.testing.fake_dataset.process import FakeDatasetController
 from modelfs.testing.operator import OperatorProcess, problem_lines
-from modelfs.testing.pytest_plugin import Cluster, new_dataset_engine
+from modelfs.testing.pytest_plugin import Cluster, running_dataset_engine
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +49,7 @@ LOADING = {
     "http": ("HTTP", {"endpoint": "https://files.example.com"}, "models/m{i}/"),
     "git": ("GIT", {"endpoint": "https://git.example.com"}, "ml/m{i}.git"),
 }
-PVC_SOURCE = ("PVC", {}, "weights/models/m{i}")
+PVC_SOURCE: tuple[str, dict[str, str], str] = ("PVC", {}, "weights/models/m{i}")
 
 
 @dataclass
@@ -73,13 +74,15 @@ class Rollout:
         if per_source.get("pvc"):
             await kube.core.create_namespaced_persistent_volume_claim(
                 kube.namespace,
-                {
-                    "metadata": {"name": "weights"},
-                    "spec": {
-                        "accessModes": ["ReadWriteMany"],
-                        "resources": {"requests": {"storage": "1Gi"}},
-                    },
-                },
+                V1PersistentVolumeClaim.model_validate(
+                    {
+                        "metadata": {"name": "weights"},
+                        "spec": {
+                            "accessModes": ["ReadWriteMany"],
+                            "resources": {"requests": {"storage": "1Gi"}},
+                        },
+                    }
+                ),
             )
         for key, count in per_source.items():
             source_type, config, repo = PVC_SOURCE if key == "pvc" else LOADING[key]
@@ -134,7 +137,7 @@ class Rollout:
         listed = await self.kube.custom.list_namespaced_custom_object(
             "model.samzong.dev", "v1", self.kube.namespace, "modelsyncs"
         )
-        return {item["metadata"]["name"]: item for item in listed["items"]}
+        return {item["metadata"]["name"]: item for item in custom_object(listed)["items"]}
 
     def settled(self, body: dict[str, Any]) -> bool:
         name, status = body["metadata"]["name"], body.get("status") or {}
@@ -169,9 +172,10 @@ class Rollout:
         one)."""
         syncs = await self.statuses()
         datasets = await self.kube.datasets()
-        jobs = (
-            await BatchV1Api(self.kube.core.api_client).list_namespaced_job(self.kube.namespace)
-        ).items
+        listed = await BatchV1Api(self.kube.core.api_client).list_namespaced_job(
+            self.kube.namespace
+        )
+        jobs = [wire(job) for job in listed.items]
         problems: list[str] = []
         owned: dict[str, list[str]] = {}
         uids = {body["metadata"]["uid"]: name for name, body in syncs.items()}
@@ -188,10 +192,11 @@ class Rollout:
             owned.setdefault(uids[owners[0]["uid"]], []).append(name)
         rounds_by_dataset: dict[str, list[int]] = {}
         for job in jobs:
-            match = JOB_ROUND.match(job.metadata.name)
-            label = (job.metadata.labels or {}).get(DATASET_LABEL)
+            job_name = job["metadata"]["name"]
+            match = JOB_ROUND.match(job_name)
+            label = job["metadata"].get("labels", {}).get(DATASET_LABEL)
             if match is None or label != match.group(1):
-                problems.append(f"unexpected Job {job.metadata.name} (label {label})")
+                problems.append(f"unexpected Job {job_name} (label {label})")
                 continue
             rounds_by_dataset.setdefault(label, []).append(int(match.group(2)))
         for name, (model, version, loads) in self.syncs.items():
@@ -250,17 +255,9 @@ def fault_engine(
             "really download from the made-up repos; the fault rollouts need the pod simulator "
             "(--k8s=local) or --dataset-controller=fake"
         )
-    engine = new_dataset_engine(
-        dataset_controller, k8s_cluster, tmp_path_factory.mktemp("fault-engine")
-    )
-    try:
-        engine.start()
-    except (DatasetEngineError, FakeDatasetError) as error:
-        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
-    try:
+    log_dir = tmp_path_factory.mktemp("fault-engine")
+    with running_dataset_engine(dataset_controller, k8s_cluster, log_dir) as engine:
         yield engine
-    finally:
-        engine.stop()
 
 
 @pytest.fixture
@@ -437,6 +434,7 @@ async def _one_ready_sync(kube: Kube) -> Rollout:
 async def _served(rollout: Rollout, trigger: int, within: float = 60.0) -> None:
     """Wait until the one ModelSync is READY with `trigger` served, then one Dataset poll."""
     deadline = time.monotonic() + within
+    status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         status = (await rollout.statuses())["s-http-v1"].get("status") or {}
         if status.get("phase") == "READY" and status.get("observedSyncRound") == trigger:

@@ -39,18 +39,18 @@ from e2e.test_install import (
     SAMPLE_NAMESPACES,
     SYSTEM_NAMESPACE,
     Target,
+    apply_dataset_crd,
     check_audit,
     condition,
     installed_identity,
     not_ready,
     sample_objects,
+    target_engine,
 )
 from modelfs.cli import build_parser
 from modelfs.manifests import rules
-from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
-from modelfs.testing.dataset_engine import DatasetEngineError
 from modelfs.testing.operator import OperatorProcess
-from modelfs.testing.pytest_plugin import Cluster, dataset_crd_file, new_dataset_engine
+from modelfs.testing.pytest_plugin import running_control_plane
 from tests import tools
 
 pytestmark = pytest.mark.e2e
@@ -73,15 +73,8 @@ def readme_script(name: str) -> str:
 def target(request: pytest.FixtureRequest, kubectl: str) -> Iterator[Target]:
     if request.config.getoption("--k8s") != "local":
         pytest.skip("needs --k8s=local: it installs and uninstalls modelfs's CRDs")
-    try:
-        cp = ControlPlane(find_binaries(), keep_workdir=request.config.getoption("--k8s-keep"))
-        cp.start()
-    except ControlPlaneError as error:
-        pytest.fail(f"the Helm tests' control plane did not start: {error}", pytrace=False)
-    try:
+    with running_control_plane(request.config, "the Helm tests' control plane") as cp:
         yield Target(cp.kubeconfig, kubectl, cp)
-    finally:
-        cp.stop()
 
 
 def shell(target: Target, script: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -264,18 +257,11 @@ def test_helm_install_samples_upgrade_uninstall(
     assert "--all-namespaces" in deployment_args(target)
 
     # The samples, READY, with the operator under the chart's ServiceAccount.
-    try:
-        crd = str(dataset_crd_file(dataset_controller))
-    except DatasetEngineError as error:
-        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
-    target.run("apply", "--server-side", "-f", crd)
-    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", crd)
+    apply_dataset_crd(target, dataset_controller)
     identity = asyncio.run(installed_identity(target.kubeconfig, tmp_path / "operator.kubeconfig"))
     who = kubectl(target.kubectl, identity, "auth", "whoami", "-o", "json").stdout
     assert json.loads(who)["status"]["userInfo"]["username"] == OPERATOR_USER
-    cluster = Cluster(request.config.getoption("--k8s"), target.kubeconfig, target.control_plane)
-    engine = new_dataset_engine(dataset_controller, cluster, tmp_path / "dataset-engine")
-    with engine:
+    with target_engine(target, dataset_controller, request, tmp_path / "dataset-engine"):
         with operator_as_deployed(target, identity, tmp_path / "operator.log") as operator:
             assert operator.log_text().lstrip().startswith("{"), "logFormat json by default"
             target.run("apply", "-k", str(CONFIG / "samples"))
@@ -323,6 +309,7 @@ def test_helm_install_samples_upgrade_uninstall(
                 "--type=merge", "-p", json.dumps({"spec": {"syncRound": trigger}}),
             )  # fmt: skip
             deadline = time.monotonic() + 90
+            status: dict[str, Any] = {}
             while time.monotonic() < deadline:
                 status = modelsync(target, "qwen2-5-instruct-0.5b").get("status") or {}
                 if status.get("observedSyncRound") == trigger and status.get("phase") == "READY":
@@ -428,12 +415,7 @@ def test_helm_install_watching_a_namespace_list(
     assert rbac[("ClusterRole", "", OPERATOR)]["rules"] == rules("cluster")
     assert deployment_args(target)[:2] == [f"--namespace={a}", f"--namespace={b}"]
 
-    try:
-        crd = str(dataset_crd_file(dataset_controller))
-    except DatasetEngineError as error:
-        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
-    target.run("apply", "--server-side", "-f", crd)
-    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", crd)
+    apply_dataset_crd(target, dataset_controller)
     identity = asyncio.run(installed_identity(target.kubeconfig, tmp_path / "operator.kubeconfig"))
     # What the installed identity may do, as `kubectl auth can-i` says to the account itself.
     for ns, answer in ((a, "yes"), (b, "yes"), (UNWATCHED, "no")):
@@ -442,10 +424,11 @@ def test_helm_install_watching_a_namespace_list(
                 target.kubectl, identity, "auth", "can-i", verb, what, "-n", ns, check=False
             )
             assert can.stdout.strip() == answer, (verb, what, ns, can.stdout, can.stderr)
-    cluster = Cluster(request.config.getoption("--k8s"), target.kubeconfig, target.control_plane)
-    engine = new_dataset_engine(dataset_controller, cluster, tmp_path / "dataset-engine")
     since = time.time()
-    with engine, operator_as_deployed(target, identity, tmp_path / "operator.log") as operator:
+    with (
+        target_engine(target, dataset_controller, request, tmp_path / "dataset-engine"),
+        operator_as_deployed(target, identity, tmp_path / "operator.log") as operator,
+    ):
         assert operator.namespaces == WATCHED
         objects = (
             tenant_objects(a, reference_to=UNWATCHED)  # a reads c's Model: c is not watched

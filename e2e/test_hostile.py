@@ -31,10 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.aio.client import (
+    ApiClient,
+    CoreV1Api,
+    CustomObjectsApi,
+    V1Namespace,
+    V1ObjectMeta,
+    V1Secret,
+)
 from kubernetes.aio.client.exceptions import ApiException
 
-from e2e.helpers import error_message
+from e2e.helpers import custom_object, error_message
 from e2e.operator.conftest import (  # noqa: F401 (fixtures)
     OPERATOR_USER,
     OperatorEnv,
@@ -44,7 +51,7 @@ from e2e.operator.conftest import (  # noqa: F401 (fixtures)
 from e2e.operator.kube import DATASETS, GROUP, PLURALS, VERSION, condition
 from modelfs.api.v1 import SourceType
 from modelfs.testing.operator import OperatorProcess, problem_lines
-from modelfs.testing.pytest_plugin import Cluster, new_dataset_engine
+from modelfs.testing.pytest_plugin import Cluster, running_dataset_engine
 from tests.hostile_strategies import (
     KINDS,
     SECRET_DATA,
@@ -92,15 +99,13 @@ def hostile_env(
     """The Dataset controller of `--dataset-controller` and the operator, for this module
     alone: both act cluster-wide, so they go when it ends."""
     logs = tmp_path_factory.mktemp("hostile")
-    engine = new_dataset_engine(dataset_controller, k8s_cluster, logs)
-    engine.start()
-    operator = OperatorProcess(operator_identity, log_path=logs / "operator.log").start()
-    try:
-        yield OperatorEnv(operator, engine, OPERATOR_USER, operator_identity)
-    finally:
-        operator.stop()
-        engine.stop()
-        print(f"\noperator log: {operator.log_path}")
+    with running_dataset_engine(dataset_controller, k8s_cluster, logs) as engine:
+        operator = OperatorProcess(operator_identity, log_path=logs / "operator.log").start()
+        try:
+            yield OperatorEnv(operator, engine, OPERATOR_USER, operator_identity)
+        finally:
+            operator.stop()
+            print(f"\noperator log: {operator.log_path}")
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -138,22 +143,23 @@ class Run:
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, **body}
         async with self.gate:
             self.created[kind] += 1
-            created: dict[str, Any] = await self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURALS[kind], body
+            return custom_object(
+                await self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURALS[kind], body
+                )
             )
-            return created
 
     async def listed(self, namespace: str, kind: str) -> dict[str, dict[str, Any]]:
         found = await self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURALS[kind]
         )
-        return {item["metadata"]["name"]: item for item in found["items"]}
+        return {item["metadata"]["name"]: item for item in custom_object(found)["items"]}
 
     async def datasets(self, namespace: str) -> list[dict[str, Any]]:
         found = await self.custom.list_namespaced_custom_object(
             *DATASETS[:2], namespace, DATASETS[2]
         )
-        return list(found["items"])
+        return list(custom_object(found)["items"])
 
 
 def home(case: Case, namespaces: dict[str, str]) -> str:
@@ -282,7 +288,7 @@ def check_events(run: Run, events: Events) -> list[str]:
     for (namespace, kind, name), entries in events.items():
         if kind not in KINDS:  # a PVC's FailedBinding, say, is kube-controller-manager's
             continue
-        same = Counter()
+        same: Counter[tuple[str, str]] = Counter()
         for _, reason, message, count in entries:
             same[(reason, message)] += count
         for (reason, message), count in same.items():
@@ -339,9 +345,10 @@ async def make_namespaces(core: CoreV1Api, stem: str) -> dict[str, str]:
         "late": {},
     }
     for role, name in names.items():
-        await core.create_namespace({"metadata": {"name": name, **specs[role]}})
+        metadata = V1ObjectMeta.model_validate({"name": name, **specs[role]})
+        await core.create_namespace(V1Namespace(metadata=metadata))
         if role in ("bad", "good"):
-            secret = {"metadata": {"name": SECRET_NAME}, "stringData": SECRET_DATA}
+            secret = V1Secret(metadata=V1ObjectMeta(name=SECRET_NAME), string_data=SECRET_DATA)
             await core.create_namespaced_secret(name, secret)
     return names
 
@@ -397,8 +404,10 @@ async def late_sync(run: Run) -> tuple[float, str]:
     await run.create(namespace, "ModelSync", {"metadata": {"name": "late"}, "spec": sync})
     body: dict[str, Any] = {}
     while time.monotonic() < start + 120:
-        body = await run.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "modelsyncs", "late"
+        body = custom_object(
+            await run.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "modelsyncs", "late"
+            )
         )
         if (body.get("status") or {}).get("phase") == "READY":
             return time.monotonic() - start, str(body["status"]["datasetName"])
@@ -414,8 +423,10 @@ async def drift_repair(run: Run, datasets: list[tuple[str, str]]) -> float:
     has reverted them all (failing after the resync period and a margin)."""
     originals: dict[tuple[str, str], str] = {}
     for namespace, name in datasets:
-        found = await run.custom.get_namespaced_custom_object(
-            *DATASETS[:2], namespace, DATASETS[2], name
+        found = custom_object(
+            await run.custom.get_namespaced_custom_object(
+                *DATASETS[:2], namespace, DATASETS[2], name
+            )
         )
         originals[(namespace, name)] = found["metadata"]["labels"]["model.samzong.dev/model"]
     edit = {
@@ -434,8 +445,10 @@ async def drift_repair(run: Run, datasets: list[tuple[str, str]]) -> float:
     left = dict(originals)
     while time.monotonic() < edited + RESYNC_SECONDS + 10:
         for (namespace, name), label in list(left.items()):
-            found = await run.custom.get_namespaced_custom_object(
-                *DATASETS[:2], namespace, DATASETS[2], name
+            found = custom_object(
+                await run.custom.get_namespaced_custom_object(
+                    *DATASETS[:2], namespace, DATASETS[2], name
+                )
             )
             labels = found["metadata"].get("labels") or {}
             options = (found["spec"].get("source") or {}).get("options") or {}

@@ -20,6 +20,7 @@ import json
 import os
 import time
 from collections.abc import Collection, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,14 +30,16 @@ import pytest
 
 from e2e.kustomize import CONFIG, build, kubectl
 from modelfs.controllers.rbac import RULES
-from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
-from modelfs.testing.dataset_engine import DatasetEngineError
+from modelfs.testing.controlplane import ControlPlane
+from modelfs.testing.dataset_engine import DatasetEngine, DatasetEngineError
+from modelfs.testing.fake_dataset.process import FakeDatasetController
 from modelfs.testing.operator import OperatorProcess
 from modelfs.testing.pytest_plugin import (
     Cluster,
     dataset_crd_file,
     new_api_client,
-    new_dataset_engine,
+    running_control_plane,
+    running_dataset_engine,
     service_account_kubeconfig,
 )
 
@@ -68,15 +71,27 @@ def target(request: pytest.FixtureRequest, kubectl: str) -> Iterator[Target]:
         kind = request.getfixturevalue("kind_cluster") if mode == "kind" else None
         yield Target(request.getfixturevalue("k8s_kubeconfig"), kubectl, None, kind)
         return
-    try:
-        cp = ControlPlane(find_binaries(), keep_workdir=request.config.getoption("--k8s-keep"))
-        cp.start()
-    except ControlPlaneError as error:
-        pytest.fail(f"the install tests' control plane did not start: {error}", pytrace=False)
-    try:
+    with running_control_plane(request.config, "the install tests' control plane") as cp:
         yield Target(cp.kubeconfig, kubectl, cp)
-    finally:
-        cp.stop()
+
+
+def apply_dataset_crd(target: Target, dataset_controller: str) -> None:
+    """BaizeAI/dataset's CRD, applied with kubectl and Established: its module's for the real
+    controller, the test CRD for the fake."""
+    try:
+        crd = str(dataset_crd_file(dataset_controller))
+    except DatasetEngineError as error:
+        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
+    target.run("apply", "--server-side", "-f", crd)
+    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", crd)
+
+
+def target_engine(
+    target: Target, dataset_controller: str, request: pytest.FixtureRequest, log_dir: Path
+) -> AbstractContextManager[DatasetEngine | FakeDatasetController]:
+    """The Dataset controller of `--dataset-controller` on `target`, for a `with` block."""
+    cluster = Cluster(request.config.getoption("--k8s"), target.kubeconfig, target.control_plane)
+    return running_dataset_engine(dataset_controller, cluster, log_dir)
 
 
 def default_objects(target: Target) -> list[tuple[str, str, str]]:
@@ -277,17 +292,10 @@ def test_samples_reach_ready_under_the_installed_identity(
     installed: Target, tmp_path: Path, dataset_controller: str, request: pytest.FixtureRequest
 ) -> None:
     target = installed
-    try:  # BaizeAI/dataset's CRD: its module's for the real controller, the test CRD for the fake
-        crd = str(dataset_crd_file(dataset_controller))
-    except DatasetEngineError as error:
-        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
-    target.run("apply", "--server-side", "-f", crd)
-    target.run("wait", "--for=condition=Established", "--timeout=60s", "-f", crd)
+    apply_dataset_crd(target, dataset_controller)
     identity = asyncio.run(installed_identity(target.kubeconfig, tmp_path / "operator.kubeconfig"))
-    cluster = Cluster(request.config.getoption("--k8s"), target.kubeconfig, target.control_plane)
-    engine = new_dataset_engine(dataset_controller, cluster, tmp_path / "dataset-engine")
     operator = OperatorProcess(identity, log_path=tmp_path / "operator.log")
-    with engine, operator:
+    with target_engine(target, dataset_controller, request, tmp_path / "dataset-engine"), operator:
         who = kubectl(target.kubectl, identity, "auth", "whoami", "-o", "json").stdout
         assert json.loads(who)["status"]["userInfo"]["username"] == OPERATOR_USER
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes.aio import client
 
-from e2e.helpers import REPO, dataset
+from e2e.helpers import REPO, custom_object, dataset, wire
 from modelfs.api.v1 import GROUP, VERSION
 from modelfs.pkg.dataset.client import FIELD_MANAGER, DatasetClient
 from modelfs.pkg.kube import (
@@ -46,17 +46,19 @@ async def create_sync(api: client.ApiClient, namespace: str, name: str) -> dict[
         "metadata": {"name": name},
         "spec": {"modelRef": "mdl", "version": "v1"},
     }
-    created: dict[str, Any] = await client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, SYNCS, body
+    return custom_object(
+        await client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, SYNCS, body
+        )
     )
-    return created
 
 
 async def read_sync(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = await client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, SYNCS, name
+    return custom_object(
+        await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, SYNCS, name
+        )
     )
-    return found
 
 
 def manifest(namespace: str, name: str, **options: str) -> dict[str, Any]:
@@ -140,7 +142,7 @@ async def test_create_event_posts_a_core_event(k8s_api: client.ApiClient, namesp
     assert event.type == "Warning" and event.message == "emoji 💥 and \x7f"
     assert event.involved_object.kind == "ModelSync" and event.involved_object.name == "sync"
     assert event.involved_object.uid == sync["metadata"]["uid"]
-    assert event.source.component == "modelfs"
+    assert wire(event)["source"]["component"] == "modelfs"
     with pytest.raises(NotFoundError) as raised:
         await ObjectClient(k8s_api).create_event(
             {**sync, "metadata": {**sync["metadata"], "namespace": "no-such-ns"}},
@@ -154,7 +156,10 @@ async def test_create_event_posts_a_core_event(k8s_api: client.ApiClient, namesp
 async def test_secret_keys_are_the_key_names_or_none(
     k8s_api: client.ApiClient, namespace: str
 ) -> None:
-    secret = {"metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t-value", "user": "u"}}
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name="creds"),
+        string_data={"token": "s3cr3t-value", "user": "u"},
+    )
     await client.CoreV1Api(k8s_api).create_namespaced_secret(namespace, secret)
     objects = ObjectClient(k8s_api)
     assert await objects.secret_keys(namespace, "creds") == frozenset({"token", "user"})
@@ -229,15 +234,17 @@ async def bind(api: client.ApiClient, namespace: str, account: str) -> None:
     """`account` may do anything in `namespace` (cluster-admin, bound in the namespace)."""
     await client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
         namespace,
-        {
-            "metadata": {"name": f"{account}-admin"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "cluster-admin",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
+        client.V1RoleBinding.model_validate(
+            {
+                "metadata": {"name": f"{account}-admin"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+            }
+        ),
     )
 
 
@@ -320,4 +327,4 @@ async def test_no_answer_is_a_transient_error_not_an_api_error(tmp_path: Path) -
             await ObjectClient(api).patch_status(SYNCS, "ns", "sync", {"phase": "READY"})
         assert not isinstance(raised.value, ApiError)
     finally:
-        await api.close()
+        await api.close()  # type: ignore[no-untyped-call]

@@ -20,6 +20,7 @@ import yaml
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
+from e2e.helpers import custom_object, wire
 from e2e.kustomize import REPO, kubectl
 from modelfs.controllers.rbac import RULES
 from modelfs.pkg.dataset import DATASET_GROUP, DATASET_PLURAL
@@ -44,24 +45,32 @@ async def grant_config_map_reader(api: client.ApiClient, namespace: str, account
     rbac = client.RbacAuthorizationV1Api(api)
     await rbac.create_namespaced_role(
         namespace,
-        {
-            "metadata": {"name": "config-map-reader"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}
-            ],
-        },
+        client.V1Role.model_validate(
+            {
+                "metadata": {"name": "config-map-reader"},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["configmaps"],
+                        "verbs": ["get", "list", "watch"],
+                    }
+                ],
+            }
+        ),
     )
     await rbac.create_namespaced_role_binding(
         namespace,
-        {
-            "metadata": {"name": "config-map-reader"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "config-map-reader",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
+        client.V1RoleBinding.model_validate(
+            {
+                "metadata": {"name": "config-map-reader"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "config-map-reader",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+            }
+        ),
     )
 
 
@@ -75,11 +84,13 @@ async def check_reader(kubeconfig: Path, namespace: str, account: str) -> None:
     sa_api = await new_api_client(kubeconfig)
     try:
         core = client.CoreV1Api(sa_api)
-        review = await client.AuthenticationV1Api(sa_api).create_self_subject_review({})
-        assert review.status.user_info.username == f"system:serviceaccount:{namespace}:{account}"
+        authn = client.AuthenticationV1Api(sa_api)
+        review = wire(await authn.create_self_subject_review(client.V1SelfSubjectReview()))
+        user = review["status"]["userInfo"]["username"]
+        assert user == f"system:serviceaccount:{namespace}:{account}"
         listed = await core.list_namespaced_config_map(namespace)
-        assert "kube-root-ca.crt" in {c.metadata.name for c in listed.items}
-        body = {"metadata": {"name": "nope"}, "data": {}}
+        assert "kube-root-ca.crt" in {wire(c)["metadata"]["name"] for c in listed.items}
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"), data={})
         await assert_forbidden(lambda: core.create_namespaced_config_map(namespace, body))
         await assert_forbidden(lambda: core.list_namespaced_secret(namespace))
         await assert_forbidden(lambda: core.list_namespaced_config_map("default"))
@@ -117,7 +128,7 @@ async def test_rule_scopes_are_the_scopes_of_their_resources(
     on a cluster-scoped one (only a ClusterRole can), as the API server's discovery says."""
     await k8s_install_crds(*sorted((REPO / "config" / "crd" / "bases").glob("*.yaml")))
     groups = await client.ApisApi(k8s_api).get_api_versions()
-    preferred = {g.name: g.preferred_version.version for g in groups.groups}
+    preferred = {g.name: wire(g)["preferredVersion"]["version"] for g in groups.groups}
     namespaced: dict[tuple[str, str], bool] = {}
     for group in {rule.group for rule in RULES}:
         if group:
@@ -129,9 +140,9 @@ async def test_rule_scopes_are_the_scopes_of_their_resources(
         for resource in listed.resources:
             namespaced[(group, resource.name)] = bool(resource.namespaced)
     for rule in RULES:
-        for resource in rule.resources:
-            assert namespaced[(rule.group, resource)] == (rule.scope == "namespaced"), (
-                f"{rule.group}/{resource}: scope {rule.scope} in controllers/rbac.py"
+        for name in rule.resources:
+            assert namespaced[(rule.group, name)] == (rule.scope == "namespaced"), (
+                f"{rule.group}/{name}: scope {rule.scope} in controllers/rbac.py"
             )
 
 
@@ -168,8 +179,9 @@ async def review(
             "resourceAttributes": attributes,
         },
     }
-    done = await client.AuthorizationV1Api(api).create_subject_access_review(body)
-    return bool(done.status.allowed)
+    review = client.V1SubjectAccessReview.model_validate(body)
+    done = await client.AuthorizationV1Api(api).create_subject_access_review(review)
+    return bool(wire(done)["status"].get("allowed"))
 
 
 def expected(group: str, resource: str, verb: str, namespace: str, watched: Iterable[str]) -> bool:
@@ -190,7 +202,7 @@ async def namespaces(k8s_api: client.ApiClient) -> AsyncIterator[dict[str, str]]
     suffix = uuid.uuid4().hex[:6]
     names = {role: f"rbac-{role}-{suffix}" for role in ("system", "a", "b", "c")}
     for name in names.values():
-        await core.create_namespace({"metadata": {"name": name}})
+        await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
         yield names
     finally:
@@ -282,7 +294,7 @@ async def test_chart_watch_namespaces_grant_only_the_watched_namespaces(
             created = await custom.create_namespaced_custom_object(
                 DATASET_GROUP, "v1alpha1", a, DATASET_PLURAL, dataset, dry_run="All"
             )
-            assert created["metadata"]["namespace"] == a
+            assert custom_object(created)["metadata"]["namespace"] == a
             await assert_forbidden(
                 lambda: custom.create_namespaced_custom_object(
                     DATASET_GROUP, "v1alpha1", c, DATASET_PLURAL, dataset, dry_run="All"
@@ -292,7 +304,7 @@ async def test_chart_watch_namespaces_grant_only_the_watched_namespaces(
                 lambda: custom.list_cluster_custom_object(DATASET_GROUP, "v1alpha1", DATASET_PLURAL)
             )
             listed = await core.list_namespace()  # the share selector's namespaces: cluster-wide
-            assert c in {n.metadata.name for n in listed.items}
+            assert c in {wire(n)["metadata"]["name"] for n in listed.items}
             # kubectl's own check, as an administrator would run it.
             for namespace, answer in ((a, "yes"), (b, "yes"), (c, "no")):
                 for what in (("get", "secrets"), ("create", "datasets.dataset.baizeai.io")):

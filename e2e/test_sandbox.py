@@ -266,6 +266,7 @@ def test_samples_ready_through_the_kubeconfig_then_ctrl_c_stops_everything(
 
     # Every sample READY, seen through the kubeconfig the sandbox wrote.
     waiting: list[str] = ["(not looked yet)"]
+    items: list[dict[str, Any]] = []
     while waiting and time.monotonic() - started < 300:
         got = run_kubectl(kubectl, kubeconfig, cache, "get", "-k", str(SAMPLES), "-o", "json")
         items = json.loads(got.stdout)["items"]

@@ -16,12 +16,12 @@ from kubernetes.aio.client.exceptions import ApiException
 from e2e.kustomize import dump, installed_rbac
 from e2e.kustomize import kubectl as run_kubectl
 from e2e.operator.kube import Kube
-from modelfs.testing.dataset_engine import DatasetEngine, DatasetEngineError
-from modelfs.testing.fake_dataset.process import FakeDatasetController, FakeDatasetError
+from modelfs.testing.dataset_engine import DatasetEngine
+from modelfs.testing.fake_dataset.process import FakeDatasetController
 from modelfs.testing.operator import OperatorProcess
 from modelfs.testing.pytest_plugin import (
     Cluster,
-    new_dataset_engine,
+    running_dataset_engine,
     service_account_kubeconfig,
 )
 
@@ -95,15 +95,8 @@ def dataset_engine(
     """The Dataset controller of `--dataset-controller` (loader Jobs with backoffLimit 0 on the
     real one, so that a failing round fails in seconds)."""
     log_dir = tmp_path_factory.mktemp("dataset-engine")
-    engine = new_dataset_engine(dataset_controller, k8s_cluster, log_dir)
-    try:
-        engine.start()
-    except (DatasetEngineError, FakeDatasetError) as error:
-        pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
-    try:
+    with running_dataset_engine(dataset_controller, k8s_cluster, log_dir) as engine:
         yield engine
-    finally:
-        engine.stop()
 
 
 @pytest.fixture(scope="package")

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.aio.client import ApiClient, CoreV1Api, CustomObjectsApi, V1ObjectMeta, V1Secret
 from kubernetes.aio.client.exceptions import ApiException
+
+from e2e.helpers import custom_object
 
 GROUP, VERSION = "model.samzong.dev", "v1"
 DATASETS = ("dataset.baizeai.io", "v1alpha1", "datasets")
@@ -38,27 +40,29 @@ class Kube:
             "metadata": {"name": name, **meta},
             "spec": spec,
         }
-        result: dict[str, Any] = await self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURALS[kind], body
+        return custom_object(
+            await self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], body
+            )
         )
-        return result
 
     async def get(self, kind: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+            result = await self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURALS[kind], name
             )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        return result
+        return custom_object(result)
 
     async def patch(self, kind: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURALS[kind], name, patch
+        return custom_object(
+            await self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], name, patch
+            )
         )
-        return result
 
     async def delete(self, kind: str, name: str) -> None:
         await self.custom.delete_namespaced_custom_object(
@@ -67,20 +71,20 @@ class Kube:
 
     async def dataset(self, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+            result = await self.custom.get_namespaced_custom_object(
                 *DATASETS[:2], self.namespace, DATASETS[2], name
             )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        return result
+        return custom_object(result)
 
     async def datasets(self) -> list[dict[str, Any]]:
         listed = await self.custom.list_namespaced_custom_object(
             *DATASETS[:2], self.namespace, DATASETS[2]
         )
-        return list(listed["items"])
+        return list(custom_object(listed)["items"])
 
     async def delete_dataset(self, name: str) -> None:
         await self.custom.delete_namespaced_custom_object(
@@ -90,7 +94,7 @@ class Kube:
     async def secret(self, name: str, data: dict[str, str]) -> None:
         await self.core.create_namespaced_secret(
             self.namespace,
-            {"metadata": {"name": name}, "stringData": data, "type": "Opaque"},
+            V1Secret(metadata=V1ObjectMeta(name=name), string_data=data, type="Opaque"),
         )
 
     async def annotate_namespace(self, annotations: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from kubernetes.aio.client import V1Namespace, V1ObjectMeta
 from kubernetes.aio.client.exceptions import ApiException
 
 from e2e.operator.kube import DATASETS, Kube, condition
@@ -31,7 +32,9 @@ async def other_namespaces(kube: Kube) -> AsyncIterator[Namespaces]:
 
     async def make(suffix: str, **labels: str) -> Kube:
         name = f"{kube.namespace[:50]}-{suffix}"
-        await kube.core.create_namespace({"metadata": {"name": name, "labels": labels}})
+        await kube.core.create_namespace(
+            V1Namespace(metadata=V1ObjectMeta(name=name, labels=labels))
+        )
         made.append(name)
         return Kube(kube.custom.api_client, name)
 
@@ -148,7 +151,8 @@ async def test_defect7_a_look_alike_with_forged_label_and_manager_is_not_adopted
     assert body["status"]["phase"] == "FAILED"
     await asyncio.sleep(5)
     after = await kube.dataset("mdl-v0")
-    assert after is not None and not after["metadata"].get("ownerReferences"), after["metadata"]
+    assert after is not None
+    assert not after["metadata"].get("ownerReferences"), after["metadata"]
     reasons = [e.reason for e in await kube.events("sync")]
     assert "DatasetAdopted" not in reasons and "DatasetCreated" not in reasons, reasons
 
@@ -163,11 +167,12 @@ async def test_defect6_a_reference_source_to_an_unshared_namespace_creates_nothi
     itself, creates no Dataset, and says the same whether that Dataset is missing, unshared or
     shared with other namespaces only."""
     other = await other_namespaces("src")
-    for name, spec in {
+    specs: dict[str, dict[str, Any]] = {
         "private": {},
         "elsewhere": {"share": True, "shareToNamespaceSelector": {"matchLabels": {"x": "y"}}},
         "open": {"share": True},
-    }.items():
+    }
+    for name, spec in specs.items():
         await other.custom.create_namespaced_custom_object(
             *DATASETS[:2],
             other.namespace,

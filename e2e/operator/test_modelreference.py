@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from kubernetes.aio.client import V1Namespace, V1ObjectMeta
 from kubernetes.aio.client.exceptions import ApiException
 
 from e2e.operator.kube import Kube, condition
@@ -21,7 +22,9 @@ async def consumer(kube: Kube) -> AsyncIterator[Namespaces]:
 
     async def make(suffix: str = "b", **labels: str) -> Kube:
         name = f"{kube.namespace[:55]}-{suffix}"
-        await kube.core.create_namespace({"metadata": {"name": name, "labels": labels}})
+        await kube.core.create_namespace(
+            V1Namespace(metadata=V1ObjectMeta(name=name, labels=labels))
+        )
         made.append(name)
         return Kube.__new__(Kube).__class__(kube.custom.api_client, name)
 

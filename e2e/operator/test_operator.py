@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes.aio.client import ApiClient, BatchV1Api
 
+from e2e.helpers import custom_object
 from e2e.operator.conftest import OperatorEnv
 from e2e.operator.kube import Kube, condition
 from modelfs.testing.controlplane import ControlPlane
@@ -26,7 +27,8 @@ async def all_ready(kube: Kube, names: list[str]) -> bool:
     listed = await kube.custom.list_namespaced_custom_object(
         "model.samzong.dev", "v1", kube.namespace, "modelsyncs"
     )
-    phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in listed["items"]}
+    items = custom_object(listed)["items"]
+    phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
     return all(phases.get(name) == "READY" for name in names)
 
 
@@ -58,14 +60,14 @@ async def test_killed_mid_rollout_of_50_then_restarted_converges(
     datasets = await kube.datasets()
     syncs = {
         i["metadata"]["name"]: i
-        for i in (
+        for i in custom_object(
             await kube.custom.list_namespaced_custom_object(
                 "model.samzong.dev", "v1", kube.namespace, "modelsyncs"
             )
         )["items"]
     }
     assert len(datasets) == 50, f"{len(datasets)} Datasets for 50 ModelSyncs"
-    owners = Counter()
+    owners: Counter[str] = Counter()
     for dataset in datasets:
         refs = dataset["metadata"].get("ownerReferences") or []
         assert len(refs) == 1, f"{dataset['metadata']['name']} has owners {refs}"

@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes.aio.client import ApiClient, ApiextensionsV1Api
 from kubernetes.aio.client.exceptions import ApiException
 
+from e2e.helpers import wire
 from e2e.operator.kube import Kube, condition
 
 CRD = "modelsyncs.model.samzong.dev"
@@ -33,13 +34,9 @@ async def test_a_modelsync_that_no_longer_parses_gets_its_verdict_on_the_status(
     kube: Kube, k8s_api: ApiClient
 ) -> None:
     crds = ApiextensionsV1Api(k8s_api)
-    crd = await crds.read_custom_resource_definition(CRD)
-    limit = (
-        crd.spec.versions[0]
-        .schema.open_apiv3_schema.properties["spec"]
-        .properties["version"]
-        .max_length
-    )
+    crd = wire(await crds.read_custom_resource_definition(CRD))
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    limit = schema["properties"]["spec"]["properties"]["version"]["maxLength"]
     assert limit == 63
     too_long = "v" * 64
     await crds.patch_custom_resource_definition(CRD, [{"op": "remove", "path": VERSION_MAX}])

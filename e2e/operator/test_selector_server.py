@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kubernetes.aio.client import ApiClient, CoreV1Api
+from kubernetes.aio.client import ApiClient, CoreV1Api, V1Namespace, V1ObjectMeta
 
+from e2e.helpers import wire
 from modelfs.pkg.labels import selector_matches
 
 KEYS = ["team", "tier", "example.com/owner"]
@@ -58,7 +59,7 @@ async def labelled_namespaces(
         labels = {k: rng.choice(VALUES) for k in KEYS if rng.random() < 0.6}
         labels["modelfs-selector-test"] = k8s_namespace
         name = f"{k8s_namespace[:50]}-n{index}"
-        await core.create_namespace({"metadata": {"name": name, "labels": labels}})
+        await core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name, labels=labels)))
         made[name] = labels
     yield made
     for name in made:
@@ -76,7 +77,7 @@ async def test_verdicts_match_the_api_server(
             filter(None, [f"modelfs-selector-test={k8s_namespace}", to_string(selector)])
         )
         listed = await core.list_namespace(label_selector=query)
-        server = {ns.metadata.name for ns in listed.items}
+        server = {wire(ns)["metadata"]["name"] for ns in listed.items}
         ours = {
             name
             for name, labels in labelled_namespaces.items()

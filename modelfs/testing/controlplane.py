@@ -35,7 +35,6 @@ import argparse
 import atexit
 import base64
 import contextlib
-import ctypes
 import datetime
 import http.client
 import ipaddress
@@ -63,6 +62,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from modelfs.testing.process import Child
 
 # Keep in step with hack/versions.env (e2e/test_controlplane.py checks it).
 K8S_VERSION = "v1.37.2"
@@ -402,34 +403,6 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGKILL the child when this process dies (even by SIGKILL).
-
-    SIGKILL, not SIGTERM: all three get it at once, and a kube-apiserver shutting down
-    gracefully while its etcd vanishes can hang; the whole control plane is disposable.
-
-    The signal fires when the *thread* that forked exits, so it's only used from the main
-    thread, whose end is the process's end.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
 _WORKDIR_PREFIX = "modelfs-controlplane-"
 _OWNER_FILE = "owner.pid"
 
@@ -453,54 +426,16 @@ def reap_orphaned_folders(prefix: str, owner_file: str = _OWNER_FILE) -> list[Pa
     return removed
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:])
-
-
 @dataclass
-class Component:
-    """One running child process."""
+class Component(Child):
+    """One running component."""
 
-    name: str
-    argv: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes]
     stopped_at: float = 0.0
     """`time.monotonic()` when `stop` was called, 0 while never stopped."""
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def rss_bytes(self) -> int:
-        """Resident memory from /proc (Linux), 0 when unknown."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
-    def stop(self, grace: float) -> None:
+    def stop(self, grace: float, signum: int = signal.SIGTERM) -> int | None:
         self.stopped_at = time.monotonic()
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(grace)
-        # The group may hold stragglers even when the leader is gone.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
+        return super().stop(grace, signum)
 
 
 @dataclass(frozen=True)
@@ -762,9 +697,9 @@ class ControlPlane:
                     f"no running component {name!r}; running: {', '.join(self.components)}"
                 )
             if kill:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(component.pid, signal.SIGKILL)
-            component.stop(0 if kill else self.stop_grace)
+                component.stop(0, signal.SIGKILL)
+            else:
+                component.stop(self.stop_grace)
             self._stopped[name] = component
             with contextlib.suppress(OSError), component.log_path.open("a") as log:
                 how = "killed" if kill else "stopped"
@@ -1089,39 +1024,15 @@ class ControlPlane:
         if argv is None:
             argv = [str(binary), *(f"--{key}={value}" for key, value in flags.items())]
         argv = list(argv)
-        log_path = self.log_path(name)
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: Ctrl-C of the terminal spares it
-                preexec_fn=_parent_death_signal(),
-                close_fds=True,
-                cwd=self.workdir,
-            )
-        self.components[name] = Component(name, argv, log_path, process)
+        self.components[name] = Component.start(name, argv, self.log_path(name), cwd=self.workdir)
 
     def _wait(self, name: str, ready: Callable[[], bool], timeout: float | None = None) -> None:
-        timeout = self.startup_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        component = self.components[name]
-        while True:
-            if not component.alive():
-                raise ControlPlaneError(
-                    f"{name} exited with code {component.process.returncode} while starting;"
-                    f" last lines of {component.log_path}:\n{_tail(component.log_path)}"
-                )
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if ready():
-                    return
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"{name} not ready after {timeout:.0f}s;"
-                    f" last lines of {component.log_path}:\n{_tail(component.log_path)}"
-                )
-            time.sleep(0.1)
+        self.components[name].wait_until(
+            ready,
+            self.startup_timeout if timeout is None else timeout,
+            ControlPlaneError,
+            transient=(OSError, http.client.HTTPException),
+        )
 
     def _etcd_healthy(self) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", int(self.etcd_url.rsplit(":", 1)[1]), 2)
@@ -1196,7 +1107,7 @@ def cli_start(args: argparse.Namespace) -> int:
                 if not component.alive():
                     print(
                         f"error: {component.name} exited ({component.process.returncode});"
-                        f" last lines of {component.log_path}:\n{_tail(component.log_path)}",
+                        f" last lines of {component.log_path}:\n{component.tail()}",
                         file=sys.stderr,
                     )
                     return 1

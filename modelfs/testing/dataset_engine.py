@@ -32,24 +32,23 @@ import asyncio
 import atexit
 import contextlib
 import os
-import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
 from modelfs.testing import podsim
-from modelfs.testing.controlplane import _parent_death_signal, cache_dir, repo_root
+from modelfs.testing.controlplane import cache_dir, repo_root
+from modelfs.testing.kubeapi import install_crds, new_api_client
+from modelfs.testing.process import Child
 
 #: Keep in step with hack/versions.env (tests/test_dataset_engine.py checks it).
 DATASET_VERSION = "v0.1.6"
@@ -181,7 +180,6 @@ def render_config(
 def install_crd(kubeconfig: Path | str, path: Path | str, within: float = 60.0) -> list[str]:
     """Server-side apply the CRD file and wait until Established (from sync code, in a thread
     of its own so that it works inside a running event loop too)."""
-    from modelfs.testing.pytest_plugin import install_crds, new_api_client
 
     async def install() -> list[str]:
         api = await new_api_client(kubeconfig)
@@ -208,19 +206,6 @@ def install_crd(kubeconfig: Path | str, path: Path | str, within: float = 60.0) 
 
 
 # --------------------------------------------------------------------------- the engine
-
-
-def _stop_process(process: subprocess.Popen[bytes], grace: float) -> int | None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            return process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    return process.wait()
 
 
 class DatasetEngine:
@@ -261,9 +246,8 @@ class DatasetEngine:
         self._crd_arg = Path(crd) if crd else None
         self._log_dir_arg = Path(log_dir) if log_dir else None
         self.log_dir: Path | None = None
-        self.controller: subprocess.Popen[bytes] | None = None
-        self.simulator: subprocess.Popen[bytes] | None = None
-        self._logs: list[IO[bytes]] = []
+        self.controller: Child | None = None
+        self.simulator: Child | None = None
         self._own_log_dir = False
 
     # -- paths
@@ -351,90 +335,39 @@ class DatasetEngine:
         return self
 
     def _start_simulator(self) -> None:
-        log = self.simulator_log.open("ab")
-        self._logs.append(log)
-        self.simulator = subprocess.Popen(
-            self.simulator_argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,
-            preexec_fn=_parent_death_signal(),
-            close_fds=True,
+        self.simulator = Child.start(
+            "the pod simulator", self.simulator_argv(), self.simulator_log, ready_pipe=True
         )
-        assert self.simulator.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        buffer = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.simulator.stdout, selectors.EVENT_READ)
-            while podsim.READY_LINE.encode() not in buffer.splitlines():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise DatasetEngineError(
-                        f"the pod simulator is not ready after {self.startup_timeout:.0f}s;"
-                        f" its log:\n{self._tail(self.simulator_log)}"
-                    )
-                if selector.select(timeout=min(left, 0.5)):
-                    chunk = os.read(self.simulator.stdout.fileno(), 4096)
-                    if not chunk:
-                        code = self.simulator.wait(timeout=5)
-                        raise DatasetEngineError(
-                            f"the pod simulator exited ({code}) while starting;"
-                            f" its log:\n{self._tail(self.simulator_log)}"
-                        )
-                    buffer += chunk
+        self.simulator.wait_for_line(podsim.READY_LINE, self.startup_timeout, DatasetEngineError)
 
     def _start_controller(self, binary: Path) -> None:
-        log = self.controller_log.open("ab")
-        self._logs.append(log)
         env = {k: v for k, v in os.environ.items() if k.upper() not in _CONFIG_ENV}
         env["KUBECONFIG"] = str(self.kubeconfig)
-        self.controller = subprocess.Popen(
-            self.controller_argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.log_dir,
-            start_new_session=True,
-            preexec_fn=_parent_death_signal(),
-            close_fds=True,
+        self.controller = Child.start(
+            binary.name, self.controller_argv(), self.controller_log, env=env, cwd=self.log_dir
         )
-        deadline = time.monotonic() + self.startup_timeout
-        while READY_MARKER not in self.controller_log.read_text(errors="replace"):
-            code = self.controller.poll()
-            if code is not None:
-                raise DatasetEngineError(
-                    f"{binary.name} exited ({code}) while starting;"
-                    f" its log:\n{self._tail(self.controller_log)}"
-                )
-            if time.monotonic() > deadline:
-                raise DatasetEngineError(
-                    f"{binary.name} is not reconciling after {self.startup_timeout:.0f}s"
-                    f" (no {READY_MARKER!r} in its log):\n{self._tail(self.controller_log)}"
-                )
-            time.sleep(0.1)
+        self.controller.wait_until(
+            lambda: READY_MARKER in self.controller_log.read_text(errors="replace"),
+            self.startup_timeout,
+            DatasetEngineError,
+            detail=f" (no {READY_MARKER!r} in its log)",
+        )
 
     def alive(self) -> bool:
         """The controller and (when used) the simulator are running."""
         processes = [self.controller, self.simulator if self.pod_simulator else None]
         if self.controller is None or (self.pod_simulator and self.simulator is None):
             return False
-        return all(p.poll() is None for p in processes if p is not None)
+        return all(p.alive() for p in processes if p is not None)
 
     def stop(self) -> None:
         """Stop the controller, then the simulator. Safe to call twice."""
         controller, self.controller = self.controller, None
         simulator, self.simulator = self.simulator, None
         if controller is not None:
-            _stop_process(controller, self.stop_grace)
+            controller.stop(self.stop_grace)
         if simulator is not None:
-            _stop_process(simulator, self.stop_grace)
-            if simulator.stdout is not None:
-                simulator.stdout.close()
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
+            simulator.stop(self.stop_grace)
         _LIVE.discard(self)
 
     def cleanup(self) -> None:
@@ -444,13 +377,6 @@ class DatasetEngine:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
     # -- logs
-
-    @staticmethod
-    def _tail(path: Path, lines: int = 40) -> str:
-        try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def log_text(self) -> str:
         """The controller's log, then the pod simulator's (each under a header)."""

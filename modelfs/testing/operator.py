@@ -12,16 +12,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
-from modelfs.testing.controlplane import _parent_death_signal
+from modelfs.testing.process import Child
 
 
 class OperatorError(RuntimeError):
@@ -89,8 +87,7 @@ class OperatorProcess:
         self.log_path = Path(log_path)
         self.health_port = free_port()
         self.metrics_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self.child: Child | None = None
         self.checked_offset = 0
         """How far `unchecked_problems` has read the log."""
         LIVE.add(self)
@@ -115,35 +112,36 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         if self.alive():
             return self
-        self._log = self.log_path.open("ab")
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        self.process = subprocess.Popen(
+        self.child = Child.start(
+            "modelfs run",
             self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            self.log_path,
             env=env,
-            start_new_session=True,
-            preexec_fn=_parent_death_signal() if self.die_with_parent else None,
+            die_with_parent=self.die_with_parent,
         )
-        self._wait_healthy()
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+
+        try:
+            self.child.wait_until(
+                healthy,
+                self.startup_timeout,
+                OperatorError,
+                poll=0.2,
+                transient=(OSError, urllib.error.URLError),
+            )
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        url = f"http://127.0.0.1:{self.health_port}/healthz"
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise OperatorError(f"modelfs run exited while starting:\n{self.log_tail()}")
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(url, timeout=1) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.2)
-        self.stop()
-        raise OperatorError(f"modelfs run is not healthy after {self.startup_timeout}s")
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.process
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -151,7 +149,7 @@ class OperatorProcess:
             return str(response.read().decode())
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.child is not None and self.child.alive()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -171,14 +169,8 @@ class OperatorProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def rss_bytes(self) -> int:
-        """Resident memory of the operator process (Linux)."""
-        if self.process is None:
-            return 0
-        status = Path(f"/proc/{self.process.pid}/status")
-        for line in status.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        """Resident memory of the operator process (Linux), 0 when unknown."""
+        return 0 if self.child is None else self.child.rss_bytes()
 
     def kill(self) -> None:
         """SIGKILL, as a crash or an evicted pod: no cleanup runs."""
@@ -189,19 +181,9 @@ class OperatorProcess:
         self._signal(signal.SIGTERM, grace=20)
 
     def _signal(self, signum: int, grace: float) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signum)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        child, self.child = self.child, None
+        if child is not None:
+            child.stop(grace, signum)
 
     def __enter__(self) -> OperatorProcess:
         return self.start()

@@ -61,6 +61,7 @@ from modelfs.testing.fake_dataset.logic import (
     parse_duration,
     parse_fail_rounds,
 )
+from modelfs.testing.kubeapi import new_api_client
 
 log = logging.getLogger("modelfs.podsim")
 
@@ -865,8 +866,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    from modelfs.testing.pytest_plugin import new_api_client
-
     settings = Settings(
         namespaces=tuple(args.namespaces),
         round_duration=args.round_duration,

@@ -1,7 +1,9 @@
 """pytest plugin: Kubernetes fixtures for operator tests on a real API server.
 
-Registered through the `pytest11` entry point, so any project that installs modelfs gets it.
-The cluster comes from `--k8s` (or `$MODELFS_K8S`):
+Not auto-loaded (no `pytest11` entry point: a plugin registered that way would load in every
+pytest run of an environment with modelfs-testing installed): this repository's conftest.py
+names it in `pytest_plugins`; elsewhere `pytest -p modelfs.testing.pytest_plugin`. The cluster
+comes from `--k8s` (or `$MODELFS_K8S`):
 
 - `local` (default): one `ControlPlane` (etcd + kube-apiserver + kube-controller-manager built
   by hack/build-control-plane.sh, see modelfs.testing.controlplane) per test session, started
@@ -40,29 +42,45 @@ Fixtures (names are prefixed `k8s_`; only `dataset_*` know modelfs):
 
 `new_dataset_engine(mode, cluster, log_dir)` makes (does not start) the chosen engine, a
 `DatasetEngine` or a `FakeDatasetController`; both have `start()`, `stop()`, `alive()`,
-`log_text()` and are context managers. Run one engine at a time: each acts cluster-wide.
+`log_text()` and are context managers; `with running_dataset_engine(mode, cluster, log_dir) as
+engine:` starts one for a block, failing the test when it does not start. Run one engine at a
+time: each acts cluster-wide.
 
 Tests using any of these fixtures get the `e2e` marker, so `-m "not e2e"` leaves them out.
-The async helpers (`new_api_client`, `install_crds`, `wait_crd_established`,
-`service_account_kubeconfig`, `apply_custom_object`) are importable for use outside fixtures.
+The helpers (`new_api_client`, `install_crds`, `wait_crd_established`,
+`service_account_kubeconfig`, `apply_custom_object`, `new_dataset_engine`, ...) live in
+modelfs.testing.cluster, which does not import pytest, and are re-exported here.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import re
 import signal
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-import yaml
+
+from modelfs.testing.kubeapi import (
+    CRDS_DIR,
+    DATASET_CRD,
+    FIELD_MANAGER,
+    InstallCrds,
+    SaKubeconfigFactory,
+    apply_custom_object,
+    install_crds,
+    load_yaml_documents,
+    new_api_client,
+    service_account_kubeconfig,
+    wait_crd_established,
+)
 
 if TYPE_CHECKING:
     from kubernetes.aio.client import ApiClient
@@ -71,10 +89,23 @@ if TYPE_CHECKING:
     from modelfs.testing.dataset_engine import DatasetEngine
     from modelfs.testing.fake_dataset.process import FakeDatasetController
 
+# Re-exported: tests and benchmarks import the API helpers from here.
+__all__ = [
+    "CRDS_DIR",
+    "DATASET_CRD",
+    "FIELD_MANAGER",
+    "InstallCrds",
+    "SaKubeconfigFactory",
+    "apply_custom_object",
+    "install_crds",
+    "load_yaml_documents",
+    "new_api_client",
+    "service_account_kubeconfig",
+    "wait_crd_established",
+]
+
 MODES = ("local", "kind", "existing")
 DATASET_CONTROLLERS = ("real", "fake")
-CRDS_DIR = Path(__file__).parent / "crds"
-DATASET_CRD = CRDS_DIR / "dataset.baizeai.io_datasets.yaml"
 CLUSTER_FIXTURES = frozenset(
     {
         "k8s_cluster",
@@ -88,10 +119,6 @@ CLUSTER_FIXTURES = frozenset(
         "dataset_controller",
     }
 )
-FIELD_MANAGER = "modelfs-pytest"
-
-InstallCrds = Callable[..., Awaitable[list[str]]]
-SaKubeconfigFactory = Callable[..., Awaitable[Path]]
 
 
 # --------------------------------------------------------------------------- hooks
@@ -155,177 +182,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-async def new_api_client(kubeconfig: Path | str, context: str | None = None) -> ApiClient:
-    """A `kubernetes.aio` ApiClient for a kubeconfig file (close it with `await c.close()`)."""
-    from kubernetes.aio import config
-
-    api: ApiClient = await config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig), context=context, persist_config=False
-    )
-    # As the operator's client (`modelfs.operator.new_api_client`): without a proxy variable,
-    # the aiohttp session need not scan os.environ for one on every request (which doubled a
-    # request's client CPU, and slowed the benchmark's API floor).
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        api.configuration.client_session_kwargs = {"trust_env": False}
-    return api
-
-
-def load_yaml_documents(*paths: Path | str) -> list[dict[str, Any]]:
-    """Every non-empty YAML document of the files (directories: their *.yaml, sorted)."""
-    documents: list[dict[str, Any]] = []
-    for path in map(Path, paths):
-        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
-        for file in files:
-            with file.open() as stream:
-                documents.extend(d for d in yaml.safe_load_all(stream) if d)
-    return documents
-
-
-async def wait_crd_established(api: ApiClient, name: str, within: float = 60.0) -> None:
-    """Wait until CRD `name` has conditions Established=True and NamesAccepted=True; raises
-    TimeoutError after `within` seconds."""
-    from kubernetes.aio import client
-
-    ext = client.ApiextensionsV1Api(api)
-    conditions: dict[str, str] = {}
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                crd = await ext.read_custom_resource_definition(name)
-                found = (crd.status.conditions if crd.status else None) or []
-                conditions = {c.type: c.status for c in found}
-                if conditions.get("Established") == conditions.get("NamesAccepted") == "True":
-                    return
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise TimeoutError(f"CRD {name} not Established after {within}s: {conditions}") from None
-
-
-async def install_crds(
-    api: ApiClient,
-    *paths: Path | str,
-    within: float = 60.0,
-    field_manager: str = FIELD_MANAGER,
-) -> list[str]:
-    """Server-side apply every CustomResourceDefinition in the files (forcing conflicts) and
-    wait until all are Established. Returns their names."""
-    from kubernetes.aio import client
-
-    ext = client.ApiextensionsV1Api(api)
-    names = []
-    for document in load_yaml_documents(*paths):
-        if document.get("kind") != "CustomResourceDefinition":
-            continue
-        name = document["metadata"]["name"]
-        await ext.patch_custom_resource_definition(
-            name,
-            document,
-            field_manager=field_manager,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-        names.append(name)
-    await asyncio.gather(*(wait_crd_established(api, n, within) for n in names))
-    return names
-
-
-async def service_account_kubeconfig(
-    api: ApiClient,
-    namespace: str,
-    name: str,
-    path: Path,
-    *,
-    create: bool = True,
-    expiration_seconds: int = 3600,
-) -> Path:
-    """Write a kubeconfig for ServiceAccount `namespace/name` to `path`, authenticated with a
-    token from the TokenRequest API, for the same server (and CA) as `api`. Creates the
-    account when `create` and it is missing."""
-    from kubernetes.aio import client
-    from kubernetes.aio.client.exceptions import ApiException
-
-    from modelfs.testing.controlplane import kubeconfig_dict, write_kubeconfig
-
-    core = client.CoreV1Api(api)
-    if create:
-        body = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
-        try:
-            await core.create_namespaced_service_account(namespace, body)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
-    )
-    response = await core.create_namespaced_service_account_token(name, namespace, request)
-    if response.status is None or not response.status.token:
-        raise RuntimeError(f"TokenRequest for {namespace}/{name} returned no token")
-    configuration = api.configuration
-    ca = _ca_bytes(configuration)
-    config = kubeconfig_dict(
-        configuration.host,
-        ca,
-        user=f"system:serviceaccount:{namespace}:{name}",
-        token=response.status.token,
-        namespace=namespace,
-    )
-    if not ca:  # a server with a publicly trusted certificate
-        del config["clusters"][0]["cluster"]["certificate-authority-data"]
-    return write_kubeconfig(path, config)
-
-
-async def apply_custom_object(
-    api: ApiClient,
-    body: dict[str, Any],
-    plural: str,
-    *,
-    field_manager: str = FIELD_MANAGER,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Server-side apply a custom object (namespaced when body.metadata.namespace is set) and
-    return the object the server answered with.
-
-    `CustomObjectsApi.patch_*_custom_object` returns None when the apply creates the object
-    (its response map lacks 201), so this reads the raw response instead.
-    """
-    import json
-
-    from kubernetes.aio import client
-    from kubernetes.aio.client.exceptions import ApiException
-
-    custom = client.CustomObjectsApi(api)
-    group, _, version = body["apiVersion"].rpartition("/")
-    name, namespace = body["metadata"]["name"], body["metadata"].get("namespace")
-    options: dict[str, Any] = {
-        "field_manager": field_manager,
-        "force": force,
-        "_content_type": "application/apply-patch+yaml",
-    }
-    if namespace:
-        response = await custom.patch_namespaced_custom_object_without_preload_content(
-            group, version, namespace, plural, name, body, **options
-        )
-    else:
-        response = await custom.patch_cluster_custom_object_without_preload_content(
-            group, version, plural, name, body, **options
-        )
-    data = await response.read()
-    if not 200 <= response.status < 300:
-        raise ApiException(status=response.status, reason=response.reason, body=data.decode())
-    result: dict[str, Any] = json.loads(data)
-    return result
-
-
-def _ca_bytes(configuration: Any) -> bytes:
-    """The CA bundle a client configuration trusts (file or inline data), b"" if none."""
-    if configuration.ssl_ca_cert:
-        return Path(configuration.ssl_ca_cert).read_bytes()
-    data = getattr(configuration, "ca_cert_data", None)
-    if data:
-        return data.encode() if isinstance(data, str) else bytes(data)
-    return b""
-
-
 def dataset_crd_file(mode: str) -> Path:
     """The Dataset CRD of Dataset controller `mode`: for "real", the one of its Go module (in
     the build cache; DatasetEngineError, naming `make dataset-controller`, when missing); for
@@ -362,6 +218,51 @@ def new_dataset_engine(
     )
 
 
+@contextlib.contextmanager
+def running_control_plane(config: pytest.Config, name: str) -> Iterator[ControlPlane]:
+    """A local control plane of its own (`--k8s-keep` keeps its folder), stopped on leaving;
+    missing binaries or a failed start fail the test, naming it `name`, without a traceback."""
+    from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
+
+    try:
+        binaries = find_binaries()
+    except ControlPlaneError as error:
+        pytest.fail(f"{name}: {error}", pytrace=False)
+    cp = ControlPlane(binaries, keep_workdir=bool(config.getoption("--k8s-keep")))
+    try:
+        cp.start()
+    except ControlPlaneError as error:
+        pytest.fail(f"{name} did not start: {error}", pytrace=False)
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@contextlib.contextmanager
+def running_dataset_engine(
+    mode: str,
+    cluster: Cluster,
+    log_dir: Path,
+    *,
+    backoff_limit: int = 0,
+) -> Iterator[DatasetEngine | FakeDatasetController]:
+    """`new_dataset_engine(...)` started, stopped on leaving; a start that fails (say, a
+    controller not built) fails the test with the reason, without a traceback."""
+    from modelfs.testing.dataset_engine import DatasetEngineError
+    from modelfs.testing.fake_dataset.process import FakeDatasetError
+
+    engine = new_dataset_engine(mode, cluster, log_dir, backoff_limit=backoff_limit)
+    try:
+        engine.start()
+    except (DatasetEngineError, FakeDatasetError) as error:
+        pytest.fail(f"--dataset-controller={mode}: {error}", pytrace=False)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
 def _namespace_name(node_name: str) -> str:
     stem = re.sub(r"[^a-z0-9]+", "-", node_name.lower()).strip("-")[:40].strip("-")
     return f"t-{stem or 'test'}-{uuid.uuid4().hex[:6]}"
@@ -383,21 +284,8 @@ class Cluster:
 def k8s_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     mode = request.config.getoption("--k8s")
     if mode == "local":
-        from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
-
-        try:
-            binaries = find_binaries()
-        except ControlPlaneError as error:
-            pytest.fail(f"--k8s=local: {error}", pytrace=False)
-        cp = ControlPlane(binaries, keep_workdir=request.config.getoption("--k8s-keep"))
-        try:
-            cp.start()
-        except ControlPlaneError as error:
-            pytest.fail(f"--k8s=local: the control plane did not start: {error}", pytrace=False)
-        try:
+        with running_control_plane(request.config, "--k8s=local: the control plane") as cp:
             yield Cluster("local", cp.kubeconfig, cp)
-        finally:
-            cp.stop()
     elif mode == "kind":
         kind = request.getfixturevalue("kind_cluster")  # pytest-kind, needs Docker
         yield Cluster("kind", Path(kind.kubeconfig_path))

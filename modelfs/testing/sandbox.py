@@ -58,13 +58,13 @@ from modelfs.testing.controlplane import (
     K8S_VERSION,
     ControlPlane,
     ControlPlaneError,
-    _parent_death_signal,
-    _tail,
     cache_dir,
     find_binaries,
     reap_orphaned_folders,
     repo_root,
 )
+from modelfs.testing.kubeapi import DATASET_CRD, install_crds, new_api_client
+from modelfs.testing.process import parent_death_signal
 
 GROUP = "model.samzong.dev"
 API = f"/apis/{GROUP}/v1"
@@ -297,7 +297,7 @@ def build_binaries(
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
-            preexec_fn=_parent_death_signal(),
+            preexec_fn=parent_death_signal(),
         )
         assert process.stdout is not None
         stream = process.stdout
@@ -398,8 +398,6 @@ def kustomize(binary: str, directory: Path) -> list[dict[str, Any]]:
 def crd_files(state: Path, dataset_crd: Path | None = None) -> list[Path]:
     """modelfs's CRDs (config/crd/bases of the checkout, else generated from api/v1) and the
     Dataset CRD (`dataset_crd`: the real controller's; default: the fake's test CRD)."""
-    from modelfs.testing.pytest_plugin import DATASET_CRD
-
     dataset = dataset_crd or DATASET_CRD
     root = repo_root()
     bases = root / "config" / "crd" / "bases" if root else None
@@ -418,8 +416,6 @@ def crd_files(state: Path, dataset_crd: Path | None = None) -> list[Path]:
 
 
 async def _install_crds(kubeconfig: Path, files: Sequence[Path]) -> list[str]:
-    from modelfs.testing.pytest_plugin import install_crds, new_api_client
-
     api = await new_api_client(kubeconfig)
     try:
         return await install_crds(api, *files, field_manager="modelfs-sandbox")
@@ -757,7 +753,7 @@ class Sandbox:
                 if not component.alive():
                     raise SandboxError(
                         f"{component.name} exited ({component.process.returncode}); the last "
-                        f"lines of {component.log_path}:\n{_tail(component.log_path)}"
+                        f"lines of {component.log_path}:\n{component.tail()}"
                     )
         if self.engine is not None and not self.engine.alive():
             raise SandboxError(

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from modelfs.testing.fake_dataset import logic
 from modelfs.testing.fake_dataset.controller import SANDBOX_TIMINGS, FakeDataset, Settings
+from modelfs.testing.kubeapi import new_api_client
 
 READY_LINE = "ready"
 
@@ -119,8 +120,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    from modelfs.testing.pytest_plugin import new_api_client
-
     settings = settings_from_args(args)
     api = await new_api_client(args.kubeconfig, args.context)
     fake = FakeDataset(api, settings)

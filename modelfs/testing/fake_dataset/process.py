@@ -7,49 +7,33 @@ sandbox.
         ...
     fake.log_text()                                          # its log so far
 
-The child runs in its own process group, dies with its parent on Linux (PR_SET_PDEATHSIG), is
-stopped with SIGTERM (then SIGKILL after `stop_grace`), and is also stopped at interpreter exit.
+The child (a `modelfs.testing.process.Child`) runs in its own process group, dies with its
+parent on Linux (PR_SET_PDEATHSIG, when started from the main thread), is stopped with SIGTERM
+(then SIGKILL after `stop_grace`), and is also stopped at interpreter exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
-import ctypes
 import os
-import selectors
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 from modelfs.testing.fake_dataset import logic
 from modelfs.testing.fake_dataset.cli import READY_LINE
+from modelfs.testing.process import Child
 
 _LIVE: weakref.WeakSet[FakeDatasetController] = weakref.WeakSet()
 
 
 class FakeDatasetError(RuntimeError):
     """The fake Dataset controller did not start, or died."""
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def preexec() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    return preexec
 
 
 def _duration_arg(seconds: float) -> str:
@@ -90,8 +74,7 @@ class FakeDatasetController:
         self.stop_grace = stop_grace
         self._log_arg = Path(log_path) if log_path else None
         self.log_path: Path | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        self.child: Child | None = None
 
     def argv(self) -> list[str]:
         argv = [
@@ -128,7 +111,7 @@ class FakeDatasetController:
     # -- lifecycle
 
     def start(self) -> FakeDatasetController:
-        if self.process is not None:
+        if self.child is not None:
             return self
         if self._log_arg is None:
             handle, name = tempfile.mkstemp(prefix="fake-dataset-", suffix=".log")
@@ -136,78 +119,30 @@ class FakeDatasetController:
             self.log_path = Path(name)
         else:
             self.log_path = self._log_arg
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log_file,
-            start_new_session=True,
-            preexec_fn=_parent_death_signal(),
-            close_fds=True,
+        self.child = Child.start(
+            "the fake Dataset controller", self.argv(), self.log_path, ready_pipe=True
         )
         _LIVE.add(self)
         try:
-            self._wait_ready()
+            self.child.wait_for_line(READY_LINE, self.startup_timeout, FakeDatasetError)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + self.startup_timeout
-        buffer = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise FakeDatasetError(
-                        "the fake Dataset controller is not ready after "
-                        f"{self.startup_timeout:.0f}s;"
-                        f" its log:\n{self.log_text()[-3000:]}"
-                    )
-                if selector.select(timeout=min(left, 0.5)):
-                    chunk = os.read(self.process.stdout.fileno(), 4096)
-                    if not chunk:
-                        code = self.process.wait(timeout=5)
-                        raise FakeDatasetError(
-                            f"the fake Dataset controller exited ({code}) while starting;"
-                            f" its log:\n{self.log_text()[-3000:]}"
-                        )
-                    buffer += chunk
-                    if READY_LINE.encode() in buffer.splitlines():
-                        return
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.process
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.child is not None and self.child.alive()
 
     def stop(self) -> int | None:
         """SIGTERM to its process group, SIGKILL after `stop_grace`. Returns the exit code.
         Safe to call twice."""
-        process, self.process = self.process, None
-        code = None
-        if process is not None:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    code = process.wait(timeout=self.stop_grace)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    code = process.wait()
-            else:
-                code = process.returncode
-            if process.stdout is not None:
-                process.stdout.close()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        child, self.child = self.child, None
         _LIVE.discard(self)
-        return code
+        return None if child is None else child.stop(self.stop_grace)
 
     def log_text(self) -> str:
         if self.log_path is None or not self.log_path.exists():
