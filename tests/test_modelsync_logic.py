@@ -14,8 +14,6 @@ from modelfs.api.v1.reasons import ROUND_REQUESTED as REQUESTED
 from modelfs.api.v1.reasons import ROUND_RETRY as RETRY
 from modelfs.api.v1.reasons import ROUND_SCHEDULED as SCHEDULED
 from modelfs.controllers.modelsync import (
-    drift_patch,
-    needs_apply,
     plan_round,
     round_state,
     rounds_verdict,
@@ -23,6 +21,7 @@ from modelfs.controllers.modelsync import (
     with_failure_time,
 )
 from modelfs.controllers.status import parse_duration, status_changes
+from modelfs.pkg.dataset import drift_patch, needs_apply
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

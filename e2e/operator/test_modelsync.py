@@ -6,7 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from kubernetes.aio.client import V1Namespace
 
+from e2e.helpers import custom_object
 from e2e.operator.kube import Kube, condition
 
 FAIL_ROUNDS = "fake.dataset.baizeai.io/fail-rounds"
@@ -103,7 +105,7 @@ async def test_each_source_type_reaches_ready(
 async def test_a_reference_source_reads_a_shared_dataset(kube: Kube) -> None:
     """REFERENCE as a ModelSource type: the Dataset operator's own sharing rules apply."""
     other = f"{kube.namespace[:50]}-src"
-    await kube.core.create_namespace({"metadata": {"name": other}})
+    await kube.core.create_namespace(V1Namespace.model_validate({"metadata": {"name": other}}))
     try:
         await kube.custom.create_namespaced_custom_object(
             "dataset.baizeai.io",
@@ -121,8 +123,10 @@ async def test_a_reference_source_reads_a_shared_dataset(kube: Kube) -> None:
             },
         )
         for _ in range(100):  # the Dataset operator does not wait for the source; modelfs users do
-            source = await kube.custom.get_namespaced_custom_object(
-                "dataset.baizeai.io", "v1alpha1", other, "datasets", "qwen-v1"
+            source = custom_object(
+                await kube.custom.get_namespaced_custom_object(
+                    "dataset.baizeai.io", "v1alpha1", other, "datasets", "qwen-v1"
+                )
             )
             if (source.get("status") or {}).get("phase") == "READY":
                 break
@@ -322,6 +326,7 @@ async def test_a_source_config_change_reaches_the_dataset_options(kube: Kube) ->
     await kube.create("ModelSync", "sync", {"modelRef": "mdl", "version": "v1"})
     await kube.wait_phase("sync", "READY")
     await kube.patch("ModelSource", "src", {"spec": {"config": {"syncMode": "copy"}}})
+    dataset = None
     for _ in range(100):
         dataset = await kube.dataset("mdl-v1")
         if dataset and dataset["spec"]["source"].get("options", {}).get("syncMode") == "copy":

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kubernetes.aio.client import ApiClient
+from kubernetes.aio.client import ApiClient, V1Namespace, V1PersistentVolumeClaim
 
 from e2e.operator.conftest import OperatorEnv
 from e2e.operator.kube import DATASETS, Kube, condition
@@ -133,7 +133,9 @@ async def test_b4_a_reference_dataset_creation_posts_its_event(
     await kube.create("ModelSync", "sync", {"modelRef": "mdl", "version": "v1"})
     await kube.wait_phase("sync", "READY", within=60)
     consumer_ns = f"{kube.namespace[:55]}-c"
-    await kube.core.create_namespace({"metadata": {"name": consumer_ns}})
+    await kube.core.create_namespace(
+        V1Namespace.model_validate({"metadata": {"name": consumer_ns}})
+    )
     try:
         consumer = Kube(k8s_api, consumer_ns)
         await consumer.create(
@@ -201,13 +203,15 @@ async def test_b6_a_round_trigger_on_a_type_without_loader_job_ends_clearly(
     if kind == "PVC":
         await kube.core.create_namespaced_persistent_volume_claim(
             kube.namespace,
-            {
-                "metadata": {"name": "weights"},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
+            V1PersistentVolumeClaim.model_validate(
+                {
+                    "metadata": {"name": "weights"},
+                    "spec": {
+                        "accessModes": ["ReadWriteMany"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ),
         )
         repo = "weights/models/qwen"
     else:  # a shared Dataset of this namespace, as the platform team makes one
@@ -245,9 +249,9 @@ async def test_b6_a_round_trigger_on_a_type_without_loader_job_ends_clearly(
     assert (rounds.get("status"), rounds.get("reason")) == ("False", "NoLoaderJob"), rounds
     assert "syncRound 2" in rounds["message"] and kind in rounds["message"]
     await asyncio.sleep(8)  # the Dataset controller's next polls change nothing
-    sync = await kube.get("ModelSync", "sync")
-    assert sync is not None and sync["status"]["phase"] == "READY", sync["status"]
-    assert condition(sync, "Ready")["status"] == "True"
+    again = await kube.get("ModelSync", "sync")
+    assert again is not None and again["status"]["phase"] == "READY", again
+    assert condition(again, "Ready")["status"] == "True"
     dataset = await kube.dataset("mdl-v1")
     assert dataset is not None and dataset["spec"]["dataSyncRound"] == 1
     assert dataset["status"]["phase"] == "READY"

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from kubernetes.aio.client import AdmissionregistrationV1Api
+from kubernetes.aio.client import (
+    AdmissionregistrationV1Api,
+    V1ValidatingAdmissionPolicy,
+    V1ValidatingAdmissionPolicyBinding,
+)
 from kubernetes.aio.client.exceptions import ApiException
 
 from e2e.operator.kube import DATASETS, Kube, condition
@@ -21,37 +25,43 @@ async def forbid_datasets(kube: Kube, admission: AdmissionregistrationV1Api) -> 
     namespace: what a missing RBAC rule or a site policy does to the operator's apply."""
     name = f"no-datasets-{kube.namespace}"[:63]
     await admission.create_validating_admission_policy(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [DATASETS[0]],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE"],
-                            "resources": [DATASETS[2]],
-                        }
-                    ]
+        V1ValidatingAdmissionPolicy.model_validate(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [DATASETS[0]],
+                                "apiVersions": ["*"],
+                                "operations": ["CREATE"],
+                                "resources": [DATASETS[2]],
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {"expression": "false", "reason": "Forbidden", "message": MESSAGE}
+                    ],
                 },
-                "validations": [{"expression": "false", "reason": "Forbidden", "message": MESSAGE}],
-            },
-        }
+            }
+        )
     )
     await admission.create_validating_admission_policy_binding(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": kube.namespace}
-                    }
+        V1ValidatingAdmissionPolicyBinding.model_validate(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "policyName": name,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": kube.namespace}
+                        }
+                    },
                 },
-            },
-        }
+            }
+        )
     )
     # The policy is served once the API server's informer has it: wait until a dry run is refused.
     deadline = time.monotonic() + 30
