@@ -1,7 +1,8 @@
 """Every reason modelfs puts on a condition or an Event, defined once.
 
-A reason is a CamelCase word a user can grep for; docs/troubleshooting.md explains each one. The
-reasons of a spec that cannot resolve live with their checks (`pkg.dataset.errors.Reason`).
+A reason is a CamelCase word a user can grep for; the README's status table says where each
+appears. The reasons of a spec that cannot resolve live with their checks
+(`pkg.dataset.errors.Reason`).
 """
 
 from __future__ import annotations
