@@ -77,6 +77,8 @@ class AuditEntry(NamedTuple):
     name: str
     code: int
     uri: str
+    seconds: float
+    """The API server's own time for the request: received -> this stage."""
 
 
 class AuditLog:
@@ -105,11 +107,15 @@ class AuditLog:
     @staticmethod
     def _entry(event: dict[str, Any]) -> AuditEntry:
         ref = event.get("objectRef") or {}
+        received = datetime.fromisoformat(event["requestReceivedTimestamp"])
+        stage = datetime.fromisoformat(
+            event.get("stageTimestamp") or event["requestReceivedTimestamp"]
+        )
         resource = ref.get("resource", "")
         if ref.get("subresource"):
             resource += "/" + ref["subresource"]
         return AuditEntry(
-            received=datetime.fromisoformat(event["requestReceivedTimestamp"]),
+            received=received,
             stage=event.get("stage", ""),
             user=(event.get("user") or {}).get("username", ""),
             verb=event.get("verb", ""),
@@ -118,6 +124,7 @@ class AuditLog:
             name=ref.get("name", ""),
             code=int((event.get("responseStatus") or {}).get("code") or 0),
             uri=event.get("requestURI", ""),
+            seconds=(stage - received).total_seconds(),
         )
 
     def by(self, user: str, start: datetime, end: datetime) -> list[AuditEntry]:

@@ -202,6 +202,8 @@ class Bench:
                     namespace, ModelSync.plural, name, {"modelRef": model, "version": version}
                 )
 
+        depths: list[float] = []
+        sampler = asyncio.create_task(self.sample_depth(depths))
         try:
             await asyncio.wait_for(asyncio.gather(*(s.wait() for s in started)), 60)
             await asyncio.sleep(0.5)  # let the watch requests reach the server
@@ -243,10 +245,19 @@ class Bench:
             yields = self.status_yields() - yields
             others = self.machine.others_cores(machine)
         finally:
-            for task in [*watches, *creates]:
+            for task in [*watches, *creates, sampler]:
                 task.cancel()
-            await asyncio.gather(*watches, *creates, return_exceptions=True)
+            await asyncio.gather(*watches, *creates, sampler, return_exceptions=True)
         entries = self.audit.by(OPERATOR_USER, window_start, window_end)
+        applies = [e.seconds for e in entries if e.resource == DATASET_PLURAL and e.verb == "patch"]
+        sync_creates = [
+            e.seconds
+            for e in self.audit.poll()
+            if e.namespace == namespace
+            and e.resource == ModelSync.plural
+            and e.verb == "create"
+            and e.stage == "ResponseComplete"
+        ]
         n = len(triples)
         breakdown = self.breakdown(namespace, triples, tracker) if until_ready else {}
         events = await self.event_reasons(namespace)
@@ -272,6 +283,11 @@ class Bench:
             "writes": write_figures(entries, n),
             "writes_after_last_ready": len(trailing),
             "status_yields_per_sync": round(yields / n, 2),
+            "max_queue_depth": max(depths, default=None),
+            "server_time": {
+                "operator's Dataset applies": summary(applies),
+                "the client's ModelSync creates": summary(sync_creates),
+            },
             "quiet_after": quiet,
             "window_s": round((window_end - window_start).total_seconds(), 1),
         }
@@ -384,6 +400,16 @@ class Bench:
             "fake": self.procs.retired_cpu["fake"] + cpu_seconds(pid_of(self.procs.fake)),
             "dataset_controller": self.procs.engine_cpu(),
         }
+
+    async def sample_depth(self, depths: list[float]) -> None:
+        """The operator's ModelSync queue depth (its metric), once a second, until cancelled."""
+        while True:
+            with contextlib.suppress(OSError):
+                text = await asyncio.to_thread(self.procs.operator.metrics)
+                for line in text.splitlines():
+                    if line.startswith('modelfs_workqueue_depth{name="modelsyncs"}'):
+                        depths.append(float(line.rsplit(" ", 1)[1]))
+            await asyncio.sleep(1.0)
 
     def status_yields(self) -> float:
         """Status writes the operator put off behind a backlog so far (its metric)."""

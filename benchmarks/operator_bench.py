@@ -1,39 +1,35 @@
 """The operator's figures on a local control plane: CPU and API writes per ModelSync, latency,
 throughput against the API server's own floor, memory, restart and idle cost, each printed next
-to its target (issue 11, item 5).
+to its target (issues 11 and 19). This module is the driver: the arguments, the processes, and
+the phases in order; each phase is a module of benchmarks/phases/, the shared client side is
+benchmarks/harness.py, the report and the targets benchmarks/report.py.
 
     python -m benchmarks.operator_bench [--syncs 100] [--rate 10] [--scale-syncs 1000]
-        [--rss-max 5000] [--idle 60] [--no-restart] [--profile FILE] [--json out.json] [--keep]
+        [--real-syncs 1000] [--rss-max 5000] [--idle 60] [--no-restart] [--profile FILE]
+        [--json out.json] [--keep]
 
 It starts its own ControlPlane (etcd, kube-apiserver with a Metadata audit log,
 kube-controller-manager), installs the CRDs, starts the fake Dataset controller with instant
-timings (the fake, not the real controller: a thousand loader Jobs and their Pods would measure
-the Job controller and the pod simulator, not the operator; e2e/test_conformance.py shows the
-fake behaves as the real one does), and runs `modelfs run` as its own ServiceAccount (the
-generated ClusterRole of config/rbac/role.yaml when it exists, else cluster-admin). The fake
-watches only the namespaces it is told to (see below). Then, each phase in its own namespace:
+timings, and runs `modelfs run` as its own ServiceAccount (the generated ClusterRole of
+config/rbac/role.yaml when it exists, else cluster-admin). The fake watches only the namespaces
+it is told to. Then, each phase in its own namespace:
 
-1. steady: `--syncs` ModelSyncs created at `--rate` per second; for each, the time from the
-   client sending its create to the client seeing (by watch) its Dataset ADDED and its
-   status.phase READY. API writes and CPU of the operator over the phase, per ModelSync.
-2. burst: the same, all created at once (at most `--concurrency` creates in flight).
-3. floor: `--scale-syncs` Datasets created directly by the client, at the same concurrency, in a
-   namespace that neither the operator (no owner) nor the fake acts on: the API server's time.
-4. scale: `--scale-syncs` ModelSyncs created at once. The fake does not watch their namespace
-   until every Dataset exists, so the time to the last Dataset is the operator's and the API
-   server's alone (the ratio to the floor); then the fake takes them to READY. The operator's
-   RSS with them READY.
-5. restart: the operator is stopped and started again with those READY ModelSyncs: its writes,
-   its CPU until it is idle, and the time a ModelSync created as soon as it is healthy waits for
-   its Dataset.
-6. idle: the operator's writes and reads over `--idle` seconds (one ModelSource has a Secret, so
-   the periodic Secret re-check is seen and told apart).
-7. rss: ModelSyncs added `--rss-step` at a time up to `--rss-max` (in namespaces the fake does
-   not watch: their Datasets get no status), the operator's RSS after each step: the slope.
+1. steady (phases/steady.py): `--syncs` ModelSyncs created at `--rate` per second.
+2. burst (phases/burst.py): the same, all created at once.
+3. floor (phases/floor.py): as many Datasets as the scale phase's ModelSyncs, created directly
+   in a namespace nothing acts on: the API server's own time.
+4. real (phases/real.py): `--real-syncs` ModelSyncs at once with the REAL Dataset controller
+   and the pod simulator at work from the start; first, with `--real-floor`, the floor again
+   with the real controller at work on the Datasets.
+5. scale (phases/scale.py): `--scale-syncs` ModelSyncs at once; the fake joins once every
+   Dataset exists, so the time to the last Dataset is the operator's and the API server's.
+6. restart (phases/restart.py): the operator stopped and started again with those READY.
+7. idle (phases/idle.py): the operator's requests over `--idle` seconds.
+8. rss (phases/rss.py): ModelSyncs added `--rss-step` at a time up to `--rss-max`: the slope.
 
-`--profile FILE` runs the operator under cProfile (benchmarks/profiled.py), on only for the
-scale phase, and prints the top functions. Everything it started (operator, fake, control
-plane) is stopped on exit, Ctrl-C or error.
+`--profile FILE` runs the operator under cProfile (benchmarks/profiled.py), on for one phase
+(`--profile-phase`), and prints the top functions. Everything it started (operator, fake, real
+Dataset controller, control plane) is stopped on exit, Ctrl-C or error.
 """
 
 from __future__ import annotations

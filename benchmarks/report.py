@@ -91,8 +91,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             and scale["datasets"] == scale["syncs"]
             and found <= TARGET_FLOOR_RATIO,
         )
-    if "real" in results and "floor" in results:
-        real, floor = results["real"], results["floor"]
+    if "real" in results:
+        real = results["real"]
+        floor = real["floor"]
         found = ratio(real, floor)
         with_controller = ""
         if "real_floor" in results:
@@ -221,6 +222,15 @@ def report(results: dict[str, Any]) -> str:
             "status writes put off behind a backlog, per ModelSync",
             lambda p: p.get("status_yields_per_sync"),
         )
+        row(
+            "operator's ModelSync queue depth, max (sampled 1/s)",
+            lambda p: p.get("max_queue_depth"),
+        )
+        for key in ("operator's Dataset applies", "the client's ModelSync creates"):
+            row(
+                f"API server time of {key}, median / p99 (ms)",
+                functools.partial(server_time, key),
+            )
         keys = []
         for _, p in phases:
             for key in p["server_side_breakdown"]:
@@ -351,6 +361,13 @@ def _profile_rows(entries: list[dict[str, Any]]) -> list[str]:
             f"{entry['function']}"
         )
     return lines
+
+
+def server_time(key: str, phase: dict[str, Any]) -> Any:
+    found = phase.get("server_time", {}).get(key, {})
+    if not found.get("n"):
+        return None
+    return f"{found['median_ms']:.0f} / {found['p99_ms']:.0f}"
 
 
 def breakdown_median(key: str, phase: dict[str, Any]) -> Any:
