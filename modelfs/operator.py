@@ -122,7 +122,7 @@ RECONCILERS: dict[str, Reconciler] = {
     "modelreferences": modelreference.reconcile,
 }
 #: Workers per queue: a key is reconciled by one worker at a time; these bound the parallelism.
-WORKERS = {"modelsources": 2, "models": 2, "modelsyncs": 8, "modelreferences": 4}
+WORKERS = {"modelsources": 2, "models": 2, "modelsyncs": 32, "modelreferences": 4}
 RESYNC_SECONDS = 30.0
 """Every key of every kind is enqueued this often: drift repair, schedules, Secret re-checks."""
 
