@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from modelfs.testing.dataset_engine import DatasetEngine
 from modelfs.testing.fake_dataset.logic import Timings
@@ -82,27 +82,50 @@ class AuditEntry(NamedTuple):
 
 
 class AuditLog:
-    """Reads the apiserver's audit log incrementally (it grows to hundreds of MB)."""
+    """Reads the apiserver's audit log incrementally (it grows to hundreds of MB). The API
+    server renames it at 100 MB and starts a new one (the real phase's Jobs and Pods get there):
+    the file stays open, is read to its end once renamed, and the new one is read from its
+    start."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.offset = 0
+        self.stream: BinaryIO | None = None
+        self.partial = b""
         self.entries: list[AuditEntry] = []
         self.last_operator_write: datetime | None = None
 
     def poll(self) -> list[AuditEntry]:
-        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as stream:
-            stream.seek(self.offset)
-            data = stream.read()
-            end = data.rfind(b"\n") + 1  # a line being written stays for the next poll
-            self.offset += end
-            for line in data[:end].splitlines():
-                if line.strip():
-                    entry = self._entry(json.loads(line))
-                    self.entries.append(entry)
-                    if entry.user == OPERATOR_USER and entry.verb in WRITE_VERBS:
-                        self.last_operator_write = entry.received
-        return self.entries
+        while True:
+            if self.stream is None:
+                try:
+                    self.stream = self.path.open("rb")
+                except FileNotFoundError:
+                    return self.entries
+            try:  # stat before the read: what is read after a rename is the old file's end
+                renamed = os.stat(self.path).st_ino != os.fstat(self.stream.fileno()).st_ino
+            except FileNotFoundError:
+                renamed = False
+            self._parse(self.stream.read())
+            if not renamed:
+                return self.entries
+            self.stream.close()
+            self.stream, self.partial = None, b""
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+    def _parse(self, data: bytes) -> None:
+        data = self.partial + data
+        end = data.rfind(b"\n") + 1  # a line being written stays for the next poll
+        self.partial = data[end:]
+        for line in data[:end].splitlines():
+            if line.strip():
+                entry = self._entry(json.loads(line))
+                self.entries.append(entry)
+                if entry.user == OPERATOR_USER and entry.verb in WRITE_VERBS:
+                    self.last_operator_write = entry.received
 
     @staticmethod
     def _entry(event: dict[str, Any]) -> AuditEntry:

@@ -77,6 +77,7 @@ class Bench:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.audit.close()
         for api in (self.api, self.watch_api):
             if api is not None:
                 await api.close()

@@ -165,8 +165,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--real-until",
         choices=["datasets", "ready"],
-        default="ready",
-        help="the real phase ends once every Dataset exists, or once every ModelSync is READY",
+        default="datasets",
+        help="the real phase ends once every Dataset exists, or once every ModelSync is READY "
+        "(minutes: the real controller's pace)",
     )
     parser.add_argument(
         "--real-round",

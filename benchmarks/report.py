@@ -47,7 +47,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def add(figure: str, target: str, measured: str, ok: bool | None) -> None:
         rows.append({"figure": figure, "target": target, "measured": measured, "ok": ok})
 
-    phases = [(k, results[k]) for k in ("steady", "burst", "scale", "real") if k in results]
+    # The real phase is left out: its window runs at the real Dataset controller's pace (minutes
+    # to READY, with the resync passes in it); it is listed apart below.
+    phases = [(k, results[k]) for k in ("steady", "burst", "scale") if k in results]
     if phases:
         cpu = [(k, p["cpu_ms_per_sync"]["operator"]) for k, p in phases]
         add(
@@ -101,6 +103,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"; {ratio(real, results['real_floor'])}x the floor with the real controller "
                 f"({results['real_floor']['all_datasets_s']} s)"
             )
+        until = results["config"].get("real_until")
+        add(
+            f"real Dataset controller: operator CPU, writes per ModelSync, creation -> {until}",
+            "(measured)",
+            f"{real['cpu_ms_per_sync']['operator']} ms, {real['writes']['per_sync']} "
+            f"(window {real['window_s']} s)",
+            None,
+        )
         add(
             f"{real['syncs']} ModelSyncs at once, real Dataset controller: every Dataset, "
             "/ the API floor",
