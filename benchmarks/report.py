@@ -330,7 +330,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append("  WARNING: the operator was not running at the end")
     if results.get("targets"):
         lines.append("")
-        lines.append("  issue 11 targets")
+        lines.append("  issue 11 and 19 targets")
         width = max(len(t["figure"]) for t in results["targets"]) + 2
         for t in results["targets"]:
             verdict = {True: "ok", False: "MISS", None: ""}[t["ok"]]
