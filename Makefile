@@ -63,7 +63,7 @@ test: $(STAMP) controlplane-binaries dataset-controller actionlint helm checkov 
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: $(STAMP) controlplane-binaries dataset-controller ## Operator benchmark: latency, API writes per ModelSync, RSS, idle (BENCH_ARGS="--syncs 50 --json out.json")
+bench: $(STAMP) controlplane-binaries dataset-controller ## Operator benchmark: latency, API writes per ModelSync, RSS, idle, the real Dataset controller's burst (BENCH_ARGS="--syncs 50 --json out.json")
 	$(BIN)/python -m benchmarks.operator_bench $(BENCH_ARGS)
 
 .PHONY: clean

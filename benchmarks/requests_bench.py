@@ -34,13 +34,13 @@ from typing import Any
 
 from kubernetes.aio import client
 
-from modelfs.api.v1 import GROUP, VERSION
+from modelfs.api.v1 import GROUP, VERSION, ModelSync
 from modelfs.pkg.kube.client import ObjectClient, event_body
 from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
 from modelfs.testing.pytest_plugin import install_crds, new_api_client
 
 REPO = Path(__file__).resolve().parents[1]
-NAMESPACE, ACCOUNT, NAME, PLURAL = "bench", "operator", "sync", "modelsyncs"
+NAMESPACE, ACCOUNT, NAME, PLURAL = "bench", "operator", "sync", ModelSync.plural
 WARMUP = 50
 
 
@@ -69,7 +69,8 @@ async def status_direct(api: client.ApiClient, count: int) -> None:
 async def event_generated(api: client.ApiClient, count: int) -> None:
     core = client.CoreV1Api(api)
     for i in range(count):
-        body = event_body(SYNC, "Normal", "Bench", f"event {i}")
+        # a dict, not a V1Event: what the generated client is handed in the operator's place
+        body: Any = event_body(SYNC, "Normal", "Bench", f"event {i}")
         await core.create_namespaced_event(NAMESPACE, body, _request_timeout=30.0)
 
 
@@ -100,11 +101,10 @@ async def measure(
     api = await new_client(kubeconfig)
     cpu: dict[str, dict[str, list[float]]] = {case: {} for case in CASES}
     try:
-        SYNC.update(
-            await client.CustomObjectsApi(api).get_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL, NAME
-            )
+        created: Any = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, NAME
         )
+        SYNC.update(created)
         for case, paths in CASES.items():
             print(f"{requests} x {case}, one ModelSync, per path and round:")
             for run in paths.values():  # warm the pool and both code paths

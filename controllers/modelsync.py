@@ -1036,7 +1036,9 @@ DESCRIPTOR = Descriptor(
     triggers=triggers.sync_changed,
     own_write=triggers.sync_written,
     reconcile=reconcile,
-    workers=8,
+    # With the Dataset controller at work an apply takes tens to hundreds of milliseconds: the
+    # workers bound the applies in flight (benchmarks/README.md, Run I).
+    workers=32,
     phase=True,
     finalizes=True,  # a Retain finalizer comes off even in a namespace being deleted
     on_gone=metrics.forget_phase,

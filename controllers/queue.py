@@ -70,9 +70,11 @@ class WorkQueue(Generic[K]):
         self._errors: dict[K, str] = {}
         """The last unexpected error of each failing key: its traceback is logged once."""
         self._timers: dict[K, asyncio.TimerHandle] = {}
-        self._ready = asyncio.Event()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        """Workers waiting for a key: an add wakes one of them, not all (an Event woke every
+        worker on every add, and all but one went back to sleep)."""
         self._workers: list[asyncio.Task[None]] = []
-        # The labelled metrics, looked up once: `labels()` on every add was 1% of a burst.
+        # The labelled metrics, looked up once: `labels()` on every add is not free.
         self._adds, self._retries = ADDS.labels(name), RETRIES.labels(name)
         self._depth, self._queue_seconds = DEPTH.labels(name), QUEUE_SECONDS.labels(name)
         self._work_seconds = WORK_SECONDS.labels(name)
@@ -100,7 +102,14 @@ class WorkQueue(Generic[K]):
             self._high.append(key)
             self._high_waiting += 1
         self._depth.set(len(self._waiting))
-        self._ready.set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            worker = self._idle.popleft()
+            if not worker.done():
+                worker.set_result(None)
+                return
 
     def add_after(self, key: K, delay: float) -> None:
         """Add `key` in `delay` seconds, unless an earlier add of it is already set."""
@@ -161,8 +170,14 @@ class WorkQueue(Generic[K]):
     async def get(self) -> K:
         while True:
             while not self._waiting:
-                self._ready.clear()
-                await self._ready.wait()
+                woken = asyncio.get_running_loop().create_future()
+                self._idle.append(woken)
+                try:
+                    await woken
+                except asyncio.CancelledError:
+                    if woken.done() and not woken.cancelled():
+                        self._wake_one()  # woken, then cancelled: the key goes to another
+                    raise
             key, low = (self._high.popleft(), False) if self._high else (self._low.popleft(), True)
             waiting = self._waiting.get(key)
             if waiting is None or waiting[1] != low:

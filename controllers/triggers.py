@@ -17,10 +17,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 from modelfs.controllers.runtime import Indexes, Key, body_key
 from modelfs.pkg.dataset import pruned
 
-OWNER_KINDS = {"ModelSync": "modelsyncs", "ModelReference": "modelreferences"}
+SOURCES, MODELS, SYNCS, REFERENCES = (
+    ModelSource.plural,
+    Model.plural,
+    ModelSync.plural,
+    ModelReference.plural,
+)
+OWNER_KINDS = {ModelSync.kind_name: SYNCS, ModelReference.kind_name: REFERENCES}
 """The kinds that own Datasets, by kind name: their plural."""
 
 
@@ -49,29 +56,29 @@ def _spec(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def syncs_and_readers(ix: Indexes, model_key: Key, affected: Affected) -> Affected:
     namespace = model_key[0]
-    affected.add("modelsyncs", *((namespace, n) for n in ix.sync_names_of_model(model_key)))
-    affected.add("modelreferences", *ix.references_of_model(model_key))
+    affected.add(SYNCS, *((namespace, n) for n in ix.sync_names_of_model(model_key)))
+    affected.add(REFERENCES, *ix.references_of_model(model_key))
     return affected
 
 
 def source_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
     """A ModelSource: itself, its Models (readiness), their ModelSyncs (resolution)."""
     key = body_key(body)
-    affected = Affected().add("modelsources", key)
+    affected = Affected().add(SOURCES, key)
     for name in ix.model_names_of_source(key):
         model_key = (key[0], name)
-        affected.add("models", model_key)
-        affected.add("modelsyncs", *((key[0], n) for n in ix.sync_names_of_model(model_key)))
+        affected.add(MODELS, model_key)
+        affected.add(SYNCS, *((key[0], n) for n in ix.sync_names_of_model(model_key)))
     return affected
 
 
 def model_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
     """A Model: itself, its source (it counts Models), its ModelSyncs and ModelReferences."""
     key = body_key(body)
-    affected = Affected().add("models", key)
+    affected = Affected().add(MODELS, key)
     source = _spec(body).get("sourceRef")
     if source:
-        affected.add("modelsources", (key[0], str(source)))
+        affected.add(SOURCES, (key[0], str(source)))
     return syncs_and_readers(ix, key, affected)
 
 
@@ -80,23 +87,23 @@ def sync_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
     version (a duplicate may take over; modelRef and version are immutable, so no other
     ModelSync's verdict depends on this one), and the Model's ModelReferences (their source)."""
     key = body_key(body)
-    affected = Affected().add("modelsyncs", key)
+    affected = Affected().add(SYNCS, key)
     model = _spec(body).get("modelRef")
     if model:
         model_key = (key[0], str(model))
-        affected.add("models", model_key)
+        affected.add(MODELS, model_key)
         version = str(_spec(body).get("version", ""))
-        affected.add("modelsyncs", *map(body_key, ix.syncs_of_version(model_key, version)))
-        affected.add("modelreferences", *ix.references_of_model(model_key))
+        affected.add(SYNCS, *map(body_key, ix.syncs_of_version(model_key, version)))
+        affected.add(REFERENCES, *ix.references_of_model(model_key))
     return affected
 
 
 def reference_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
     """A ModelReference: itself and the Model it reads (which lists its readers)."""
-    affected = Affected().add("modelreferences", body_key(body))
+    affected = Affected().add(REFERENCES, body_key(body))
     target = _spec(body).get("modelRef") or {}
     if target.get("namespace") and target.get("name"):
-        affected.add("models", (str(target["namespace"]), str(target["name"])))
+        affected.add(MODELS, (str(target["namespace"]), str(target["name"])))
     return affected
 
 
@@ -108,8 +115,8 @@ def dataset_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
     affected = Affected()
     if not any(o.get("controller") for o in body.get("metadata", {}).get("ownerReferences") or []):
         for plural, store, get in (
-            ("modelsyncs", ix.syncs, ix.sync),
-            ("modelreferences", ix.references, ix.reference),
+            (SYNCS, ix.syncs, ix.sync),
+            (REFERENCES, ix.references, ix.reference),
         ):
             for key in store:
                 if (
@@ -122,14 +129,14 @@ def dataset_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
         if not owner.get("controller"):
             continue
         owner_key = (namespace, str(owner.get("name")))
-        if owner.get("kind") == "ModelReference":
-            affected.add("modelreferences", owner_key)
-        elif owner.get("kind") == "ModelSync":
-            affected.add("modelsyncs", owner_key)
+        if owner.get("kind") == ModelReference.kind_name:
+            affected.add(REFERENCES, owner_key)
+        elif owner.get("kind") == ModelSync.kind_name:
+            affected.add(SYNCS, owner_key)
             sync = ix.sync(owner_key)
             model = _spec(sync or {}).get("modelRef")
             if model:
-                affected.add("modelreferences", *ix.references_of_model((namespace, str(model))))
+                affected.add(REFERENCES, *ix.references_of_model((namespace, str(model))))
     return affected
 
 
@@ -151,14 +158,14 @@ def dataset_reads(body: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def namespace_changed(ix: Indexes, name: str) -> Affected:
     """A Namespace's labels decide what it may reference."""
-    return Affected().add("modelreferences", *(k for k in ix.references if k[0] == name))
+    return Affected().add(REFERENCES, *(k for k in ix.references if k[0] == name))
 
 
 def source_written(ix: Indexes, body: Mapping[str, Any], waited: bool) -> Affected:
     """modelfs wrote a ModelSource's status: a Secret re-check may have changed the verdict its
     Models and ModelSyncs read. The source itself has nothing new to reconcile."""
     affected = source_changed(ix, body)
-    affected.keys["modelsources"].clear()
+    affected.keys[SOURCES].clear()
     return affected
 
 
@@ -166,7 +173,7 @@ def sync_written(ix: Indexes, body: Mapping[str, Any], waited: bool) -> Affected
     """modelfs wrote a ModelSync (status, finalizer): the Model lists its phase; references
     read its Dataset. The ModelSync itself has nothing new to reconcile."""
     affected = sync_changed(ix, body)
-    affected.keys["modelsyncs"].clear()
+    affected.keys[SYNCS].clear()
     return affected
 
 

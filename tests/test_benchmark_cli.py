@@ -3,8 +3,10 @@ and parses its arguments."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_the_benchmark_imports_and_answers_help() -> None:
@@ -16,3 +18,34 @@ def test_the_benchmark_imports_and_answers_help() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--syncs" in done.stdout and "--fake-timings" in done.stdout
+
+
+def test_the_audit_log_is_read_across_the_api_servers_rotation(tmp_path: Path) -> None:
+    """kube-apiserver renames its audit log at 100 MB and starts a new one: the reader finishes
+    the renamed file and goes on with the new one, losing no line and parsing none twice."""
+    from benchmarks.common import OPERATOR_USER, AuditLog
+
+    def line(i: int) -> str:
+        event = {
+            "stage": "ResponseComplete",
+            "requestReceivedTimestamp": f"2026-12-07T03:00:{i:02d}.000000Z",
+            "stageTimestamp": f"2026-12-07T03:00:{i:02d}.250000Z",
+            "user": {"username": OPERATOR_USER},
+            "verb": "patch",
+            "objectRef": {"resource": "modelsyncs", "subresource": "status", "name": f"s{i}"},
+            "responseStatus": {"code": 200},
+        }
+        return json.dumps(event) + "\n"
+
+    path = tmp_path / "audit.log"
+    path.write_text(line(0) + line(1)[:20])  # the second line still being written
+    audit = AuditLog(path)
+    assert [e.name for e in audit.poll()] == ["s0"]
+    with path.open("a") as stream:
+        stream.write(line(1)[20:] + line(2))
+    path.rename(tmp_path / "audit-2026-12-07T03-00-03.log")
+    path.write_text(line(3))
+    entries = audit.poll()
+    audit.close()
+    assert [e.name for e in entries] == ["s0", "s1", "s2", "s3"]
+    assert entries[3].resource == "modelsyncs/status" and entries[3].seconds == 0.25
