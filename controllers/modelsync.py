@@ -118,7 +118,8 @@ DATASET_CONDITION_PREFIX = "Dataset"
 
 RESOLVED_CONDITION, READY_CONDITION, ROUNDS_CONDITION = "Resolved", "Ready", "Rounds"
 #: Dataset source types the Dataset operator runs no loader Job for (it mounts the data where it
-#: is): a raised dataSyncRound never succeeds on them, so modelfs never raises it.
+#: is): a raised dataSyncRound downloads nothing on them (and fails a REFERENCE for good), so
+#: modelfs never raises it (docs/dataset-controller.md, section 5).
 NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
 SERVED_ROUND_ANNOTATION = "model.samzong.dev/served-sync-round"
 ATTEMPTS_ANNOTATION = "model.samzong.dev/round-attempts"
@@ -232,9 +233,10 @@ def with_failure_time(view: DatasetView, recorded: str | None, now: datetime) ->
 def round_state(view: DatasetView) -> RoundState:
     """Where the Dataset's current round stands.
 
-    The Dataset operator shows FAILED for a moment after a round is raised and before its Job
-    exists (lastSucceedRound != dataSyncRound); that is "waiting", not a failure: a failure is
-    FAILED once the round has a Job, or a condition that reports an error.
+    Just after modelfs raises the round, the Dataset it reads may still show the round before
+    (lastSucceedRound != dataSyncRound): that is "waiting", not a failure. A failure is FAILED
+    once the round has a Job, or a condition that reports an error (docs/dataset-controller.md,
+    section 2).
     """
     if view.processing:
         return "processing"
