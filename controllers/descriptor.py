@@ -1,7 +1,7 @@
 """A kind's wiring, declared once next to its reconciler, as kubebuilder's `SetupWithManager`.
 
 Every part of the operator that differs by kind reads these descriptors: the kopf registration
-(`modelfs.operator.register`), the dispatcher, the queues and their workers, the generic runner
+(`modelfs.operator.register`), the queues and their workers, the generic runner
 (`controllers.runner`), the runtime's bookkeeping, the `Indexes` view, the RBAC rules and the
 in-memory test cluster. Adding a kind means writing its module and listing its descriptor in
 `controllers.kinds`.

@@ -15,4 +15,3 @@ RECONCILED: tuple[Descriptor, ...] = (
 """The kinds modelfs reconciles, in the order a pass over everything enqueues them."""
 WATCHED: tuple[Watched, ...] = (*RECONCILED, watched.DATASETS, watched.NAMESPACES)
 """Every kind modelfs lists, watches and indexes."""
-BY_PLURAL: dict[str, Watched] = {kind.plural: kind for kind in WATCHED}

@@ -152,9 +152,9 @@ def decide(observed: Observed, now: datetime) -> Plan:
     return Plan(status, ready, ready_events(current, ready, observed.written))
 
 
-async def observe(ctx: Context, key: Key) -> Observed | None:
-    body = ctx.indexes.model(key)
-    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+async def observe(ctx: Context, key: Key, body: dict[str, Any]) -> Observed | None:
+    """What the reconcile of `body` (the object `key`, as the runner found it) reads."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
         return None
     try:
         model = ctx.runtime.parse(Model, body)
@@ -206,7 +206,7 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
     waiting = ctx.runtime.wait_for_own_write(PLURAL, key)
     if waiting is not None:
         return Result.after(waiting)
-    observed = await observe(ctx, key)
+    observed = await observe(ctx, key, body)
     if observed is None:
         ctx.runtime.forget_object(PLURAL, key)
         return Result.done()

@@ -222,9 +222,9 @@ class Observed:
     index lacks it, the API server has it (a revocation deletes it all the same)."""
 
 
-async def observe(ctx: Context, key: Key) -> Observed | None:
-    body = ctx.indexes.reference(key)
-    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+async def observe(ctx: Context, key: Key, body: dict[str, Any]) -> Observed | None:
+    """What the reconcile of `body` (the object `key`, as the runner found it) reads."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
         return None
     try:
         ref = ctx.runtime.parse(ModelReference, body)
@@ -492,7 +492,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
 
 
 async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
-    observed = await observe(ctx, key)
+    observed = await observe(ctx, key, body)
     if observed is None:
         ctx.runtime.forget_object(PLURAL, key)
         return Result.done()

@@ -4,7 +4,6 @@ Models that use it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +12,7 @@ from modelfs.api.v1 import GROUP, VERSION, ModelSource, ModelSourceStatus
 from modelfs.controllers import metrics, triggers
 from modelfs.controllers.descriptor import Descriptor
 from modelfs.controllers.result import Result
-from modelfs.controllers.runtime import Context, Key, body_key, snapshot
+from modelfs.controllers.runtime import Context, Key, by_name
 from modelfs.controllers.shared import SOURCE_SECONDS, Verdict, source_verdict
 from modelfs.controllers.status import (
     Event,
@@ -65,9 +64,9 @@ def decide(observed: Observed, now: datetime) -> Plan:
     return Plan(status, result, ready_events(current, result, observed.written))
 
 
-async def observe(ctx: Context, key: Key) -> Observed | None:
-    body = ctx.indexes.source(key)
-    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+async def observe(ctx: Context, key: Key, body: dict[str, Any]) -> Observed | None:
+    """What the reconcile of `body` (the object `key`, as the runner found it) reads."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
         return None
     try:
         source = ctx.runtime.parse(ModelSource, body)
@@ -109,7 +108,7 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
     waiting = ctx.runtime.wait_for_own_write(PLURAL, key)
     if waiting is not None:
         return Result.after(waiting)
-    observed = await observe(ctx, key)
+    observed = await observe(ctx, key, body)
     if observed is None:
         ctx.runtime.forget_object(PLURAL, key)
         return Result.done()
@@ -118,17 +117,13 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
     return Result.done()
 
 
-def index(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
-    return {body_key(body): snapshot(body)}
-
-
 DESCRIPTOR = Descriptor(
     kind=ModelSource.kind_name,
     plural=PLURAL,
     group=GROUP,
     version=VERSION,
     parsed=ModelSource,
-    index=index,
+    index=by_name,
     views={"modelsources": None},
     triggers=triggers.source_changed,
     own_write=triggers.source_written,

@@ -473,17 +473,15 @@ class Observed:
     """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
 
 
-async def observe(ctx: Context, key: Key) -> Observed | None:
-    observed = await observe_indexes(ctx, key)
+async def observe(ctx: Context, key: Key, body: dict[str, Any]) -> Observed | None:
+    """What the reconcile of `body` (the object `key`, as the runner found it) reads."""
+    observed = await observe_indexes(ctx, key, body)
     if observed is None:
         return None
     return replace(observed, written=last_written(ctx, PLURAL, observed.body))
 
 
-async def observe_indexes(ctx: Context, key: Key) -> Observed | None:
-    body = ctx.indexes.sync(key)
-    if body is None:
-        return None
+async def observe_indexes(ctx: Context, key: Key, body: dict[str, Any]) -> Observed | None:
     try:
         sync = ctx.runtime.parse(ModelSync, body)
     except ResolutionError as error:
@@ -1000,7 +998,7 @@ def record_metrics(key: Key, stored: dict[str, Any], desired: dict[str, Any], pl
 
 async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
     """Observe, decide, act, for one ModelSync."""
-    observed = await observe(ctx, key)
+    observed = await observe(ctx, key, body)
     if observed is None:
         ctx.runtime.forget_object(PLURAL, key)
         metrics.forget_phase(key)

@@ -96,6 +96,11 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def by_name(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
+    """An index function: the object by (namespace, name), as kept in the index."""
+    return {body_key(body): snapshot(body)}
+
+
 class Queues(Protocol):
     """What a reconciler may ask of the work queues (the operator's)."""
 

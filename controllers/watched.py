@@ -8,7 +8,7 @@ from typing import Any
 
 from modelfs.controllers import triggers
 from modelfs.controllers.descriptor import Watched
-from modelfs.controllers.runtime import RAW, Indexes, Key, body_key, snapshot
+from modelfs.controllers.runtime import RAW, Indexes, by_name
 from modelfs.pkg.dataset import (
     DATASET_GROUP,
     DATASET_PLURAL,
@@ -16,10 +16,6 @@ from modelfs.pkg.dataset import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
 )
-
-
-def by_name(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:
-    return {body_key(body): snapshot(body)}
 
 
 def namespace_summary(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from modelfs.controllers import triggers
 from modelfs.controllers.descriptor import Descriptor
 from modelfs.controllers.kinds import RECONCILED, WATCHED
 from modelfs.controllers.result import Result
-from modelfs.controllers.runtime import Context, Key, body_key, snapshot
+from modelfs.controllers.runtime import Context, Key, body_key, by_name
 from modelfs.controllers.status import write_status
 from tests.memcluster import MemCluster, obj
 
@@ -47,7 +47,7 @@ WIDGETS = Descriptor(
     group=GROUP,
     version=VERSION,
     parsed=Widget,
-    index=lambda body: {body_key(body): snapshot(body)},
+    index=by_name,
     views={"widgets": None},
     triggers=widget_changed,
     reconcile=reconcile,
