@@ -227,7 +227,7 @@ def test_model_readiness_branches() -> None:
     )
     assert plan.ready.ready
     assert plan.status["versions"] == [
-        {"name": "v1", "sync": "s", "phase": "READY", "references": ["team-b/ref"]}
+        {"name": "v1", "sync": "s", "phase": "READY", "size": "-", "references": ["team-b/ref"]}
     ]
 
 
