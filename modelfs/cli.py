@@ -36,6 +36,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         log_format=args.log_format,
         verbose=args.verbose,
+        catalog=args.catalog == "on",
+        catalog_ca_bundle=args.catalog_ca_bundle,
     )
 
 
@@ -82,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8081, help="Prometheus /metrics (0: off)")
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--catalog",
+        choices=["on", "off"],
+        default="on",
+        help="look every version up in its source's own catalog before its download (off: for "
+        "air-gapped clusters; ModelSource.spec.catalog: Disabled turns it off per source). "
+        "Lookups honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY",
+    )
+    run.add_argument(
+        "--catalog-ca-bundle",
+        metavar="PATH",
+        default=None,
+        help="PEM file of CA certificates trusted for catalog endpoints besides the system's "
+        "(a private Hub mirror, MinIO)",
+    )
     run.set_defaults(func=_cmd_run)
 
     manifests = sub.add_parser(

@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
@@ -21,12 +22,16 @@ from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
 from modelfs import kopf_internals
+from modelfs.api.v1 import ModelSync
 from modelfs.controllers import triggers
+from modelfs.controllers.catalog import ByType, Catalog, ClaimLookup
 from modelfs.controllers.descriptor import Descriptor, Watched
 from modelfs.controllers.kinds import RECONCILED, WATCHED
 from modelfs.controllers.queue import WorkQueue
 from modelfs.controllers.runner import run_reconciler
 from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key
+from modelfs.pkg.catalog.types import Lookup
+from modelfs.pkg.kube.client import ObjectClient
 from modelfs.pkg.kube.writer import KubeWriter
 
 logger = logging.getLogger("modelfs.operator")
@@ -59,6 +64,8 @@ class Operator:
         """Per object of a kind with `Watched.reads`: what the reconcilers read of it, as last
         seen."""
         runtime.queues = self
+        if runtime.catalog is not None and ModelSync.plural in self.queues:
+            runtime.catalog.wake = self.queues[ModelSync.plural].add  # an answer came
 
     def backlog(self, plural: str) -> int:
         return self.queues[plural].backlog()
@@ -149,6 +156,8 @@ class Operator:
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
+        if self.runtime.catalog is not None:
+            await self.runtime.catalog.close()
         for queue in self.queues.values():
             await queue.stop()
 
@@ -265,15 +274,41 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 20
 
 
+def remote_lookup(ca_bundle: str | None) -> Lookup | None:
+    """The per-type lookups of `pkg.catalog` (Hub, ModelScope, S3, HTTP, Git), trusting
+    `ca_bundle` besides the system's CAs; None while this build has none."""
+    return None
+
+
+def new_catalog(api: ApiClient, options: CatalogOptions) -> Catalog | None:
+    """The catalog's lookups (None: `--catalog=off`): PVC claims on the API server, the other
+    types on their source's own endpoint, with the ModelSource's Secret."""
+    if not options.enabled:
+        return None
+    objects = ObjectClient(api)
+    lookup = ByType(remote_lookup(options.ca_bundle), ClaimLookup(objects.claim_exists))
+    return Catalog(lookup=lookup, read_secret=objects.secret_data)
+
+
+@dataclass(frozen=True)
+class CatalogOptions:
+    """`modelfs run --catalog`, `--catalog-ca-bundle`."""
+
+    enabled: bool = True
+    ca_bundle: str | None = None
+
+
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_settings(settings)
     api = await new_api_client()
-    operator = Operator(Runtime(writer=KubeWriter(api)))
+    options = getattr(memo, "catalog", None) or CatalogOptions()
+    catalog = new_catalog(api, options)
+    operator = Operator(Runtime(writer=KubeWriter(api), catalog=catalog))
     memo.api = api
     memo.operator = operator
     memo.main = asyncio.create_task(operator.start())
     gc.freeze()  # what is loaded by now lives as long as the process: no collection scans it
-    logger.info("Started modelfs operator")
+    logger.info("Started modelfs operator", extra={"catalog": "on" if catalog else "off"})
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -297,6 +332,8 @@ def run(
     metrics_port: int,
     log_format: str,
     verbose: bool = False,
+    catalog: bool = True,
+    catalog_ca_bundle: str | None = None,
 ) -> int:
     """Run the operator until SIGINT/SIGTERM."""
     from modelfs.logs import configure
@@ -314,7 +351,7 @@ def run(
             namespaces=namespaces,
             standalone=True,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(),
+            memo=kopf.Memo(catalog=CatalogOptions(catalog, catalog_ca_bundle)),
         )
     )
     return 0
