@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -104,7 +104,7 @@ class LocalServer:
 
     # Life cycle.
 
-    def start(self, port: int = 0) -> LocalServer:
+    def start(self, port: int = 0) -> Self:
         server = ThreadingHTTPServer((self.host, port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -124,7 +124,7 @@ class LocalServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> LocalServer:
+    def __enter__(self) -> Self:
         return self.start() if self._server is None else self
 
     def __exit__(self, *exc: object) -> None:

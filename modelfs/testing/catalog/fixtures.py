@@ -66,7 +66,6 @@ def _file_server() -> Iterator[FileServer]:
         yield server
 
 
-
 @pytest.fixture
 def hub_server(_hub_server: HubServer) -> Iterator[HubServer]:
     """The local Hugging Face Hub (`.url` is the endpoint to give HfApi or the source)."""
