@@ -31,17 +31,17 @@ from modelfs.pkg.catalog.types import (
     Unavailable,
     UnavailableReason,
 )
-from modelfs.pkg.catalog.web import TooManyRedirects, fetch
+from modelfs.pkg.catalog.web import TooManyRedirects, basic, fetch
 
 READ_LIMIT = 16 << 20
 """Bytes of advertisement read at most (a repository with very many refs)."""
 
 
-def git_auth(credentials: Credentials) -> aiohttp.BasicAuth | None:
+def git_auth(credentials: Credentials) -> str | None:
     """The loader puts `oauth2:<token>` or `username:password` in the clone URL."""
     token = credentials.get("token")
     if token:
-        return aiohttp.BasicAuth("oauth2", token)
+        return basic("oauth2", token)
     return basic_auth(credentials)
 
 
@@ -59,7 +59,7 @@ class GitLookup:
                 self.settings,
                 "GET",
                 f"{url}/info/refs?service=git-upload-pack",
-                auth=git_auth(credentials),
+                authorization=git_auth(credentials),
                 read_limit=READ_LIMIT,
             )
         except TimeoutError:

@@ -21,12 +21,12 @@ from modelfs.pkg.catalog.types import (
     Unavailable,
     UnavailableReason,
 )
-from modelfs.pkg.catalog.web import Answer, TooManyRedirects, fetch
+from modelfs.pkg.catalog.web import Answer, TooManyRedirects, basic, fetch
 
 
-def basic_auth(credentials: Credentials) -> aiohttp.BasicAuth | None:
+def basic_auth(credentials: Credentials) -> str | None:
     user, password = credentials.get("username"), credentials.get("password")
-    return aiohttp.BasicAuth(user, password) if user and password else None
+    return basic(user, password) if user and password else None
 
 
 class HttpLookup:
@@ -37,10 +37,12 @@ class HttpLookup:
         url = request.uri
         secrets = secrets_of(credentials)
         try:
-            answer = await fetch(self.settings, "HEAD", url, auth=basic_auth(credentials))
+            answer = await fetch(self.settings, "HEAD", url, authorization=basic_auth(credentials))
             if answer.status in (405, 501):
                 # A server that does not do HEAD: the headers of a GET, body unread.
-                answer = await fetch(self.settings, "GET", url, auth=basic_auth(credentials))
+                answer = await fetch(
+                    self.settings, "GET", url, authorization=basic_auth(credentials)
+                )
         except TimeoutError:
             return Unavailable(
                 UnavailableReason.TIMEOUT, f"{url} did not answer within {self.settings.timeout:g}s"

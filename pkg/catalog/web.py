@@ -3,6 +3,7 @@ hand so that basic-auth credentials go to the source's own host and nowhere else
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -11,6 +12,11 @@ import aiohttp
 from modelfs.pkg.catalog.net import NetSettings
 
 MAX_REDIRECTS = 5
+
+
+def basic(user: str, password: str) -> str:
+    """The Authorization value of HTTP basic auth."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class TooManyRedirects(Exception):
@@ -36,11 +42,12 @@ async def fetch(
     method: str,
     url: str,
     *,
-    auth: aiohttp.BasicAuth | None = None,
+    authorization: str | None = None,
     headers: dict[str, str] | None = None,
     read_limit: int = 0,
 ) -> Answer:
-    """`method url`, following redirects; `auth` is sent only while on `url`'s origin. Reads
+    """`method url`, following redirects; the Authorization header is sent only while on
+    `url`'s origin. Reads
     at most `read_limit` bytes of the body. Raises aiohttp/OS errors and TimeoutError."""
     home = origin(url)
     connector = aiohttp.TCPConnector(ssl=settings.ssl_context())
@@ -52,8 +59,14 @@ async def fetch(
             async with session.request(
                 method,
                 url,
-                auth=auth if origin(url) == home else None,
-                headers=headers,
+                headers={
+                    **(headers or {}),
+                    **(
+                        {"Authorization": authorization}
+                        if authorization and origin(url) == home
+                        else {}
+                    ),
+                },
                 allow_redirects=False,
             ) as r:
                 location = r.headers.get("Location")
