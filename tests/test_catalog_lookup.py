@@ -209,3 +209,15 @@ def test_modelscope_default_revision() -> None:
     assert default_revision([master], [new, old]) == old
     assert default_revision([master], [new]) == master
     assert default_revision([], []) is None
+
+
+def test_building_the_catalog_loads_no_catalog_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from modelfs.pkg.catalog.lookup import Catalog; Catalog(); "
+        "print(sorted(m for m in ('botocore', 'huggingface_hub') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
