@@ -33,7 +33,6 @@ from modelfs.pkg.catalog.types import (
     Credentials,
     Lookup,
     LookupResult,
-    NotApplicable,
     Refusal,
     RefusalReason,
     Unavailable,
@@ -51,16 +50,15 @@ AnswerKey = tuple[CatalogRequest, SecretRef]
 """An answer holds for one request asked with one Secret: a repository gated for one
 ModelSource's token may be open to another's."""
 
-LOOKUP_SECONDS = 10.0
-"""A lookup that has not answered by then answers CatalogTimeout."""
+LOOKUP_SECONDS = 12.0
+"""A lookup that has not answered by then answers CatalogTimeout: a backstop, the lookups keep
+to 10 s themselves (`pkg.catalog.net.TIMEOUT`) and say which request timed out."""
 ANSWER_SECONDS = 60.0
 """How long an answer serves the decisions of the ModelSyncs that read it: the next download
 that needs one after that asks again (a repository made public, a new commit)."""
 UNAVAILABLE_SECONDS = 15.0
 """How long a catalog that could not be asked is left alone (a Retry-After overrides it)."""
 MAX_ANSWERS = 4096
-
-NO_CATALOG = frozenset({DatasetType.NFS, DatasetType.CONDA, DatasetType.REFERENCE})
 
 SecretReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 ClaimReader = Callable[[str, str], Awaitable[bool]]
@@ -196,27 +194,6 @@ class ClaimLookup:
         return CatalogEntry(revision=None, files=None, bytes=None, fingerprint=f"pvc:{claim}")
 
 
-@dataclass
-class ByType:
-    """One lookup per source type: PVC asks the API server, NFS, CONDA and REFERENCE have no
-    catalog, the rest go to `remote` (the per-type lookups of `pkg.catalog`)."""
-
-    remote: Lookup | None
-    claims: Lookup | None = None
-
-    async def __call__(self, request: CatalogRequest, credentials: Credentials) -> LookupResult:
-        if request.type in NO_CATALOG:
-            what = {
-                DatasetType.REFERENCE: "a REFERENCE reads another Dataset, checked as it is named",
-            }.get(request.type, f"a {request.type} source is read in place")
-            return NotApplicable(f"nothing to look up: {what}")
-        if request.type == DatasetType.PVC and self.claims is not None:
-            return await self.claims(request, credentials)
-        if self.remote is None:
-            return NotApplicable(f"this operator has no catalog lookup for {request.type}")
-        return await self.remote(request, credentials)
-
-
 # ----------------------------------------------------------------------------- the service
 
 
@@ -231,6 +208,9 @@ class Catalog:
     unavailable_seconds: float = UNAVAILABLE_SECONDS
     wake: Callable[[Key], None] | None = None
     """Puts a ModelSync key back on its queue (set by the operator)."""
+    forget: Callable[[CatalogRequest], None] | None = None
+    """Drops what the lookup itself cached of a request: an answer asked again (it expired
+    here) is asked of the catalog, not of a cache that outlives this one."""
     answers: OrderedDict[AnswerKey, Answer] = field(default_factory=OrderedDict)
     inflight: dict[AnswerKey, asyncio.Task[None]] = field(default_factory=dict)
     waiters: dict[AnswerKey, set[Key]] = field(default_factory=dict)
@@ -251,6 +231,8 @@ class Catalog:
             self.served += 1
             return
         self.lookups += 1
+        if found is not None and self.forget is not None:
+            self.forget(key[0])
         task = asyncio.get_running_loop().create_task(self._ask(key))
         self.inflight[key] = task
 

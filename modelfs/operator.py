@@ -24,13 +24,15 @@ from prometheus_client import start_http_server
 from modelfs import kopf_internals
 from modelfs.api.v1 import ModelSync
 from modelfs.controllers import triggers
-from modelfs.controllers.catalog import ByType, Catalog, ClaimLookup
+from modelfs.controllers.catalog import Catalog, ClaimLookup
 from modelfs.controllers.descriptor import Descriptor, Watched
 from modelfs.controllers.kinds import RECONCILED, WATCHED
 from modelfs.controllers.queue import WorkQueue
 from modelfs.controllers.runner import run_reconciler
 from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, body_key
-from modelfs.pkg.catalog.types import Lookup
+from modelfs.pkg.catalog.lookup import Catalog as Lookups
+from modelfs.pkg.catalog.net import NetSettings
+from modelfs.pkg.dataset.types import DatasetType
 from modelfs.pkg.kube.client import ObjectClient
 from modelfs.pkg.kube.writer import KubeWriter
 
@@ -274,20 +276,19 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 20
 
 
-def remote_lookup(ca_bundle: str | None) -> Lookup | None:
-    """The per-type lookups of `pkg.catalog` (Hub, ModelScope, S3, HTTP, Git), trusting
-    `ca_bundle` besides the system's CAs; None while this build has none."""
-    return None
-
-
 def new_catalog(api: ApiClient, options: CatalogOptions) -> Catalog | None:
-    """The catalog's lookups (None: `--catalog=off`): PVC claims on the API server, the other
-    types on their source's own endpoint, with the ModelSource's Secret."""
+    """The catalog's lookups (None: `--catalog=off`): `pkg.catalog`'s per type (Hub,
+    ModelScope, S3, HTTP, Git on their source's own endpoint, trusting `ca_bundle` besides the
+    system's CAs; each client imported on first use), PVC claims on the API server, with the
+    ModelSource's Secret."""
     if not options.enabled:
         return None
     objects = ObjectClient(api)
-    lookup = ByType(remote_lookup(options.ca_bundle), ClaimLookup(objects.claim_exists))
-    return Catalog(lookup=lookup, read_secret=objects.secret_data)
+    lookups = Lookups(
+        NetSettings(ca_bundle=options.ca_bundle),
+        lookups={DatasetType.PVC: ClaimLookup(objects.claim_exists)},
+    )
+    return Catalog(lookup=lookups.lookup, read_secret=objects.secret_data, forget=lookups.forget)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from modelfs.controllers import metrics, modelsync, triggers
 from modelfs.controllers.catalog import (
     Answer,
     AnswerKey,
-    ByType,
     Catalog,
     ClaimLookup,
     human_size,
@@ -400,24 +399,37 @@ async def test_secret_values_reach_the_lookup_and_nothing_else(
     assert raised.error == "RuntimeError"  # type: ignore[attr-defined]
 
 
-async def test_a_claim_lookup_refuses_a_missing_claim_and_other_types_dispatch() -> None:
+async def test_a_claim_lookup_refuses_a_missing_claim() -> None:
     claims: dict[tuple[str, str], bool] = {(NS, "weights"): True}
 
     async def exists(namespace: str, name: str) -> bool:
         return claims.get((namespace, name), False)
 
-    by_type = ByType(remote=Recorded(ENTRY), claims=ClaimLookup(exists))
+    async def down(namespace: str, name: str) -> bool:
+        raise ConnectionRefusedError(111, "connect call failed")
+
     ok = CatalogRequest.of(DatasetType.PVC, "pvc://weights/m", {}, NS)
     missing = CatalogRequest.of(DatasetType.PVC, "pvc://gone/m", {}, NS)
-    nfs = CatalogRequest.of(DatasetType.NFS, "nfs://server/path", {}, NS)
-    assert isinstance(await by_type(ok, Credentials()), CatalogEntry)
-    refused = await by_type(missing, Credentials())
+    assert isinstance(await ClaimLookup(exists)(ok, Credentials()), CatalogEntry)
+    refused = await ClaimLookup(exists)(missing, Credentials())
     assert isinstance(refused, Refusal)
     assert refused.reason == RefusalReason.SOURCE_OBJECT_NOT_FOUND and "'gone'" in refused.message
-    assert isinstance(await by_type(nfs, Credentials()), NotApplicable)
-    assert await by_type(REQUEST, Credentials()) == ENTRY
-    bare = ByType(remote=None)
-    assert isinstance(await bare(REQUEST, Credentials()), NotApplicable)
+    unknown = await ClaimLookup(down)(ok, Credentials())
+    assert isinstance(unknown, Unavailable) and "ConnectionRefusedError" in unknown.message
+
+
+async def test_an_answer_asked_again_is_asked_of_the_catalog_not_a_cache() -> None:
+    forgotten: list[CatalogRequest] = []
+    lookup = Recorded(ENTRY)
+    service = Catalog(
+        lookup=lookup, read_secret=no_secret, forget=forgotten.append, answer_seconds=0.0
+    )
+    service.start((REQUEST, None), (NS, "s"))
+    await asyncio.sleep(0.01)
+    assert forgotten == []  # first asked: nothing of it to forget
+    service.start((REQUEST, None), (NS, "s"))  # expired at once (answer_seconds=0)
+    await asyncio.sleep(0.01)
+    assert forgotten == [REQUEST] and len(lookup.calls) == 2
 
 
 # ----------------------------------------------------------------------------- on the queues
