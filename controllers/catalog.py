@@ -219,11 +219,16 @@ class Catalog:
     served: int = 0
     """ModelSync reconciles that waited for a lookup another one had started (shared)."""
 
-    def start(self, key: AnswerKey, waiter: Key) -> None:
+    def start(self, key: AnswerKey, waiter: Key, *, newer_than: datetime | None = None) -> None:
         """Ask for `key` in the background, unless already asked; `waiter` is enqueued when
-        the answer comes (at once, if it is already there)."""
+        the answer comes (at once, if one is there, fresh and newer than `newer_than`)."""
         found = self.answers.get(key)
-        if found is not None and found.expires > datetime.now(UTC):
+        now = datetime.now(UTC)
+        if (
+            found is not None
+            and found.expires > now
+            and (newer_than is None or found.at > newer_than)
+        ):
             self._wake(waiter)
             return
         self.waiters.setdefault(key, set()).add(waiter)

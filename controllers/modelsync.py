@@ -609,6 +609,8 @@ class Plan:
     """status.catalog, when a lookup let a download go ahead (or skipped a tick)."""
     lookup: AnswerKey | None = None
     """A lookup for act to start (in the background)."""
+    lookup_after: datetime | None = None
+    """An answer older than this does not do (a schedule tick asks afresh)."""
     awaiting: bool = False
     """The decision waits for the catalog's answer: nothing is written, the answer enqueues the
     ModelSync again."""
@@ -845,8 +847,9 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
     secret = (namespace, source.spec.secret_ref) if source.spec.secret_ref else None
     key = (request_of(found, namespace), secret)
     answer = observed.catalog.get(key)
-    if answer is None or answer.expires <= plan_now(plan):
-        return replace(plan, stopped=True, awaiting=True, lookup=key)
+    newer = checked_since(sync, plan.view) if plan.round.reason == SCHEDULED else None
+    if answer is None or answer.expires <= plan_now(plan) or (newer and answer.at <= newer):
+        return replace(plan, stopped=True, awaiting=True, lookup=key, lookup_after=newer)
     result = answer.result
     if isinstance(result, CatalogEntry):
         result = storage_refusal(result, found) or result
@@ -869,6 +872,14 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
     return replace(
         plan, catalog=CatalogVerdict("True", CATALOG_FOUND, summary(result)), catalog_status=entry
     )
+
+
+def checked_since(sync: ModelSync, view: DatasetView | None) -> datetime | None:
+    """What a schedule tick's lookup must be newer than: the last success and the last check
+    (a tick asks the catalog afresh, however recent an answer another ModelSync got)."""
+    times = [parse_time(view.last_sync_time) if view is not None else None]
+    times.append(parse_time(sync.status.catalog.looked_up_at) if sync.status.catalog else None)
+    return max((t for t in times if t is not None), default=None)
 
 
 def catalog_unavailable(source: ModelSource, plan: Plan, result: Unavailable) -> Plan:
@@ -1119,7 +1130,8 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     writer = ctx.runtime.writer
     uid = observed.sync.metadata.uid or ""
     if plan.lookup is not None and ctx.runtime.catalog is not None:
-        ctx.runtime.catalog.start(plan.lookup, key)  # returns at once: the answer enqueues `key`
+        # returns at once: the answer enqueues `key`
+        ctx.runtime.catalog.start(plan.lookup, key, newer_than=plan.lookup_after)
     if plan.orphan and await writer.orphan_dataset(key[0], plan.orphan, uid):
         if not ctx.indexes.terminating(key[0]):  # no Events can be posted there any more
             ctx.runtime.post_event(

@@ -259,6 +259,32 @@ def test_a_schedule_tick_after_an_upstream_change_starts_a_round() -> None:
     assert plan.status is not None and plan.status["catalog"]["fingerprint"] == "fp-2"
 
 
+def test_a_schedule_tick_asks_afresh_however_recent_the_answer() -> None:
+    seen = scheduled("fp-1")
+    assert seen.catalog is not None
+    [(key, answer)] = seen.catalog.items()
+    old = Answer(answer.result, answer.at - timedelta(days=1), NOW + timedelta(seconds=30))
+    plan = modelsync.decide(replace(seen, catalog={key: old}), NOW)  # fresh, but from before
+    assert plan.awaiting and plan.lookup == key
+    assert plan.lookup_after is not None and plan.lookup_after.isoformat().startswith(
+        "2026-11-26T12:00"
+    )
+
+
+async def test_an_answer_older_than_asked_for_is_asked_again() -> None:
+    lookup = Recorded(ENTRY)
+    woken: list[Key] = []
+    service = Catalog(lookup=lookup, read_secret=no_secret, wake=woken.append)
+    service.start((REQUEST, None), (NS, "s"))
+    await asyncio.sleep(0.01)
+    at = service.answers[(REQUEST, None)].at
+    service.start((REQUEST, None), (NS, "s"), newer_than=at - timedelta(seconds=1))
+    assert len(lookup.calls) == 1 and len(woken) == 2  # newer than asked: woken at once
+    service.start((REQUEST, None), (NS, "s"), newer_than=at)
+    await asyncio.sleep(0.01)
+    assert len(lookup.calls) == 2 and len(woken) == 3
+
+
 def test_sync_round_forces_a_round_whatever_the_fingerprint() -> None:
     plan = modelsync.decide(scheduled("fp-1", sync_round=2), NOW)
     assert plan.apply is not None and plan.apply_cause == "requested" and not plan.skipped
