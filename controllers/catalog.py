@@ -227,7 +227,7 @@ class Catalog:
         if (
             found is not None
             and found.expires > now
-            and (newer_than is None or found.at > newer_than)
+            and (newer_than is None or found.at.replace(microsecond=0) > newer_than)
         ):
             self._wake(waiter)
             return

@@ -848,7 +848,12 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
     key = (request_of(found, namespace), secret)
     answer = observed.catalog.get(key)
     newer = checked_since(sync, plan.view) if plan.round.reason == SCHEDULED else None
-    if answer is None or answer.expires <= plan_now(plan) or (newer and answer.at <= newer):
+    # the status keeps whole seconds: an answer of the second it records is not newer
+    if (
+        answer is None
+        or answer.expires <= plan_now(plan)
+        or (newer and answer.at.replace(microsecond=0) <= newer)
+    ):
         return replace(plan, stopped=True, awaiting=True, lookup=key, lookup_after=newer)
     result = answer.result
     if isinstance(result, CatalogEntry):

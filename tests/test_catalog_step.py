@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -269,6 +269,10 @@ def test_a_schedule_tick_asks_afresh_however_recent_the_answer() -> None:
     assert plan.lookup_after is not None and plan.lookup_after.isoformat().startswith(
         "2026-11-26T12:00"
     )
+    # the status keeps whole seconds: the answer it records, 0.7 s into its second, is not newer
+    recorded = datetime(2026, 11, 26, 12, 0, 0, 700_000, tzinfo=UTC)
+    same = Answer(answer.result, recorded, NOW + timedelta(seconds=30))
+    assert modelsync.decide(replace(seen, catalog={key: same}), NOW).awaiting
 
 
 async def test_an_answer_older_than_asked_for_is_asked_again() -> None:
