@@ -93,11 +93,12 @@ def request_of(resolution: Resolution, namespace: str) -> CatalogRequest:
 
 
 def human_size(count: int) -> str:
-    """Bytes for people, in binary units as PVC sizes are written (4.3 GiB)."""
+    """Bytes for people, in binary units as PVC sizes are written, with no space, so a list of
+    them (`kubectl get mdl -o wide`) splits into one per version: 4.3GiB."""
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{count}B" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     raise AssertionError("unreachable")
 

@@ -121,14 +121,14 @@ def test_an_entry_lets_the_dataset_be_created_and_fills_status_catalog() -> None
         "revision": SHA,
         "files": 3,
         "bytes": 5 * 2**30,
-        "size": "5.0 GiB",
+        "size": "5.0GiB",
         "parameters": 7_000_000_000,
         "fingerprint": "fp-1",
         "lookedUpAt": "2026-11-27T11:59:55Z",
     }
     found = catalog_condition(plan)
     assert (found["status"], found["reason"]) == ("True", "CatalogFound")
-    assert found["message"] == "revision 0123456789ab (3 files, 5.0 GiB)"
+    assert found["message"] == "revision 0123456789ab (3 files, 5.0GiB)"
     ModelSyncStatus.model_validate(plan.status)
 
 
@@ -163,7 +163,7 @@ def test_more_bytes_than_the_storage_is_insufficient_storage_showing_both() -> N
     assert plan.apply is None
     ready = ready_of(plan)
     assert ready["reason"] == "InsufficientStorage"
-    assert "5.0 GiB (5368709120 bytes)" in ready["message"]
+    assert "5.0GiB (5368709120 bytes)" in ready["message"]
     assert "2Gi (2147483648 bytes)" in ready["message"]
     fits = modelsync.decide(answered(ENTRY, model=sized_model("6Gi")), NOW)
     assert fits.apply is not None
@@ -311,18 +311,18 @@ def test_the_end_of_a_round_says_what_it_fetched_and_how_long_it_took() -> None:
     [(type_, reason, message)] = plan.status_events
     assert (type_, reason) == ("Normal", "Synced")
     assert message == (
-        "Fetched revision 0123456789ab (3 files, 10 B) in 2m30s: Dataset mdl-v1 is READY (round 1)"
+        "Fetched revision 0123456789ab (3 files, 10B) in 2m30s: Dataset mdl-v1 is READY (round 1)"
     )
 
 
 def test_human_sizes() -> None:
     assert [human_size(n) for n in (0, 1023, 1024, 5 * 2**30, 3 * 2**40, 2**60)] == [
-        "0 B",
-        "1023 B",
-        "1.0 KiB",
-        "5.0 GiB",
-        "3.0 TiB",
-        "1048576.0 TiB",
+        "0B",
+        "1023B",
+        "1.0KiB",
+        "5.0GiB",
+        "3.0TiB",
+        "1048576.0TiB",
     ]
 
 

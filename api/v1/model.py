@@ -123,7 +123,7 @@ class VersionStatus(ApiModel):
     size: str | None = Field(
         default=None,
         max_length=32,
-        description="What its download fetches, as its source's catalog said (4.3 GiB); '-' "
+        description="What its download fetches, as its source's catalog said (4.3GiB); '-' "
         "while unknown, so `kubectl get mdl -o wide` lines sizes up with versions.",
     )
 

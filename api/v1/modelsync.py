@@ -145,7 +145,7 @@ class CatalogStatus(ApiModel):
     files: int | None = Field(default=None, ge=0, description="Files the download fetches.")
     bytes: int | None = Field(default=None, ge=0, description="Their total size in bytes.")
     size: str | None = Field(
-        default=None, max_length=32, description="The same total, for people (4.3 GiB)."
+        default=None, max_length=32, description="The same total, for people (4.3GiB)."
     )
     parameters: int | None = Field(
         default=None, ge=0, description="Parameters of the model, where the catalog says."

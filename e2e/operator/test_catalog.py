@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from e2e.kustomize import kubectl as run_kubectl
 from e2e.operator.kube import Kube, condition
 from modelfs.testing.catalog.files import FileServer
 from modelfs.testing.catalog.fixtures import CATALOG_TOKEN
@@ -106,7 +107,7 @@ async def test_a_hub_refusal_leaves_no_dataset(
     body, took = await refused(kube, case, started)
     message = ready(body)["message"]
     if case == "InsufficientStorage":
-        assert "1Mi (1048576 bytes)" in message and "5.0 MiB (5243580 bytes)" in message
+        assert "1Mi (1048576 bytes)" in message and "5.0MiB (5243580 bytes)" in message
     if case == "NoFilesMatched":
         assert "*.gguf" in message and "model.safetensors" in message
     print(f"\n{case}: HUGGING_FACE {repo} {config or ''} -> {case} in {took:.1f}s: {message}")
@@ -190,7 +191,7 @@ async def test_required_against_a_stopped_server_holds_the_download(
 
 
 async def test_a_schedule_tick_starts_a_round_only_when_the_upstream_moved(
-    kube: Kube, hub_server: HubServer, hub_catalog: Catalog
+    kube: Kube, hub_server: HubServer, hub_catalog: Catalog, kubectl: str, k8s_kubeconfig: Path
 ) -> None:
     repo = hub_catalog.add(Repo(f"e2e-{kube.namespace}/moving", dict(WEIGHTS)))
     first = repo.snapshot(None)
@@ -200,13 +201,23 @@ async def test_a_schedule_tick_starts_a_round_only_when_the_upstream_moved(
     await sync_of(kube, source, {"repo": repo.id}, schedule="10s")
     body = await kube.wait_phase("sync", "READY", within=60)
     catalog = body["status"]["catalog"]
-    assert (catalog["revision"], catalog["files"], catalog["size"]) == (first.sha, 2, "5.0 MiB")
+    assert (catalog["revision"], catalog["files"], catalog["size"]) == (first.sha, 2, "5.0MiB")
     assert condition(body, "Catalog")["reason"] == "CatalogFound"
     synced = await kube.wait_events(
         "sync", lambda found: any(e.reason == "Synced" for e in found), within=15
     )
     [fetched] = [e.message for e in synced if e.reason == "Synced"]
-    assert fetched.startswith(f"Fetched revision {first.sha[:12]} (2 files, 5.0 MiB)"), fetched
+    assert fetched.startswith(f"Fetched revision {first.sha[:12]} (2 files, 5.0MiB)"), fetched
+    # What a user sees: SIZE and REVISION, and the version's size on the Model's wide view.
+    get = run_kubectl(kubectl, k8s_kubeconfig, "get", "msync", "-n", kube.namespace).stdout
+    header, row = get.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "MODEL", "VERSION", "PHASE", "SIZE", "REVISION"]
+    assert row.split()[:6] == ["sync", "mdl", "v1", "READY", "5.0MiB", first.sha], get
+    await kube.wait("Model", "mdl", lambda b: b["status"]["versions"][0].get("size") == "5.0MiB")
+    wide = run_kubectl(kubectl, k8s_kubeconfig, "get", "mdl", "-o", "wide", "-n", kube.namespace)
+    header, row = wide.stdout.splitlines()[:2]
+    assert "VERSIONS" in header and "SIZES" in header, wide.stdout
+    assert row.split()[-3:-1] == ["v1", "5.0MiB"], wide.stdout
     # The tick finds the same commit: no round, said on Catalog.
     body = await kube.wait(
         "ModelSync",
