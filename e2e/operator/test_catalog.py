@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from e2e.kustomize import kubectl as run_kubectl
+from e2e.operator.conftest import OperatorEnv
 from e2e.operator.kube import Kube, condition
 from modelfs.testing.catalog.files import FileServer
 from modelfs.testing.catalog.fixtures import CATALOG_TOKEN
@@ -149,6 +150,29 @@ async def test_a_missing_claim_is_refused(kube: Kube) -> None:
     body, took = await refused(kube, "SourceObjectNotFound", started)
     assert "'no-such-claim'" in ready(body)["message"]
     print(f"\nSourceObjectNotFound: PVC claim -> in {took:.1f}s")
+
+
+CANARY = "hf_e2eCANARYtoken_9f8e7d"
+
+
+async def test_a_secret_value_reaches_no_log_event_status_or_metric(
+    kube: Kube, hub_server: HubServer, hub_catalog: Catalog, operator_env: OperatorEnv
+) -> None:
+    """The Hub refuses the token: the refusal names the key, never the value."""
+    repo = hub_catalog.add(Repo(f"e2e-{kube.namespace}/canary", dict(WEIGHTS), private=True))
+    await kube.secret("hub", {"token": CANARY})
+    source = {**hub_source(hub_server), "secretRef": "hub"}
+    started = await sync_of(kube, source, {"repo": repo.id})
+    body, _ = await refused(kube, "GatedRepo", started)
+    assert "token" in ready(body)["message"]
+    assert hub_server.requests(repo.id), "the lookup did not reach the Hub"
+    shown = [
+        repr(await kube.get(kind, name))
+        for kind, name in (("ModelSync", "sync"), ("ModelSource", "src"), ("Model", "mdl"))
+    ]
+    shown += [f"{e.reason} {e.message}" for e in await kube.events()]
+    shown += [operator_env.operator.log_text(), operator_env.operator.metrics()]
+    assert not [text for text in shown if CANARY in text]
 
 
 # ----------------------------------------------------------------------------- unreachable
