@@ -5,7 +5,7 @@ same Dataset `dataSyncRound` forward by exactly one, and only once the previous 
 the Dataset operator would start a second, concurrent Job otherwise.
 
 `decide` is a table of small pure steps run in order (`STEPS`): references, ownership,
-resolution, dataset, rounds, ready. Each reads what the ones before it found, decides one
+resolution, catalog, dataset, rounds, ready. Each reads what the ones before it found, decides one
 condition, and adds its part of the one `Plan`; a refusal (or a Dataset being deleted) stops
 the table. `finish` turns the plan into the typed `ModelSyncStatus` and its Events.
 """
