@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from copy import deepcopy
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -516,3 +517,40 @@ async def test_a_refusal_on_the_queues_creates_no_dataset_and_one_warning() -> N
     assert warnings == [((NS, "sync-0"), "Warning", "RepoNotFound")]
     assert len(lookup.calls) == 1
     assert metrics.CATALOG_LOOKUPS.labels(answer="Refusal")._value.get() == before + 1
+
+
+async def test_a_skipped_tick_is_counted_once_and_starts_no_round() -> None:
+    """A ModelSync whose round ended two hours ago, with a 1h schedule: the tick asks the
+    catalog again, finds what round 1 fetched, starts nothing, says so on Catalog and counts it
+    once."""
+    lookup = Recorded(ENTRY)
+    cluster = MemCluster()
+    cluster.namespace(NS)
+    cluster.put(obj("ModelSource", NS, "src", {"type": "HTTP"}))
+    versions = {"v1": {"repo": "https://h/x/"}}
+    cluster.put(obj("Model", NS, "mdl", {"sourceRef": "src", "versionConfigs": versions}))
+    spec = {"modelRef": "mdl", "version": "v1", "schedule": {"interval": "1h"}}
+    cluster.put(obj("ModelSync", NS, "sync", spec))
+    cluster.runtime.catalog = Catalog(lookup=lookup, read_secret=no_secret, answer_seconds=0.5)
+    before = metrics.SCHEDULE_SKIPS._value.get()
+    ago = datetime.now(UTC) - timedelta(hours=2)
+    async with cluster.running():
+        await cluster.settle()
+        assert len(lookup.calls) == 1
+        # as if round 1 had been looked up 3h ago and had ended 2h ago
+        sync_body = deepcopy(cluster.objects["modelsyncs"][(NS, "sync")])
+        looked = (ago - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        sync_body["status"]["catalog"]["lookedUpAt"] = looked
+        cluster.put(sync_body)
+        cluster.ready_all_datasets()
+        [key] = cluster.objects["datasets"]
+        cluster.dataset_status(key, lastSyncTime=ago.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        await cluster.settle()
+    assert len(lookup.calls) == 2  # the tick asked the catalog again
+    assert metrics.SCHEDULE_SKIPS._value.get() == before + 1
+    [dataset] = cluster.objects["datasets"].values()
+    assert dataset["spec"]["dataSyncRound"] == 1
+    status = cluster.objects["modelsyncs"][(NS, "sync")]["status"]
+    catalog = next(c for c in status["conditions"] if c["type"] == "Catalog")
+    assert catalog["reason"] == "ScheduleSkipped", catalog
+    assert status["phase"] == "READY" and status["catalog"]["lookedUpAt"] > looked
