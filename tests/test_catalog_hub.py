@@ -23,8 +23,7 @@ from modelfs.pkg.catalog.types import (
 )
 from modelfs.pkg.dataset.types import DatasetType
 from modelfs.testing.catalog.base import Fault
-from modelfs.testing.catalog.fixtures import CATALOG_TOKEN
-from modelfs.testing.catalog.hub import Catalog, HubServer, Repo
+from modelfs.testing.catalog.hub import CATALOG_TOKEN, Catalog, HubServer, Repo
 
 CANARY = "hf_CANARY_never_printed_0123456789"
 FILES = {

@@ -28,9 +28,8 @@ from modelfs.pkg.catalog.types import (
 from modelfs.pkg.dataset.types import DatasetType
 from modelfs.testing.catalog.base import Fault
 from modelfs.testing.catalog.files import FileServer
-from modelfs.testing.catalog.fixtures import CATALOG_TOKEN
 from modelfs.testing.catalog.git import GitServer, commit, make_repo
-from modelfs.testing.catalog.hub import Catalog, ModelScopeServer, Repo
+from modelfs.testing.catalog.hub import CATALOG_TOKEN, Catalog, ModelScopeServer, Repo
 from modelfs.testing.catalog.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 CANARY = "CANARY-secret-never-printed-42"

@@ -24,6 +24,8 @@ from urllib.parse import quote, unquote
 
 from modelfs.testing.catalog.base import LocalServer, Reply, Request
 
+CATALOG_TOKEN = "hf_modelfs_catalog_token"
+"""A token the `hub_catalog` fixture's Hub and ModelScope accept (user `modelfs`)."""
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
 Gated = Literal[False, "auto", "manual"]
 
