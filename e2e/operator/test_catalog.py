@@ -16,9 +16,8 @@ from e2e.kustomize import kubectl as run_kubectl
 from e2e.operator.conftest import OperatorEnv
 from e2e.operator.kube import Kube, condition
 from modelfs.testing.catalog.files import FileServer
-from modelfs.testing.catalog.fixtures import CATALOG_TOKEN
 from modelfs.testing.catalog.git import GitServer, make_repo
-from modelfs.testing.catalog.hub import Catalog, HubServer, Repo
+from modelfs.testing.catalog.hub import CATALOG_TOKEN, Catalog, HubServer, Repo
 from modelfs.testing.catalog.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 WEIGHTS = {"config.json": 700, "model.safetensors": 5 * 2**20}
