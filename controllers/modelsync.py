@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from modelfs.api.v1 import (
     GROUP,
     VERSION,
+    ApiModel,
     Condition,
     Model,
     ModelSource,
     ModelSync,
     ModelSyncStatus,
+    ObjectMeta,
     Phase,
     SourceType,
     SyncedSource,
@@ -90,6 +92,7 @@ from modelfs.controllers.status import (
     parse_duration,
     parse_time,
     ready_changed,
+    ready_of,
     remember_written,
     set_verdicts,
     status_changes,
@@ -1022,8 +1025,76 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
         waiting = ctx.runtime.wait_for_own_write(DATASETS, (key[0], name))
     if waiting is not None:
         return Result.after(waiting)
+    inputs = observed_versions(observed)
+    if ctx.runtime.is_settled(PLURAL, key, inputs):
+        return Result.done()
     metrics.RECONCILES.labels(kind="ModelSync").inc()
-    return Result.after(await act(ctx, observed, decide(observed, datetime.now(UTC))))
+    plan = decide(observed, datetime.now(UTC))
+    # Set before acting: a status write that fails or yields leaves the stored status as it
+    # was, which these inputs do not match.
+    ctx.runtime.settle(PLURAL, key, settled_inputs(observed, plan))
+    return Result.after(await act(ctx, observed, plan))
+
+
+def observed_versions(observed: Observed) -> tuple[Any, ...]:
+    """What `decide` reads, compactly: every field of `observed` (so a field added to Observed
+    counts too), its Dataset by what reconcilers read of one (`triggers.dataset_reads`), each
+    other object as `object_version` says, the ModelSync by its body without
+    its resourceVersion (modelfs's own status write makes a new version of it with exactly the
+    status it wrote). Equal inputs give the same plan: decide reads nothing else but the time,
+    which only a plan with a requeue depends on."""
+    found: list[Any] = []
+    for f in fields(observed):
+        value = getattr(observed, f.name)
+        if f.name == "body":
+            meta = {k: v for k, v in value.get("metadata", {}).items() if k != "resourceVersion"}
+            found.append({**value, "metadata": meta})
+        elif f.name == "dataset" and value is not None:
+            found.append((value.get("metadata", {}).get("uid"), triggers.dataset_reads(value)))
+        elif f.name != "sync":  # the body, parsed
+            found.append(object_version(value))
+    return tuple(found)
+
+
+def settled_inputs(observed: Observed, plan: Plan) -> tuple[Any, ...] | None:
+    """The inputs with which the next reconcile finds nothing to do: these when this one does
+    nothing, these with the status it writes when it only writes its status (the resync after
+    READY then decides nothing), None when it does anything else."""
+    if (
+        plan.apply is not None
+        or plan.withdraw is not None
+        or plan.orphan is not None
+        or plan.finalizers is not None
+        or plan.events
+        or plan.requeue_after is not None
+    ):
+        return None
+    stored = observed.body.get("status") or {}
+    if plan.status is None or not status_changes(stored, plan.status):
+        return observed_versions(observed)
+    written = ready_of(plan.status) or observed.written
+    return observed_versions(
+        replace(observed, body={**observed.body, "status": plan.status}, written=written)
+    )
+
+
+def object_version(value: Any) -> Any:
+    """A Model or ModelSource by what a ModelSync reads of it (its spec, by generation, and its
+    metadata; not its status, which modelfs writes as its ModelSyncs change); any other object
+    by its resourceVersion; one never stored as itself."""
+    meta = getattr(value, "metadata", None)
+    if isinstance(value, ApiModel) and isinstance(meta, ObjectMeta) and meta.generation:
+        return (
+            type(value).__name__,
+            meta.uid,
+            meta.generation,
+            meta.labels,
+            meta.annotations,
+            meta.deletion_timestamp,
+        )
+    if isinstance(value, dict) and (value.get("metadata") or {}).get("resourceVersion"):
+        return (value["metadata"].get("uid"), value["metadata"]["resourceVersion"])
+    return value
 
 
 def index(body: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any] | str]:

@@ -185,6 +185,8 @@ class Runtime:
     parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
     recent: OrderedDict[tuple[str, Key, str], None] = field(default_factory=OrderedDict)
     """The versions the watches brought most recently, by (plural, key, resourceVersion)."""
+    settled: dict[tuple[str, Key], tuple[Any, ...]] = field(default_factory=dict)
+    """(plural, key) -> the inputs of its last reconcile that had nothing to do (`is_settled`)."""
     in_flight: dict[tuple[str, Key], InFlight] = field(default_factory=dict)
     """Writes of modelfs's own still waiting for their response, and the watch events of the
     same object that came meanwhile (`write`)."""
@@ -225,9 +227,23 @@ class Runtime:
 
     def forget_object(self, plural: str, key: Key) -> None:
         """The object `key` of `plural` is gone: drop what is kept about it by key."""
+        self.settled.pop((plural, key), None)
         self.ready_written.pop((plural, key), None)
         self.yielding.pop((plural, key), None)
         self.status_written_at.pop((plural, key), None)
+
+    def is_settled(self, plural: str, key: Key, inputs: tuple[Any, ...]) -> bool:
+        """Whether the last reconcile of `key` read these very inputs and had nothing to do: a
+        pure decide would find nothing again (the resync of a READY object, a wake-up by news
+        that changed nothing it reads)."""
+        return self.settled.get((plural, key)) == inputs
+
+    def settle(self, plural: str, key: Key, inputs: tuple[Any, ...] | None) -> None:
+        """Record the inputs of a reconcile that had nothing to do (None: it had something)."""
+        if inputs is None:
+            self.settled.pop((plural, key), None)
+        else:
+            self.settled[(plural, key)] = inputs
 
     def seconds_since_status_write(self, plural: str, key: Key) -> float:
         """How long ago modelfs last wrote the status of `key` (infinity: never)."""

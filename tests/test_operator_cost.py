@@ -291,3 +291,33 @@ async def test_a_held_event_is_news_when_the_write_fails() -> None:
         await cluster.runtime.write("models", key, refused())
     assert len(operator.queues["modelsyncs"]) == 2
     await operator.stop()
+
+
+async def test_a_resync_of_settled_modelsyncs_decides_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a ModelSync's reconcile had nothing to do, another with the same inputs (the
+    resync, news about something it does not read) does not decide again; a change of anything
+    it reads does."""
+    decided: list[tuple[str, str]] = []
+    original = modelsync.decide
+
+    def counting(observed: modelsync.Observed, now: Any) -> modelsync.Plan:
+        decided.append(observed.key)
+        return original(observed, now)
+
+    monkeypatch.setattr(modelsync, "decide", counting)
+    cluster = shared_model_cluster(versions=3, references=0)
+    async with cluster.running() as operator:
+        await cluster.settle()
+        cluster.ready_all_datasets()
+        await cluster.settle()
+        assert {phase(cluster, "modelsyncs", (NS, f"sync-{i}")) for i in range(3)} == {"READY"}
+        settled = len(decided)
+        operator.enqueue(triggers.everything(cluster.indexes, operator.kinds), low=True)
+        await cluster.settle()
+        assert len(decided) == settled  # every one of them settled: nothing decided
+        cluster.dataset_status((NS, "mdl-v1"), phase="PROCESSING", inProcessing=True)
+        await cluster.settle()
+        assert decided[settled:] == [(NS, "sync-1")]
+        assert phase(cluster, "modelsyncs", (NS, "sync-1")) == "PROCESSING"
