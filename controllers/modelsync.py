@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from modelfs.api.v1 import (
     GROUP,
     VERSION,
+    ApiModel,
     CatalogPolicy,
     CatalogStatus,
     Condition,
@@ -28,6 +29,7 @@ from modelfs.api.v1 import (
     ModelSource,
     ModelSync,
     ModelSyncStatus,
+    ObjectMeta,
     Phase,
     SourceType,
     SyncedSource,
@@ -69,6 +71,7 @@ from modelfs.api.v1.reasons import ROUND_SCHEDULED as SCHEDULED
 from modelfs.api.v1.rules import retry_wait
 from modelfs.controllers import metrics, triggers
 from modelfs.controllers.catalog import (
+    LOOKUP_SECONDS,
     Answer,
     AnswerKey,
     CatalogVerdict,
@@ -86,6 +89,7 @@ from modelfs.controllers.runtime import (
     SYNCS_BY_VERSION,
     Context,
     Key,
+    Writer,
     body_key,
     snapshot,
 )
@@ -105,6 +109,7 @@ from modelfs.controllers.status import (
     parse_duration,
     parse_time,
     ready_changed,
+    ready_of,
     remember_written,
     set_verdicts,
     status_changes,
@@ -616,6 +621,9 @@ class Plan:
     ModelSync again."""
     skipped: bool = False
     """A schedule tick started no round: the upstream is what the last round fetched."""
+    recheck_in: float | None = None
+    """Seconds until the catalog is asked again about a refused or held download (when its
+    answer expires)."""
 
 
 def refuse(plan: Plan, verdict: Verdict) -> Plan:
@@ -854,16 +862,25 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
         or answer.expires <= plan_now(plan)
         or (newer and answer.at.replace(microsecond=0) <= newer)
     ):
-        return replace(plan, stopped=True, awaiting=True, lookup=key, lookup_after=newer)
+        # a requeue marks the plan unsettled (`settled_inputs`): the answer is news it reads
+        wait = LOOKUP_SECONDS + 1.0
+        return replace(
+            plan, stopped=True, awaiting=True, lookup=key, lookup_after=newer, requeue_after=wait
+        )
+    recheck = max((answer.expires - plan_now(plan)).total_seconds(), 0.0) + 0.5
     result = answer.result
     if isinstance(result, CatalogEntry):
         result = storage_refusal(result, found) or result
     if isinstance(result, Refusal):  # what the spec names cannot be downloaded: no resolution
         verdict = Verdict(False, str(result.reason), result.message)
         refused = refuse(plan, verdict)
-        return replace(refused, catalog=CatalogVerdict("False", verdict.reason, verdict.message))
+        return replace(
+            refused,
+            catalog=CatalogVerdict("False", verdict.reason, verdict.message),
+            recheck_in=recheck,
+        )
     if isinstance(result, Unavailable):
-        return catalog_unavailable(source, plan, result)
+        return catalog_unavailable(source, plan, result, recheck)
     if isinstance(result, NotApplicable):
         return replace(plan, catalog=CatalogVerdict("True", NOTHING_TO_LOOK_UP, result.message))
     entry = entry_status(result, answer.at)
@@ -887,7 +904,9 @@ def checked_since(sync: ModelSync, view: DatasetView | None) -> datetime | None:
     return max((t for t in times if t is not None), default=None)
 
 
-def catalog_unavailable(source: ModelSource, plan: Plan, result: Unavailable) -> Plan:
+def catalog_unavailable(
+    source: ModelSource, plan: Plan, result: Unavailable, recheck: float
+) -> Plan:
     """Catalog=Unknown: under BestEffort the download goes ahead; under Required it waits (no
     Dataset, no round: Ready=False, PENDING) until a later lookup answers."""
     reason = str(result.reason)
@@ -907,6 +926,7 @@ def catalog_unavailable(source: ModelSource, plan: Plan, result: Unavailable) ->
         view=None,
         round=None,
         resolution=None,
+        recheck_in=recheck,
     )
 
 
@@ -984,7 +1004,10 @@ def decide(observed: Observed, now: datetime) -> Plan:
             break
     if plan.awaiting:
         return plan  # the catalog's answer enqueues the ModelSync again: nothing to write yet
-    return finish(observed, plan)
+    done = finish(observed, plan)
+    if plan.recheck_in is not None and done.requeue_after is None:
+        return replace(done, requeue_after=plan.recheck_in)
+    return done
 
 
 def finish(observed: Observed, plan: Plan) -> Plan:
@@ -1148,22 +1171,22 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             "finalizers": plan.finalizers,
             "resourceVersion": observed.sync.metadata.resource_version,
         }
-        patched = await writer.patch_metadata(PLURAL, key[0], key[1], {"metadata": meta})
-        ctx.runtime.expect(PLURAL, key, patched)
+        await ctx.runtime.write(
+            PLURAL, key, writer.patch_metadata(PLURAL, key[0], key[1], {"metadata": meta})
+        )
     if plan.status is None:
         return None
     shown = plan
     if plan.apply is not None:
         dataset_key = (key[0], plan.apply["metadata"]["name"])
         try:
-            applied = await writer.apply_dataset(plan.apply)
-            if plan.repair is not None:
-                applied = await writer.patch_dataset(*dataset_key, plan.repair)
+            await ctx.runtime.write(
+                DATASETS, dataset_key, apply_and_repair(writer, plan, dataset_key)
+            )
         except InvalidError as error:
             message = f"the API server refused Dataset {dataset_key[1]}: {error}"
             shown = rejected(observed, plan, message)
         else:
-            ctx.runtime.expect(DATASETS, dataset_key, applied)
             metrics.DATASET_APPLIES.labels(cause=plan.apply_cause or "update").inc()
             if plan.apply_cause == "retry":
                 metrics.RETRIES.inc()
@@ -1177,8 +1200,11 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                 },
             )
     if plan.withdraw is not None:
-        withdrawn = await writer.patch_dataset(key[0], plan.withdraw[0], plan.withdraw[1])
-        ctx.runtime.expect(DATASETS, (key[0], plan.withdraw[0]), withdrawn)
+        await ctx.runtime.write(
+            DATASETS,
+            (key[0], plan.withdraw[0]),
+            writer.patch_dataset(key[0], plan.withdraw[0], plan.withdraw[1]),
+        )
         logger.info(
             "Withdrew Dataset share",
             extra={"object": f"{key[0]}/{key[1]}", "dataset": plan.withdraw[0]},
@@ -1200,6 +1226,15 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
         ctx.runtime.post_event(body, type_, reason, message)
     record_metrics(key, stored, status, plan)
     return plan.requeue_after
+
+
+async def apply_and_repair(writer: Writer, plan: Plan, dataset: Key) -> dict[str, Any]:
+    """Apply the plan's Dataset, then patch what a hand edit added to modelfs's fields."""
+    assert plan.apply is not None
+    applied = await writer.apply_dataset(plan.apply)
+    if plan.repair is not None:
+        applied = await writer.patch_dataset(*dataset, plan.repair)
+    return applied
 
 
 def record_metrics(key: Key, stored: dict[str, Any], desired: dict[str, Any], plan: Plan) -> None:
@@ -1224,8 +1259,76 @@ async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:
         waiting = ctx.runtime.wait_for_own_write(DATASETS, (key[0], name))
     if waiting is not None:
         return Result.after(waiting)
+    inputs = observed_versions(observed)
+    if ctx.runtime.is_settled(PLURAL, key, inputs):
+        return Result.done()
     metrics.RECONCILES.labels(kind="ModelSync").inc()
-    return Result.after(await act(ctx, observed, decide(observed, datetime.now(UTC))))
+    plan = decide(observed, datetime.now(UTC))
+    # Set before acting: a status write that fails or yields leaves the stored status as it
+    # was, which these inputs do not match.
+    ctx.runtime.settle(PLURAL, key, settled_inputs(observed, plan))
+    return Result.after(await act(ctx, observed, plan))
+
+
+def observed_versions(observed: Observed) -> tuple[Any, ...]:
+    """What `decide` reads, compactly: every field of `observed` (so a field added to Observed
+    counts too), its Dataset by what reconcilers read of one (`triggers.dataset_reads`), each
+    other object as `object_version` says, the ModelSync by its body without
+    its resourceVersion (modelfs's own status write makes a new version of it with exactly the
+    status it wrote). Equal inputs give the same plan: decide reads nothing else but the time,
+    which only a plan with a requeue depends on."""
+    found: list[Any] = []
+    for f in fields(observed):
+        value = getattr(observed, f.name)
+        if f.name == "body":
+            meta = {k: v for k, v in value.get("metadata", {}).items() if k != "resourceVersion"}
+            found.append({**value, "metadata": meta})
+        elif f.name == "dataset" and value is not None:
+            found.append((value.get("metadata", {}).get("uid"), triggers.dataset_reads(value)))
+        elif f.name != "sync":  # the body, parsed
+            found.append(object_version(value))
+    return tuple(found)
+
+
+def settled_inputs(observed: Observed, plan: Plan) -> tuple[Any, ...] | None:
+    """The inputs with which the next reconcile finds nothing to do: these when this one does
+    nothing, these with the status it writes when it only writes its status (the resync after
+    READY then decides nothing), None when it does anything else."""
+    if (
+        plan.apply is not None
+        or plan.withdraw is not None
+        or plan.orphan is not None
+        or plan.finalizers is not None
+        or plan.events
+        or plan.requeue_after is not None
+    ):
+        return None
+    stored = observed.body.get("status") or {}
+    if plan.status is None or not status_changes(stored, plan.status):
+        return observed_versions(observed)
+    written = ready_of(plan.status) or observed.written
+    return observed_versions(
+        replace(observed, body={**observed.body, "status": plan.status}, written=written)
+    )
+
+
+def object_version(value: Any) -> Any:
+    """A Model or ModelSource by what a ModelSync reads of it (its spec, by generation, and its
+    metadata; not its status, which modelfs writes as its ModelSyncs change); any other object
+    by its resourceVersion; one never stored as itself."""
+    meta = getattr(value, "metadata", None)
+    if isinstance(value, ApiModel) and isinstance(meta, ObjectMeta) and meta.generation:
+        return (
+            type(value).__name__,
+            meta.uid,
+            meta.generation,
+            meta.labels,
+            meta.annotations,
+            meta.deletion_timestamp,
+        )
+    if isinstance(value, dict) and (value.get("metadata") or {}).get("resourceVersion"):
+        return (value["metadata"].get("uid"), value["metadata"]["resourceVersion"])
+    return value
 
 
 def index(body: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any] | str]:

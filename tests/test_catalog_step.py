@@ -94,6 +94,7 @@ def test_without_an_answer_the_decision_waits_and_asks_in_the_background() -> No
     plan = modelsync.decide(seen, NOW)
     assert plan.awaiting and plan.status is None and plan.apply is None
     assert plan.lookup == key_of(seen)
+    assert plan.requeue_after is not None  # never taken for settled: the answer is news
     request, secret = plan.lookup
     assert (request.type, request.uri, request.namespace, secret) == (
         DatasetType.HTTP,
@@ -146,6 +147,7 @@ def test_each_refusal_creates_no_dataset_and_warns_once(reason: RefusalReason) -
     )
     assert plan.status_events == [("Warning", str(reason), ready["message"])]
     assert "catalog" not in plan.status
+    assert plan.requeue_after == 55.5  # asked again when the answer expires
 
 
 def test_a_refused_new_round_is_not_started() -> None:
@@ -187,6 +189,7 @@ def test_required_holds_the_download_until_the_catalog_answers() -> None:
     assert ready_of(plan)["reason"] == "CatalogTimeout"
     assert catalog_condition(plan)["status"] == "Unknown"
     assert plan.status_events == []  # waiting is no failure
+    assert plan.requeue_after == 55.5
     later = modelsync.decide(answered(ENTRY, source=source("Required")), NOW)
     assert later.apply is not None
 

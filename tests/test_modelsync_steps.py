@@ -266,7 +266,7 @@ def test_each_step_changes_no_condition_but_its_own_and_a_refusal_stops_the_tabl
     # decide is that same table, then the status
     decided = modelsync.decide(seen, NOW + timedelta(seconds=later))
     assert replace(decided, status=None, status_events=[], requeue_after=None) == replace(
-        plan, finalizers=decided.finalizers
+        plan, finalizers=decided.finalizers, requeue_after=None
     )
 
 
