@@ -557,3 +557,26 @@ async def test_a_skipped_tick_is_counted_once_and_starts_no_round() -> None:
     catalog = next(c for c in status["conditions"] if c["type"] == "Catalog")
     assert catalog["reason"] == "ScheduleSkipped", catalog
     assert status["phase"] == "READY" and status["catalog"]["lookedUpAt"] > looked
+
+
+async def test_a_refusal_lifted_upstream_is_seen_when_its_answer_expires() -> None:
+    """No edit of any object: the refused ModelSync is not taken for settled, it asks the
+    catalog again when the answer expires, and makes its Dataset once the repository exists."""
+    lookup = Recorded(Refusal(RefusalReason.REPO_NOT_FOUND, "repository h/same does not exist"))
+    cluster = catalog_cluster(lookup, versions=1)
+    assert cluster.runtime.catalog is not None
+    cluster.runtime.catalog.answer_seconds = 0.5
+    async with cluster.running():
+        await asyncio.sleep(2.0)  # refused, and asked again each time the answer expires
+        assert cluster.objects["datasets"] == {}
+        asked = len(lookup.calls)
+        assert asked >= 2, asked
+        lookup.result = ENTRY  # the repository now exists
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if cluster.objects["datasets"]:
+                break
+        await cluster.settle()
+    assert len(cluster.objects["datasets"]) == 1
+    status = cluster.objects["modelsyncs"][(NS, "sync-0")]["status"]
+    assert status["catalog"]["revision"] == SHA and status["phase"] != "FAILED"
