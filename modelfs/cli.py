@@ -29,6 +29,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.all_namespaces and not args.namespace:
         print("modelfs run: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
         return 2
+    bundle = args.catalog_ca_bundle
+    if bundle and not Path(bundle).is_file():  # refused at the start, not at every lookup
+        print(f"modelfs run: --catalog-ca-bundle {bundle!r} is not a file", file=sys.stderr)
+        return 2
     return run(
         namespaces=list(args.namespace or []),
         clusterwide=bool(args.all_namespaces),
