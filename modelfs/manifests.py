@@ -209,7 +209,7 @@ def rbac_table() -> str:
     from modelfs.controllers.rbac import LEADER_ELECTION_RULES, RULES
 
     lines = ["| API group | resources | verbs | scope | why |", "|---|---|---|---|---|"]
-    scoped = [(rule, rule.scope) for rule in RULES]
+    scoped: list[tuple[Any, str]] = [(rule, rule.scope) for rule in RULES]
     scoped += [(rule, "operator namespace") for rule in LEADER_ELECTION_RULES]
     for rule, scope in scoped:
         resources = ", ".join(f"`{r}`" for r in rule.resources)

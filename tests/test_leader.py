@@ -45,7 +45,9 @@ def test_defaults_are_controller_runtime_s() -> None:
 
 
 @pytest.mark.parametrize(("lease", "renew", "retry"), [(10, 10, 2), (15, 10, 10), (15, 10, 0)])
-def test_timings_that_could_let_two_lead_are_refused(lease: float, renew: float, retry: float):
+def test_timings_that_could_let_two_lead_are_refused(
+    lease: float, renew: float, retry: float
+) -> None:
     with pytest.raises(ValueError, match="retry period < renew deadline < lease duration"):
         Timings(lease, renew, retry)
 
@@ -195,7 +197,7 @@ async def wait_until(check: object, within: float = 3.0) -> float:
 
 
 async def test_one_leads_and_a_release_hands_over_at_once() -> None:
-    lease, log = MemoryLease(), []
+    lease, log = MemoryLease(), list[tuple[float, str, str]]()
     a = Replica("a", lease, log)
     await wait_until(a.elector.leading)
     b = Replica("b", lease, log)
@@ -211,7 +213,7 @@ async def test_one_leads_and_a_release_hands_over_at_once() -> None:
 
 
 async def test_a_cut_off_leader_stops_before_the_other_starts() -> None:
-    lease, log = MemoryLease(), []
+    lease, log = MemoryLease(), list[tuple[float, str, str]]()
     a = Replica("a", lease, log)
     await wait_until(a.elector.leading)
     b = Replica("b", lease, log)
