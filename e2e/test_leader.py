@@ -225,34 +225,36 @@ async def test_only_the_leader_writes_and_a_sigkilled_leader_is_replaced(
     replicas: Replicas, control_plane: ControlPlane, k8s_api: ApiClient, k8s_namespace: str
 ) -> None:
     """A burst of 200 ModelSyncs on two replicas: the standby writes nothing while the leader
-    lives; the leader SIGKILLed in the middle of the burst, the standby takes over within lease
-    duration + retry period, and every ModelSync reaches READY with one Dataset and one loader
-    round each (no round started twice, none lost)."""
+    lives (all 200 created, half of them READY); the leader SIGKILLed then, the standby takes
+    over within lease duration + retry period, and every ModelSync reaches READY with one
+    Dataset and one loader round each (no round started twice, none lost)."""
     a = await replicas.start_async("a")
     leader = await replicas.leader(k8s_api)
     b = await replicas.start_async("b")
     standby = b if leader is a else a
     kube = Kube(k8s_api, k8s_namespace)
     rollout = await Rollout.prepare(
-        kube, {"hf": 50, "http": 50, "git": 20, "pvc": 80}, round_duration="2s"
+        kube, {"hf": 50, "http": 50, "git": 20, "ms": 20, "pvc": 60}, round_duration="2s"
     )
     started = time.monotonic()
     creating = asyncio.get_running_loop().create_task(rollout.create_syncs())
-    while len(rollout.sync_round) < 100:  # the middle of the burst  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+    await creating
+    # the middle of the burst: half of the ModelSyncs READY, the rest being served
+    while sum(map(rollout.settled, (await rollout.statuses()).values())) < 100:
+        assert time.monotonic() - started < 120, "the burst is not being served"
+        await asyncio.sleep(0.2)
     leader_id, standby_id = identity(leader), identity(standby)
     standby_before = writes_by(control_plane, standby_id)
     leader_before = writes_by(control_plane, leader_id)
     await asyncio.to_thread(leader.kill)
     killed = time.monotonic()
     replicas.gone[leader_id] = killed
-    await creating
     settled = await rollout.wait_settled(within=240)
     took_over = replicas.held_by(standby_id, killed)
     counts = await rollout.check_stays()
     lease, _, retry = replicas.timings
     print(
-        f"\n200 ModelSyncs: leader SIGKILLed after {killed - started:.1f}s "
+        f"\n200 ModelSyncs: leader SIGKILLed after {killed - started:.1f}s, half READY "
         f"({sum(leader_before.values())} writes by it, {sum(standby_before.values())} by the "
         f"standby); standby took over {(took_over or 0) - killed:.2f}s after the kill; "
         f"all READY {settled:.1f}s later; counts {dict(counts)}"
@@ -261,7 +263,7 @@ async def test_only_the_leader_writes_and_a_sigkilled_leader_is_replaced(
     assert leader_before["modelsyncs"] > 0, leader_before
     assert took_over is not None and took_over - killed <= lease + retry + 0.5
     assert counts["modelsyncs"] == counts["ready"] == counts["datasets"] == 200
-    assert counts["jobs"] == 120  # one round per loading ModelSync: none twice, none lost
+    assert counts["jobs"] == 140  # one round per loading ModelSync: none twice, none lost
     assert writes_by(control_plane, standby_id)["modelsyncs"] > 0  # the new leader served
     no_problems(standby)
 
@@ -287,6 +289,9 @@ async def test_sigterm_hands_over_within_two_seconds(
         assert time.monotonic() - signalled < 20, "the standby did not take over"
         await asyncio.sleep(0.02)
     took_over = (replicas.held_by(standby_id, signalled) or 0) - signalled
+    metrics = await asyncio.to_thread(standby.metrics)
+    assert "\nmodelfs_leader 1.0" in metrics
+    assert 'modelfs_leader_transitions_total{to="leader"} 1.0' in metrics
     await rollout.create_syncs()
     settled = await rollout.wait_settled(within=60)
     await stopping
