@@ -196,6 +196,14 @@ def operator_as_deployed(target: Target, identity: Path, log: Path) -> OperatorP
     free ones) under the installed ServiceAccount's token."""
     args = build_parser().parse_args(["run", *deployment_args(target)])
     extra = ["-v"] if args.verbose else []
+    if args.leader_elect:  # the Lease in the release namespace (the pod's, from the downward API)
+        extra += [
+            "--leader-elect",
+            f"--leader-election-namespace={SYSTEM_NAMESPACE}",
+            f"--leader-elect-lease-duration={args.leader_elect_lease_duration}",
+            f"--leader-elect-renew-deadline={args.leader_elect_renew_deadline}",
+            f"--leader-elect-retry-period={args.leader_elect_retry_period}",
+        ]
     return OperatorProcess(
         identity,
         namespaces=args.namespace or (),
