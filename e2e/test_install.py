@@ -48,6 +48,8 @@ pytestmark = pytest.mark.e2e
 SYSTEM_NAMESPACE = "modelfs-system"
 OPERATOR = "modelfs-operator"
 OPERATOR_USER = f"system:serviceaccount:{SYSTEM_NAMESPACE}:{OPERATOR}"
+LEADER = "modelfs-leader-election"
+"""The leader election Role and RoleBinding, in the operator's namespace."""
 SAMPLE_NAMESPACES = ("modelfs-samples", "modelfs-samples-team")
 IMAGE_ENV = "MODELFS_OPERATOR_IMAGE"
 
