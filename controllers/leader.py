@@ -316,8 +316,9 @@ class Elector:
         self.observed: Record | None = None
         self.observed_at = clock()
         self.version = ""
-        self.progress = clock()
-        """When the loop last finished an attempt (the liveness probe reads it)."""
+        self.progress: float | None = None
+        """When the loop last finished an attempt (the liveness probe reads it); None until it
+        runs (a replica still listing at start is not wedged)."""
         self.changed = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
 
@@ -333,11 +334,14 @@ class Elector:
 
     def wedged(self) -> bool:
         """The loop has made no attempt for two Lease durations: the replica is stuck."""
+        if self.progress is None:
+            return False
         return self.clock() - self.progress > 2 * self.timings.lease_duration + self.timings.retry
 
     # -- the loop
 
     async def run(self) -> None:
+        self.progress = self.clock()
         self._watch = asyncio.get_running_loop().create_task(self._watch_lease())
         try:
             while True:

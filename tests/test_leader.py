@@ -258,3 +258,33 @@ async def test_the_fence_refuses_writes_once_the_deadline_passed() -> None:
         await fence.patch_status("modelsyncs", "ns", "x", {})
     assert await fence.secret_keys("ns", "s") == frozenset()  # a read passes
     assert Writer.calls == 1
+
+
+async def test_the_probe_fails_only_a_wedged_replica() -> None:
+    """/healthz: a standby is healthy; an election loop that made no attempt for two lease
+    durations fails it (a replica still listing at start, before the loop runs, does not)."""
+    import kopf
+
+    from modelfs.operator import leader_probe
+
+    now = [0.0]
+    elector = Elector(
+        MemoryClient(MemoryLease()),  # type: ignore[arg-type]
+        ME,
+        DEFAULT,
+        lambda: asyncio.sleep(0),
+        lambda reason: asyncio.sleep(0),
+        clock=lambda: now[0],
+    )
+    memo = kopf.Memo(elector=elector)
+    now[0] = 1000.0
+    assert await leader_probe(memo) == {"election": True, "leader": False}  # not started yet
+    task = asyncio.get_running_loop().create_task(elector.run())
+    await asyncio.sleep(0.05)
+    assert not elector.wedged()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    now[0] += 2 * DEFAULT.lease_duration + DEFAULT.retry + 1
+    with pytest.raises(kopf.PermanentError):
+        await leader_probe(memo)
+    assert await leader_probe(kopf.Memo()) == {"election": False}
