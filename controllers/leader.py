@@ -320,6 +320,7 @@ class Elector:
         """When the loop last finished an attempt (the liveness probe reads it); None until it
         runs (a replica still listing at start is not wedged)."""
         self.changed = asyncio.Event()
+        self._last_error = ""
         self._watch: asyncio.Task[None] | None = None
 
     # -- what others ask
@@ -394,7 +395,18 @@ class Elector:
                     extra={"lease": self.client.name, "error": f"{type(error).__name__}: {error}"},
                 )
             else:
-                logger.debug("Lease not acquired", extra={"error": str(error)})
+                # a standby that cannot read or write the Lease (RBAC, no such namespace) would
+                # never lead: said once per distinct error, not every retry period
+                said = f"{type(error).__name__}: {error}"
+                if said != self._last_error:
+                    self._last_error = said
+                    logger.warning(
+                        "Lease not acquired",
+                        extra={
+                            "lease": f"{self.client.namespace}/{self.client.name}",
+                            "error": said,
+                        },
+                    )
             decision = decide(
                 self.observed,
                 self.observed_at,

@@ -288,3 +288,33 @@ async def test_the_probe_fails_only_a_wedged_replica() -> None:
     with pytest.raises(kopf.PermanentError):
         await leader_probe(memo)
     assert await leader_probe(kopf.Memo()) == {"election": False}
+
+
+async def test_a_candidate_that_cannot_reach_the_lease_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RBAC missing or no such namespace: one warning per distinct error, not one per retry."""
+    from modelfs.pkg.kube import ApiError
+
+    class Forbidden(MemoryClient):
+        async def get(self, timeout: float) -> tuple[Record | None, str]:  # noqa: ASYNC109
+            raise ApiError(403, '403: leases "modelfs-operator" is forbidden')
+
+        async def changes(self, version: str, timeout: float) -> tuple[str, str]:  # noqa: ASYNC109
+            await asyncio.sleep(3600)
+            return "", version
+
+    elector = Elector(
+        Forbidden(MemoryLease()),  # type: ignore[arg-type]
+        ME,
+        FAST,
+        lambda: asyncio.sleep(0),
+        lambda reason: asyncio.sleep(0),
+    )
+    task = asyncio.get_running_loop().create_task(elector.run())
+    await asyncio.sleep(FAST.retry * 6)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    said = [r for r in caplog.records if r.getMessage() == "Lease not acquired"]
+    assert len(said) == 1 and "forbidden" in str(said[0].__dict__["error"])
+    assert not elector.leading()
