@@ -121,16 +121,25 @@ class Replicas:
 
     def leaderless(self, start: float, end: float) -> float:
         """The longest time between `start` and `end` in which no LIVE replica held the Lease:
-        a holder is taken to be gone from the moment it was signalled (`gone`)."""
-        longest, since = 0.0, None
-        for when, found in [*self.holders, (end, "<end>")]:
-            if when < start:
-                continue
-            live = found and found != "<end>" and found not in self.gone
+        a holder counts as gone from the moment it was signalled (`gone`)."""
+        events = sorted(
+            [(when, "holder", who) for when, who in self.holders]
+            + [(when, "gone", who) for who, when in self.gone.items()]
+        )
+        holder, gone, longest, since = "", set(), 0.0, None
+        for when, what, who in [*events, (end, "end", "")]:
+            if when > end:
+                break
+            if what == "holder":
+                holder = who
+            elif what == "gone":
+                gone.add(who)
+            at = max(when, start)
+            live = bool(holder) and holder not in gone
             if not live and since is None:
-                since = when
-            elif (live or found == "<end>") and since is not None:
-                longest, since = max(longest, when - since), None
+                since = at
+            elif (live or what == "end") and since is not None:
+                longest, since = max(longest, at - since), None
         return longest
 
     gone: dict[str, float] = field(default_factory=dict)
