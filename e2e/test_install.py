@@ -173,6 +173,21 @@ def test_deployment_runs_from_the_image_on_kind(installed: Target) -> None:
     installed.run(
         "-n", SYSTEM_NAMESPACE, "rollout", "status", f"deployment/{OPERATOR}", "--timeout=180s"
     )
+    # Two replicas, one leader: the Lease names one of the Deployment's pods (README).
+    holder, pods = "", [""]
+    for _ in range(60):
+        holder = installed.run(
+            "-n", SYSTEM_NAMESPACE, "get", "lease", OPERATOR, "-o",
+            "jsonpath={.spec.holderIdentity}", check=False,
+        ).stdout.strip()  # fmt: skip
+        pods = installed.run(
+            "-n", SYSTEM_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=operator",
+            "-o", "jsonpath={.items[*].metadata.name}",
+        ).stdout.split()  # fmt: skip
+        if len(pods) == 2 and holder.rsplit("_", 1)[0] in pods:
+            break
+        time.sleep(1)
+    assert len(pods) == 2 and holder.rsplit("_", 1)[0] in pods, (holder, pods)
     # The in-cluster operator would race the process of the next test: scale it down again.
     installed.run("-n", SYSTEM_NAMESPACE, "scale", f"deployment/{OPERATOR}", "--replicas=0")
 
