@@ -475,11 +475,13 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     if plan.create is not None:
         name = plan.create["metadata"]["name"]
         try:
-            created = await writer.apply_dataset(plan.create)
+            created = await ctx.runtime.write(
+                DATASETS, (key[0], name), writer.apply_dataset(plan.create)
+            )
         except InvalidError as error:
             shown = rejected(observed, plan, f"the API server refused Dataset {name}: {error}")
         else:
-            ctx.runtime.expect(DATASETS, (key[0], name), created)
+            assert created is not None
             shown = replace(plan, events=created_once(ctx, (key[0], name), created, plan.events))
             logger.info("Applied reference Dataset", extra={"object": key, "dataset": name})
     events += shown.events

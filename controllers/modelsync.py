@@ -70,6 +70,7 @@ from modelfs.controllers.runtime import (
     SYNCS_BY_VERSION,
     Context,
     Key,
+    Writer,
     body_key,
     snapshot,
 )
@@ -935,22 +936,22 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
             "finalizers": plan.finalizers,
             "resourceVersion": observed.sync.metadata.resource_version,
         }
-        patched = await writer.patch_metadata(PLURAL, key[0], key[1], {"metadata": meta})
-        ctx.runtime.expect(PLURAL, key, patched)
+        await ctx.runtime.write(
+            PLURAL, key, writer.patch_metadata(PLURAL, key[0], key[1], {"metadata": meta})
+        )
     if plan.status is None:
         return None
     shown = plan
     if plan.apply is not None:
         dataset_key = (key[0], plan.apply["metadata"]["name"])
         try:
-            applied = await writer.apply_dataset(plan.apply)
-            if plan.repair is not None:
-                applied = await writer.patch_dataset(*dataset_key, plan.repair)
+            await ctx.runtime.write(
+                DATASETS, dataset_key, apply_and_repair(writer, plan, dataset_key)
+            )
         except InvalidError as error:
             message = f"the API server refused Dataset {dataset_key[1]}: {error}"
             shown = rejected(observed, plan, message)
         else:
-            ctx.runtime.expect(DATASETS, dataset_key, applied)
             metrics.DATASET_APPLIES.labels(cause=plan.apply_cause or "update").inc()
             if plan.apply_cause == "retry":
                 metrics.RETRIES.inc()
@@ -964,8 +965,11 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
                 },
             )
     if plan.withdraw is not None:
-        withdrawn = await writer.patch_dataset(key[0], plan.withdraw[0], plan.withdraw[1])
-        ctx.runtime.expect(DATASETS, (key[0], plan.withdraw[0]), withdrawn)
+        await ctx.runtime.write(
+            DATASETS,
+            (key[0], plan.withdraw[0]),
+            writer.patch_dataset(key[0], plan.withdraw[0], plan.withdraw[1]),
+        )
         logger.info(
             "Withdrew Dataset share",
             extra={"object": f"{key[0]}/{key[1]}", "dataset": plan.withdraw[0]},
@@ -985,6 +989,15 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
         ctx.runtime.post_event(body, type_, reason, message)
     record_metrics(key, stored, status, plan)
     return plan.requeue_after
+
+
+async def apply_and_repair(writer: Writer, plan: Plan, dataset: Key) -> dict[str, Any]:
+    """Apply the plan's Dataset, then patch what a hand edit added to modelfs's fields."""
+    assert plan.apply is not None
+    applied = await writer.apply_dataset(plan.apply)
+    if plan.repair is not None:
+        applied = await writer.patch_dataset(*dataset, plan.repair)
+    return applied
 
 
 def record_metrics(key: Key, stored: dict[str, Any], desired: dict[str, Any], plan: Plan) -> None:

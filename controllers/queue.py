@@ -6,7 +6,9 @@
 - A reconcile that raises is retried for that key alone, with exponential backoff; a success
   resets the backoff. A bug (not an API error) is logged with its traceback once per key and
   error; while the same error repeats, each retry is one warning line without it.
-- `add_after` serves schedules and "look again later": the earliest pending time wins.
+- `add_after` serves schedules and "look again later": the earliest pending time wins, and a
+  reconcile that starts meanwhile cancels it (what it returns sets the next one): a reconcile
+  that waited for its own write to come back runs once when it does, not again at the deadline.
 - Two priorities: what a watch event changed is served before the resync and the initial listing
   (`add(key, low=True)`), so new work is never queued behind a pass over every object. Such a
   pass skips a key that is backing off after a failure; a watch event does not. `backlog()`
@@ -185,6 +187,9 @@ class WorkQueue(Generic[K]):
             del self._waiting[key]
             if not low:
                 self._high_waiting -= 1
+            timer = self._timers.pop(key, None)
+            if timer is not None:  # this reconcile says when to look again, if ever
+                timer.cancel()
             self._running.add(key)
             self._depth.set(len(self._waiting))
             self._queue_seconds.observe(time.monotonic() - waiting[0])

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -143,6 +143,20 @@ class Writer(Protocol):
 
 
 @dataclass
+class InFlight:
+    """The writes of one object waiting for their response, and the events held meanwhile."""
+
+    writes: int = 0
+    held: list[tuple[str, Callable[[bool], None]]] = field(default_factory=list)
+
+    def take(self, version: str, *, everything: bool) -> list[tuple[str, Callable[[bool], None]]]:
+        """The held events to hand on: the one of `version`, or all when no write is left."""
+        taken = [h for h in self.held if everything or h[0] == version]
+        self.held = [h for h in self.held if h not in taken]
+        return taken
+
+
+@dataclass
 class Runtime:
     """One per operator process."""
 
@@ -171,6 +185,9 @@ class Runtime:
     parsed_syncs: set[tuple[str, str]] = field(default_factory=set)
     recent: OrderedDict[tuple[str, Key, str], None] = field(default_factory=OrderedDict)
     """The versions the watches brought most recently, by (plural, key, resourceVersion)."""
+    in_flight: dict[tuple[str, Key], InFlight] = field(default_factory=dict)
+    """Writes of modelfs's own still waiting for their response, and the watch events of the
+    same object that came meanwhile (`write`)."""
     queues: Queues | None = None
     """The work queues, once the operator runs them."""
     yielding: dict[tuple[str, Key], float] = field(default_factory=dict)
@@ -233,6 +250,39 @@ class Runtime:
         return cached[0]
 
     # -- expectations: wait for the watch to bring back what modelfs wrote
+
+    async def write(
+        self, plural: str, key: Key, request: Awaitable[dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Send one write of `key` and expect it back from the watch (`expect`). The response
+        and the watch event travel on two connections, so the event may come first: an event of
+        `key` that arrives while the write is in flight is held (`hold`) until the response
+        tells whether it is this write, and handed on as modelfs's own or as news then. Without
+        this, the event of a status write that beat its response reached every reader of the
+        object as news (a Model's status write woke each of its ModelSyncs)."""
+        pending = self.in_flight.setdefault((plural, key), InFlight())
+        pending.writes += 1
+        written: dict[str, Any] | None = None
+        try:
+            written = await request
+        finally:
+            version = resource_version(written)
+            self.expect(plural, key, written)
+            pending.writes -= 1
+            if pending.writes == 0:
+                del self.in_flight[(plural, key)]
+            for event_version, resume in pending.take(version, everything=pending.writes == 0):
+                resume(event_version == version)
+        return written
+
+    def hold(self, plural: str, key: Key, version: str, resume: Callable[[bool], None]) -> bool:
+        """Hold a watch event of `key` (of `version`) that came while modelfs writes it: True
+        when held, `resume(own)` is then called once the write's response is in."""
+        pending = self.in_flight.get((plural, key))
+        if pending is None:
+            return False
+        pending.held.append((version, resume))
+        return True
 
     def expect(self, plural: str, key: Key, written: Mapping[str, Any] | None) -> None:
         version = resource_version(written)

@@ -97,10 +97,11 @@ async def write_status(
     patch = status_changes(stored, desired)
     if not patch:
         return False
-    result = await ctx.runtime.writer.patch_status(plural, key[0], key[1], patch)
+    result = await ctx.runtime.write(
+        plural, key, ctx.runtime.writer.patch_status(plural, key[0], key[1], patch)
+    )
     if result is None:
         return False
-    ctx.runtime.expect(plural, key, result)
     ctx.runtime.status_written_at[(plural, key)] = time.monotonic()
     metrics.STATUS_WRITES.labels(kind=plural).inc()
     return True

@@ -19,7 +19,7 @@ from typing import Any
 
 from modelfs.api.v1 import Model, ModelReference, ModelSource, ModelSync
 from modelfs.controllers.runtime import Indexes, Key, body_key
-from modelfs.pkg.dataset import pruned
+from modelfs.pkg.dataset import managed_spec
 
 SOURCES, MODELS, SYNCS, REFERENCES = (
     ModelSource.plural,
@@ -141,13 +141,13 @@ def dataset_changed(ix: Indexes, body: Mapping[str, Any]) -> Affected:
 
 
 def dataset_reads(body: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What any reconciler reads of a Dataset: its spec (as the Dataset operator reads it:
-    `pruned`), status, labels, annotations, owners and deletion. A watch event that changes
-    none of these (the Dataset operator's finalizer and spec write-back, a managedFields
-    timestamp) affects nobody."""
+    """What any reconciler reads of a Dataset: the spec fields modelfs owns (as the Dataset
+    operator reads them: `managed_spec`), status, labels, annotations, owners and deletion. A
+    watch event that changes none of these (the Dataset operator's finalizer and its spec
+    write-back with the API server's defaults, a managedFields timestamp) affects nobody."""
     meta = body.get("metadata", {})
     return (
-        pruned(body.get("spec") or {}),
+        managed_spec(body.get("spec") or {}),
         body.get("status"),
         meta.get("labels"),
         meta.get("annotations"),

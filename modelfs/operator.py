@@ -35,7 +35,15 @@ from modelfs.controllers.leader import (
 )
 from modelfs.controllers.queue import WorkQueue
 from modelfs.controllers.runner import run_reconciler
-from modelfs.controllers.runtime import Context, Indexes, Key, Runtime, Writer, body_key
+from modelfs.controllers.runtime import (
+    Context,
+    Indexes,
+    Key,
+    Runtime,
+    Writer,
+    body_key,
+    resource_version,
+)
 from modelfs.pkg.kube.writer import KubeWriter
 
 logger = logging.getLogger("modelfs.operator")
@@ -120,14 +128,28 @@ class Operator:
                 self.enqueue(kind.own_write(indexes, body, True))
             return
         if self.runtime.record_event(plural, key, body):
-            # taken whatever the kind: a Dataset has no queue, what waited for it is its owner
-            waited = self.runtime.take_deferred(plural, key)
-            found = kind.own_write(indexes, body, waited)
-            if waited and plural in self.queues:
-                found.add(plural, key)
-        else:
-            found = kind.triggers(indexes, body)
-        self.enqueue(found, low=listing)
+            self.enqueue(self.own_write(kind, key, body, indexes), low=listing)
+        elif not self.runtime.hold(
+            plural,
+            key,
+            resource_version(body),
+            lambda own: self.enqueue(
+                self.own_write(kind, key, body, indexes) if own else kind.triggers(indexes, body),
+                low=listing,
+            ),
+        ):
+            self.enqueue(kind.triggers(indexes, body), low=listing)
+
+    def own_write(
+        self, kind: Watched, key: Key, body: Mapping[str, Any], indexes: Indexes
+    ) -> triggers.Affected:
+        """What modelfs's own write of `key` coming back affects."""
+        # taken whatever the kind: a Dataset has no queue, what waited for it is its owner
+        waited = self.runtime.take_deferred(kind.plural, key)
+        found = kind.own_write(indexes, body, waited)
+        if waited and kind.plural in self.queues:
+            found.add(kind.plural, key)
+        return found
 
     def read_changed(self, kind: Watched, key: Key, body: Mapping[str, Any], deleted: bool) -> bool:
         """Whether this event changes what the reconcilers read of the object. The resync

@@ -187,8 +187,9 @@ def test_the_parse_cache_keeps_the_recent_modelsyncs_and_every_model(
 
 
 async def test_a_dataset_event_that_changes_nothing_read_reconciles_nothing() -> None:
-    """The Dataset operator's finalizer Update (a finalizer, the spec's empty shells) changes
-    nothing a reconciler reads: no reconcile. Its status writes do."""
+    """The Dataset operator's finalizer Update (a finalizer, the spec's empty shells, the API
+    server's mountOptions defaults) changes nothing a reconciler reads: no reconcile. Its status
+    writes do."""
     cluster = shared_model_cluster(versions=1, references=0)
     sync_key, dataset_key = (NS, "sync-0"), (NS, "mdl-v0")
     async with cluster.running():
@@ -198,7 +199,12 @@ async def test_a_dataset_event_that_changes_nothing_read_reconciles_nothing() ->
         written_back = {
             **body,
             "metadata": {**body["metadata"], "finalizers": ["dataset.baizeai.io/finalizer"]},
-            "spec": {**body["spec"], "volumeClaimTemplate": {"metadata": {}, "status": {}}},
+            # the controller's full Update of the spec, then the API server's defaults
+            "spec": {
+                **body["spec"],
+                "volumeClaimTemplate": {"metadata": {}, "status": {}},
+                "mountOptions": {"path": "/", "mode": "0774", "uid": 1000, "gid": 1000},
+            },
         }
         cluster._store("datasets", dataset_key, written_back)
         await cluster.settle()
@@ -227,3 +233,61 @@ def test_a_write_whose_watch_event_came_before_its_response_is_not_waited_for() 
     assert (
         rt.record_event("datasets", key, later) and rt.wait_for_own_write("datasets", key) is None
     )
+
+
+async def test_an_own_write_whose_event_beats_its_response_wakes_none_of_its_readers() -> None:
+    """A Model's status write comes back through the watch before its response: the event is
+    held until the response says it is modelfs's own, and none of the Model's ModelSyncs is
+    reconciled for it. Someone else's write held meanwhile is news once the response is in."""
+    from modelfs import operator as operator_module
+    from modelfs.controllers import model as model_controller
+
+    cluster = shared_model_cluster(versions=3, references=0)
+    operator = operator_module.Operator(cluster.runtime)
+    syncs = operator.queues["modelsyncs"]
+    key = (NS, "mdl")
+    stored = cluster.objects["models"][key]
+
+    def version(rv: str, status: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **stored,
+            "metadata": {**stored["metadata"], "resourceVersion": rv},
+            "status": status,
+        }
+
+    ours, theirs = version("900", {"versions": []}), version("901", {"edited": "by hand"})
+    response: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+    write = asyncio.ensure_future(cluster.runtime.write("models", key, response))
+    await asyncio.sleep(0)
+    operator.on_event(model_controller.DESCRIPTOR, ours, cluster.indexes)
+    operator.on_event(model_controller.DESCRIPTOR, theirs, cluster.indexes)
+    assert len(syncs) == 0  # both held
+    response.set_result(ours)
+    assert await write is ours
+    assert cluster.runtime.in_flight == {}
+    await asyncio.sleep(1.2)  # a Model's own key is added with a delay (fan-in)
+    assert len(syncs) == 3  # the hand edit reached the three ModelSyncs, once each
+    assert not cluster.runtime.expecting("models", key)  # nothing left to wait for
+    await operator.stop()
+
+
+async def test_a_held_event_is_news_when_the_write_fails() -> None:
+    """A write that raises: what the watch brought meanwhile is handed on as news."""
+    from modelfs import operator as operator_module
+    from modelfs.controllers import model as model_controller
+
+    cluster = shared_model_cluster(versions=2, references=0)
+    operator = operator_module.Operator(cluster.runtime)
+    key = (NS, "mdl")
+    stored = cluster.objects["models"][key]
+    event = {**stored, "metadata": {**stored["metadata"], "resourceVersion": "950"}}
+
+    async def refused() -> dict[str, Any] | None:
+        operator.on_event(model_controller.DESCRIPTOR, event, cluster.indexes)
+        assert len(operator.queues["modelsyncs"]) == 0
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError):
+        await cluster.runtime.write("models", key, refused())
+    assert len(operator.queues["modelsyncs"]) == 2
+    await operator.stop()

@@ -98,6 +98,27 @@ async def test_add_after_keeps_the_earliest_time() -> None:
     await queue.stop()
 
 
+async def test_a_reconcile_replaces_the_look_again_set_before_it() -> None:
+    """A key set to be looked at again later, then added by a watch event: it is reconciled
+    once, now; what that reconcile returns sets the next look (here: none)."""
+    queue: WorkQueue[str] = WorkQueue("test")
+    runs: list[str] = []
+
+    async def reconcile(key: str) -> float | None:
+        runs.append(key)
+        return None
+
+    queue.add_after("a", 0.2)
+    queue.add("a")
+    queue.start(reconcile, 1)
+    await asyncio.sleep(0.4)
+    assert runs == ["a"]
+    queue.add_after("a", 0.05)  # a later look, with no add in between, still comes
+    await asyncio.sleep(0.2)
+    assert runs == ["a", "a"]
+    await queue.stop()
+
+
 # ----------------------------------------------------------------------------- the trigger map
 
 
@@ -458,9 +479,12 @@ async def test_an_unanswered_request_is_retried_with_a_warning_not_reported_as_a
     caplog.set_level(logging.WARNING)
     cluster = shared_model_cluster(versions=2, references=0)
     async with cluster.running():
-        await asyncio.sleep(1.0)
-        cluster.ready_all_datasets()
-        await asyncio.sleep(2.5)
+        # the backoff (0.5 s, then 1 s from the second failure) decides when its Dataset exists
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            cluster.ready_all_datasets()
+            if failures == 2 and phase(cluster, "modelsyncs", bad) == "READY":
+                break
     assert failures == 2
     assert phase(cluster, "modelsyncs", bad) == "READY"
     about = [r for r in caplog.records if getattr(r, "object", None) == bad]

@@ -7,6 +7,7 @@ from modelfs.pkg.dataset.apply import (
     SPEC_KEYS,
     UNSET_SPEC_KEYS,
     drift_patch,
+    managed_spec,
     needs_apply,
 )
 from modelfs.pkg.dataset.errors import Reason, ResolutionError
@@ -84,6 +85,7 @@ __all__ = [
     "dns_label",
     "drift_patch",
     "label_value",
+    "managed_spec",
     "missing_secret_keys",
     "needs_apply",
     "ownership_conflict",

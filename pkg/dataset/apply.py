@@ -34,6 +34,11 @@ them. The others always have modelfs's value (source is required, dataSyncRound 
 so apply itself takes them back."""
 
 
+def managed_spec(spec: dict[str, Any]) -> Any:
+    """The fields of a Dataset spec that modelfs owns, as the Dataset operator reads them."""
+    return pruned({k: spec.get(k) for k in MANAGED_SPEC_KEYS})
+
+
 def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
     """Whether the Dataset differs from what modelfs wants in the fields modelfs owns."""
     if existing is None:
@@ -45,9 +50,7 @@ def needs_apply(existing: dict[str, Any] | None, desired: dict[str, Any]) -> boo
     owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
     if any(ref["uid"] not in owners for ref in want_meta.get("ownerReferences", [])):
         return True
-    spec, want = existing.get("spec") or {}, desired["spec"]
-    have = pruned({k: spec.get(k) for k in MANAGED_SPEC_KEYS})
-    return bool(have != pruned({k: want.get(k) for k in MANAGED_SPEC_KEYS}))
+    return bool(managed_spec(existing.get("spec") or {}) != managed_spec(desired["spec"]))
 
 
 def drift_patch(stored: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
