@@ -318,3 +318,59 @@ async def test_a_candidate_that_cannot_reach_the_lease_says_so_once(
     said = [r for r in caplog.records if r.getMessage() == "Lease not acquired"]
     assert len(said) == 1 and "forbidden" in str(said[0].__dict__["error"])
     assert not elector.leading()
+
+
+# ----------------------------------------------------------------------------- the operator
+
+
+async def test_a_standby_writes_nothing_a_winner_serves_every_key_a_loser_abandons_writes() -> None:
+    """On the in-memory cluster: an elected operator that does not lead writes nothing, watch
+    events included; on winning it reconciles every key of its indexes (no listing); on losing,
+    a write in flight is abandoned: it never reaches the API."""
+    from modelfs.operator import Operator
+    from tests.memcluster import obj
+    from tests.test_reconcile_core import NS, phase, shared_model_cluster
+
+    cluster = shared_model_cluster(versions=3, references=1)
+    operator = Operator(cluster.runtime, cluster.reconciled, elected=True)
+    operator.indexes.set_result(cluster.indexes)
+    cluster.operator = operator
+    main = asyncio.get_running_loop().create_task(operator.start())
+    try:
+        await asyncio.sleep(0.2)
+        cluster.put(obj("ModelSync", NS, "late", {"modelRef": "mdl", "version": "v0"}))
+        await asyncio.sleep(0.3)
+        assert cluster.writes == [] and cluster.events == []
+        assert not any(queue.busy() for queue in operator.queues.values())
+
+        await operator.lead()
+        await cluster.settle()
+        assert all(phase(cluster, "modelsyncs", (NS, f"sync-{i}")) for i in range(3))
+        assert phase(cluster, "modelsyncs", (NS, "late"))
+
+        release = asyncio.Event()
+        sent = asyncio.Event()
+        originals = {name: getattr(cluster, name) for name in ("patch_status", "apply_dataset")}
+
+        def stuck(name: str) -> object:
+            async def write(*args: object) -> object:
+                sent.set()
+                await release.wait()
+                return await originals[name](*args)
+
+            return write
+
+        for name in originals:
+            setattr(cluster, name, stuck(name))
+        before = len(cluster.writes)
+        cluster.put(obj("ModelSync", NS, "stuck", {"modelRef": "mdl", "version": "v1"}))
+        await asyncio.wait_for(sent.wait(), 5)
+        await operator.stop_leading("RenewDeadlineExceeded")
+        release.set()
+        await asyncio.sleep(0.2)
+        assert len(cluster.writes) == before
+        assert not operator.leading
+    finally:
+        main.cancel()
+        await asyncio.gather(main, return_exceptions=True)
+        await operator.stop()
