@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -192,6 +195,15 @@ def operator_writes(control_plane: ControlPlane, user: str, since: str) -> Count
     return found
 
 
+def healthz(process: OperatorProcess) -> dict[str, Any]:
+    """/healthz (liveness and readiness) of a replica: 200 and kopf's probe results."""
+    url = f"http://127.0.0.1:{process.health_port}/healthz"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        found: dict[str, Any] = json.loads(response.read())
+        return found
+
+
 def no_problems(*processes: OperatorProcess) -> None:
     for process in processes:
         assert problem_lines(process.log_text()) == [], process.log_path
@@ -291,6 +303,8 @@ async def test_sigterm_hands_over_within_two_seconds(
     kube = Kube(k8s_api, k8s_namespace)
     rollout = await Rollout.prepare(kube, {"pvc": 3}, round_duration="1s")
     leader_id, standby_id = identity(leader), identity(standby)
+    health = await asyncio.to_thread(healthz, standby)  # a synced standby is ready
+    assert health["leader"] == {"election": True, "leader": False}, health
     signalled = time.monotonic()
     replicas.gone[leader_id] = signalled
     stopping = asyncio.get_running_loop().create_task(asyncio.to_thread(leader.stop))

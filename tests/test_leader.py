@@ -374,3 +374,13 @@ async def test_a_standby_writes_nothing_a_winner_serves_every_key_a_loser_abando
         main.cancel()
         await asyncio.gather(main, return_exceptions=True)
         await operator.stop()
+
+
+def test_the_cli_refuses_timings_that_could_let_two_lead(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modelfs.cli import main
+
+    argv = ["run", "-A", "--leader-elect", "--leader-elect-renew-deadline=20"]
+    assert main(argv) == 2
+    assert "renew deadline < lease duration" in capsys.readouterr().err
