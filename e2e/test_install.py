@@ -152,7 +152,7 @@ def test_apply_creates_every_object(installed: Target, tmp_path: Path) -> None:
     assert security["capabilities"]["drop"] == ["ALL"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert "--all-namespaces" in container["args"]
     role = next(i for i in items if i["kind"] == "ClusterRole")
     assert role["metadata"]["name"] == OPERATOR

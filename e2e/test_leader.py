@@ -195,9 +195,9 @@ def operator_writes(control_plane: ControlPlane, user: str, since: str) -> Count
     return found
 
 
-def healthz(process: OperatorProcess) -> dict[str, Any]:
-    """/healthz (liveness and readiness) of a replica: 200 and kopf's probe results."""
-    url = f"http://127.0.0.1:{process.health_port}/healthz"
+def health(process: OperatorProcess, path: str) -> dict[str, Any]:
+    """/healthz (liveness) or /readyz (readiness) of a replica: 200, and what it says."""
+    url = f"http://127.0.0.1:{process.health_port}{path}"
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200
         found: dict[str, Any] = json.loads(response.read())
@@ -303,8 +303,12 @@ async def test_sigterm_hands_over_within_two_seconds(
     kube = Kube(k8s_api, k8s_namespace)
     rollout = await Rollout.prepare(kube, {"pvc": 3}, round_duration="1s")
     leader_id, standby_id = identity(leader), identity(standby)
-    health = await asyncio.to_thread(healthz, standby)  # a synced standby is ready
-    assert health["leader"] == {"election": True, "leader": False}, health
+    # a synced standby is alive and ready
+    assert await asyncio.to_thread(health, standby, "/healthz") == {
+        "election": True,
+        "leader": False,
+    }
+    assert await asyncio.to_thread(health, standby, "/readyz") == {"synced": True}
     signalled = time.monotonic()
     replicas.gone[leader_id] = signalled
     stopping = asyncio.get_running_loop().create_task(asyncio.to_thread(leader.stop))

@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument(
-        "--health-port", type=int, default=8080, help="liveness endpoint /healthz (0: off)"
+        "--health-port",
+        type=int,
+        default=8080,
+        help="liveness /healthz and readiness /readyz (0: off)",
     )
     run.add_argument("--metrics-port", type=int, default=8081, help="Prometheus /metrics (0: off)")
     run.add_argument("--log-format", choices=["text", "json"], default="text")

@@ -66,7 +66,7 @@ LIVENESS_PROBE: dict[str, Any] = {
     "timeoutSeconds": 5,
 }
 READINESS_PROBE: dict[str, Any] = {
-    "httpGet": {"path": "/healthz", "port": "health"},
+    "httpGet": {"path": "/readyz", "port": "health"},
     "initialDelaySeconds": 5,
     "periodSeconds": 10,
     "timeoutSeconds": 5,
@@ -273,7 +273,10 @@ class Values(_Values):
     logFormat: Literal["json", "text"] = Field(LOG_FORMAT, description="`--log-format`.")
     verbose: bool = Field(False, description="`-v`: debug logging.")
     healthPort: int = Field(
-        HEALTH_PORT, ge=1, le=65535, description="Liveness endpoint `/healthz` (`--health-port`)."
+        HEALTH_PORT,
+        ge=1,
+        le=65535,
+        description="Liveness `/healthz` and readiness `/readyz` (`--health-port`).",
     )
     resources: dict[str, Any] = _object("The operator container's resources.", RESOURCES)
     nodeSelector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")

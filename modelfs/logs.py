@@ -64,9 +64,6 @@ def configure(log_format: str, verbose: bool = False) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RetriedRequestIsWarning())
-    if not verbose:
-        # kopf reports each /healthz probe run (the leader probe) at INFO: a line per probe.
-        logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
     if log_format == "json":
         return
     for handler in logging.getLogger().handlers:

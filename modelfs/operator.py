@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
+from aiohttp import web
 from kubernetes.aio import config as aio_config
 from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
@@ -273,7 +274,6 @@ def register(
         }
         kopf.index(id=kind.index_id, **where)(kopf_index(kind))
         kopf.on.event(id=f"{kind.plural}_event", labels=kind.labels, **where)(handler(kind))
-    kopf.on.probe(id="leader", registry=registry)(leader_probe)
     kopf.on.login(registry=registry)(login)
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)
@@ -371,6 +371,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.operator = operator
     memo.elector = elector
     memo.main = asyncio.create_task(operator.start(elector))
+    port = getattr(memo, "health_port", 0)
+    if port:
+        memo.health = await serve_health(memo, port)
     gc.freeze()  # what is loaded by now lives as long as the process: no collection scans it
     logger.info(
         "Started modelfs operator",
@@ -391,6 +394,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     elector: Elector | None = getattr(memo, "elector", None)
     if elector is not None:
         await elector.release()
+    health = getattr(memo, "health", None)
+    if health is not None:
+        await health.cleanup()
     for name in ("api", "lease_api"):
         api = getattr(memo, name, None)
         if api is not None:
@@ -398,15 +404,41 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     logger.info("Stopped modelfs operator")
 
 
-async def leader_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """Part of /healthz (liveness and readiness): a standby is as healthy as the leader, so a
-    rollout goes on with it; only a replica whose election loop is stuck fails."""
+def liveness(memo: Any) -> tuple[int, dict[str, Any]]:
+    """/healthz: 200 while the event loop answers, on a standby as on the leader; 500 only when
+    the election loop is stuck (a wedged replica, which the kubelet then restarts)."""
     elector: Elector | None = getattr(memo, "elector", None)
     if elector is None:
-        return {"election": False}
+        return 200, {"election": False}
     if elector.wedged():
-        raise kopf.PermanentError("the leader election loop made no attempt for too long")
-    return {"election": True, "leader": elector.leading()}
+        return 500, {"election": True, "error": "the election loop made no attempt for too long"}
+    return 200, {"election": True, "leader": elector.leading()}
+
+
+def readiness(memo: Any) -> tuple[int, dict[str, Any]]:
+    """/readyz: 200 once every kind is listed and indexed (a synced standby is ready, so a
+    rollout goes on with it; one still listing is not, so the rollout waits for it)."""
+    operator: Operator | None = getattr(memo, "operator", None)
+    synced = operator is not None and operator.indexes.done()
+    return (200 if synced else 503), {"synced": synced}
+
+
+async def serve_health(memo: Any, port: int) -> web.AppRunner:
+    """/healthz and /readyz on `port` (kopf's own endpoint serves one path only)."""
+
+    def route(check: Callable[[Any], tuple[int, dict[str, Any]]]) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            status, body = check(memo)
+            return web.json_response(body, status=status)
+
+        return handle
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", route(liveness)), web.get("/readyz", route(readiness))])
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # the kubelet probes it from outside
+    return runner
 
 
 def run(
@@ -428,15 +460,13 @@ def run(
         start_http_server(metrics_port)
     registry = register(kopf.OperatorRegistry())
     kopf_internals.install(registry)
-    liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     asyncio.run(
         kopf.operator(
             registry=registry,
             clusterwide=clusterwide,
             namespaces=namespaces,
             standalone=True,
-            liveness_endpoint=liveness,
-            memo=kopf.Memo(election=election),
+            memo=kopf.Memo(election=election, health_port=health_port),
         )
     )
     return 0

@@ -260,12 +260,14 @@ async def test_the_fence_refuses_writes_once_the_deadline_passed() -> None:
     assert Writer.calls == 1
 
 
-async def test_the_probe_fails_only_a_wedged_replica() -> None:
-    """/healthz: a standby is healthy; an election loop that made no attempt for two lease
-    durations fails it (a replica still listing at start, before the loop runs, does not)."""
+async def test_liveness_fails_only_a_wedged_replica_and_readiness_waits_for_the_indexes() -> None:
+    """/healthz: a standby is alive; an election loop that made no attempt for two lease
+    durations fails it (a replica still listing at start, before the loop runs, does not).
+    /readyz: ready once the indexes are there (every kind listed), leader or not."""
     import kopf
 
-    from modelfs.operator import leader_probe
+    from modelfs.operator import Operator, liveness, readiness
+    from tests.memcluster import MemCluster
 
     now = [0.0]
     elector = Elector(
@@ -276,18 +278,22 @@ async def test_the_probe_fails_only_a_wedged_replica() -> None:
         lambda reason: asyncio.sleep(0),
         clock=lambda: now[0],
     )
-    memo = kopf.Memo(elector=elector)
+    cluster = MemCluster()
+    operator = Operator(cluster.runtime, cluster.reconciled, elected=True)
+    memo = kopf.Memo(elector=elector, operator=operator)
     now[0] = 1000.0
-    assert await leader_probe(memo) == {"election": True, "leader": False}  # not started yet
+    assert liveness(memo) == (200, {"election": True, "leader": False})  # not started yet
+    assert readiness(memo) == (503, {"synced": False})
+    operator.indexes.set_result(cluster.indexes)
+    assert readiness(memo) == (200, {"synced": True})  # a synced standby is ready
     task = asyncio.get_running_loop().create_task(elector.run())
     await asyncio.sleep(0.05)
     assert not elector.wedged()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     now[0] += 2 * DEFAULT.lease_duration + DEFAULT.retry + 1
-    with pytest.raises(kopf.PermanentError):
-        await leader_probe(memo)
-    assert await leader_probe(kopf.Memo()) == {"election": False}
+    assert liveness(memo)[0] == 500
+    assert liveness(kopf.Memo()) == (200, {"election": False})
 
 
 async def test_a_candidate_that_cannot_reach_the_lease_says_so_once(
