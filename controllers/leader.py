@@ -54,7 +54,10 @@ LEASE_GROUP = "coordination.k8s.io"
 LEASE_NAME = "modelfs-operator"
 """The Lease's default name: `kubectl get lease -n modelfs-system modelfs-operator`."""
 
-LEADER = Gauge("modelfs_leader", "1 while this replica holds the leader Lease, else 0.")
+LEADER = Gauge(
+    "modelfs_leader",
+    "1 while this replica reconciles (it holds the leader Lease, or runs without election).",
+)
 TRANSITIONS = Counter(
     "modelfs_leader_transitions_total",
     "Times this replica became leader or stopped leading, by direction.",

@@ -27,6 +27,7 @@ from modelfs.controllers import triggers
 from modelfs.controllers.descriptor import Descriptor, Watched
 from modelfs.controllers.kinds import RECONCILED, WATCHED
 from modelfs.controllers.leader import (
+    LEADER,
     LEASE_NAME,
     Elector,
     Fence,
@@ -367,6 +368,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             on_stopped=lambda reason: operator.stop_leading(reason),
         )
         writer = Fence(writer, elector.leading)
+    if elector is None:
+        LEADER.set(1)  # no election: this process always reconciles
     operator = Operator(Runtime(writer=writer), elected=elector is not None)
     memo.operator = operator
     memo.elector = elector
