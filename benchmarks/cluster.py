@@ -63,6 +63,8 @@ def bind_operator(cp: ControlPlane, rbac: str) -> str:
         status, data = cp.request("POST", api_path, body)
         if status not in (201, 409):
             raise ControlPlaneError(f"POST {api_path}: {status} {data[:300]!r}")
+    if role_name != "cluster-admin":
+        bind_leader_election(cp)
     return role_name if role_name == "cluster-admin" else f"{role_name} ({role_file.name})"
 
 
@@ -73,3 +75,21 @@ async def install(cp: ControlPlane) -> list[str]:
         return await install_crds(api, *crds, DATASET_CRD)
     finally:
         await api.close()  # type: ignore[no-untyped-call]
+
+
+def bind_leader_election(cp: ControlPlane) -> None:
+    """The leader election Role of config/rbac (Leases in the operator's namespace), for the
+    failover phase's elected replicas."""
+    from modelfs.manifests import leader_election_documents
+
+    for document in leader_election_documents():
+        document["metadata"]["namespace"] = SYSTEM_NAMESPACE
+        if document["kind"] == "RoleBinding":
+            document["subjects"] = [
+                {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": SYSTEM_NAMESPACE}
+            ]
+        plural = "roles" if document["kind"] == "Role" else "rolebindings"
+        path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/{plural}"
+        status, data = cp.request("POST", path, document)
+        if status not in (201, 409):
+            raise ControlPlaneError(f"POST {path}: {status} {data[:300]!r}")

@@ -5,7 +5,8 @@ the phases in order; each phase is a module of benchmarks/phases/, the shared cl
 benchmarks/harness.py, the report and the targets benchmarks/report.py.
 
     python -m benchmarks.operator_bench [--syncs 100] [--rate 10] [--scale-syncs 1000]
-        [--real-syncs 1000] [--rss-max 5000] [--idle 60] [--no-restart] [--profile FILE]
+        [--real-syncs 1000] [--rss-max 5000] [--idle 60] [--no-restart] [--no-failover]
+        [--profile FILE]
         [--json out.json] [--keep]
 
 It starts its own ControlPlane (etcd, kube-apiserver with a Metadata audit log,
@@ -26,6 +27,9 @@ it is told to. Then, each phase in its own namespace:
 6. restart (phases/restart.py): the operator stopped and started again with those READY.
 7. idle (phases/idle.py): the operator's requests over `--idle` seconds.
 8. rss (phases/rss.py): ModelSyncs added `--rss-step` at a time up to `--rss-max`: the slope.
+9. failover (phases/failover.py): two replicas with leader election on those objects: the
+   standby's CPU and RSS, and create -> Dataset right after a SIGKILL and a SIGTERM of the
+   leader (`--no-failover` skips it).
 
 `--profile FILE` runs the operator under cProfile (benchmarks/profiled.py), on for one phase
 (`--profile-phase`), and prints the top functions. Everything it started (operator, fake, real
@@ -63,7 +67,7 @@ from benchmarks.common import (
     mib,
 )
 from benchmarks.harness import Bench
-from benchmarks.phases import burst, floor, idle, real, restart, rss, scale, steady
+from benchmarks.phases import burst, failover, floor, idle, real, restart, rss, scale, steady
 from benchmarks.report import report, targets
 from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
 from modelfs.testing.fake_dataset.process import FakeDatasetController
@@ -125,6 +129,8 @@ async def run_phases(bench: Bench) -> dict[str, Any]:
         await idle.run(bench, results)
     if args.scale_syncs and args.rss_max > bench.syncs_alive:
         await rss.run(bench, results)
+    if args.scale_syncs and not args.no_failover:
+        await failover.run(bench, results)
     results["operator_alive"] = bench.procs.operator.alive()
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["others_cpu_cores"] = bench.machine.others_cores(machine)
@@ -186,6 +192,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-restart", action="store_true", help="skip the restart with the scale phase's READY"
+    )
+    parser.add_argument(
+        "--no-failover",
+        action="store_true",
+        help="skip the failover of two elected replicas (SIGKILL, SIGTERM, the standby's cost)",
     )
     parser.add_argument(
         "--versions-per-model",

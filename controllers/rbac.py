@@ -110,6 +110,22 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+LEADER_ELECTION_RULES: tuple[Rule, ...] = (
+    Rule(
+        "coordination.k8s.io",
+        ("leases",),
+        ("get", "create", "update", "list", "watch"),
+        "namespaced",
+        "leader election: read, take and renew the operator's Lease (update carries the "
+        "resourceVersion read, so two replicas cannot both win) and watch it, so that a standby "
+        "takes over as soon as the leader releases it; in the operator's own namespace only, "
+        "in a Role of its own, whatever namespaces it watches",
+    ),
+)
+"""The rules of a Role in the operator's own namespace (not a watched one): kubebuilder's
+`leader_election_role`."""
+
+
 def rules_of(scope: Scope) -> tuple[Rule, ...]:
     """The rules of one scope, in RULES' order."""
     return tuple(rule for rule in RULES if rule.scope == scope)

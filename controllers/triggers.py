@@ -12,7 +12,7 @@ status, a Dataset) causes a watch event, and this map carries it on.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,9 +144,14 @@ def dataset_reads(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What any reconciler reads of a Dataset: the spec fields modelfs owns (as the Dataset
     operator reads them: `managed_spec`), status, labels, annotations, owners and deletion. A
     watch event that changes none of these (the Dataset operator's finalizer and its spec
-    write-back with the API server's defaults, a managedFields timestamp) affects nobody."""
+    write-back with the API server's defaults, a managedFields timestamp) affects nobody.
+    Kept per version (`READS_KEPT`): the watch event and each reconcile of its owner ask."""
     meta = body.get("metadata", {})
-    return (
+    version = (meta.get("uid"), meta.get("resourceVersion"))
+    found = _reads.get(version) if version[1] else None
+    if found is not None:
+        return found
+    reads = (
         managed_spec(body.get("spec") or {}),
         body.get("status"),
         meta.get("labels"),
@@ -154,6 +159,16 @@ def dataset_reads(body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta.get("ownerReferences"),
         meta.get("deletionTimestamp"),
     )
+    if version[1]:
+        _reads[version] = reads
+        if len(_reads) > READS_KEPT:
+            _reads.popitem(last=False)
+    return reads
+
+
+READS_KEPT = 4096
+"""Dataset versions whose reads are kept: the newest, most read, are the last added."""
+_reads: OrderedDict[tuple[Any, Any], tuple[Any, ...]] = OrderedDict()
 
 
 def namespace_changed(ix: Indexes, name: str) -> Affected:

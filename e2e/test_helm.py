@@ -34,6 +34,7 @@ import yaml
 from e2e.kustomize import CONFIG, REPO, kubectl
 from e2e.oci_registry import OciRegistry
 from e2e.test_install import (
+    LEADER,
     OPERATOR,
     OPERATOR_USER,
     SAMPLE_NAMESPACES,
@@ -196,6 +197,14 @@ def operator_as_deployed(target: Target, identity: Path, log: Path) -> OperatorP
     free ones) under the installed ServiceAccount's token."""
     args = build_parser().parse_args(["run", *deployment_args(target)])
     extra = ["-v"] if args.verbose else []
+    if args.leader_elect:  # the Lease in the release namespace (the pod's, from the downward API)
+        extra += [
+            "--leader-elect",
+            f"--leader-election-namespace={SYSTEM_NAMESPACE}",
+            f"--leader-elect-lease-duration={args.leader_elect_lease_duration}",
+            f"--leader-elect-renew-deadline={args.leader_elect_renew_deadline}",
+            f"--leader-elect-retry-period={args.leader_elect_retry_period}",
+        ]
     return OperatorProcess(
         identity,
         namespaces=args.namespace or (),
@@ -250,7 +259,8 @@ def test_helm_install_samples_upgrade_uninstall(
     manifest = helm(target, "get", "manifest", RELEASE, "-n", SYSTEM_NAMESPACE).stdout
     installed = {key(d) for d in documents(manifest)}
     assert {k[0] for k in installed} == {
-        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
+        "Role", "RoleBinding", "PodDisruptionBudget",  # leader election, two replicas
     }  # fmt: skip
     for kind, ns, name in installed:
         target.run("get", kind, name, *(["-n", ns] if ns else []))
@@ -411,6 +421,7 @@ def test_helm_install_watching_a_namespace_list(
         ("ClusterRole", "", OPERATOR), ("ClusterRoleBinding", "", OPERATOR),
         ("Role", a, OPERATOR), ("RoleBinding", a, OPERATOR),
         ("Role", b, OPERATOR), ("RoleBinding", b, OPERATOR),
+        ("Role", SYSTEM_NAMESPACE, LEADER), ("RoleBinding", SYSTEM_NAMESPACE, LEADER),
     }  # fmt: skip
     assert rbac[("ClusterRole", "", OPERATOR)]["rules"] == rules("cluster")
     assert deployment_args(target)[:2] == [f"--namespace={a}", f"--namespace={b}"]

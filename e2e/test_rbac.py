@@ -22,7 +22,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from e2e.helpers import custom_object, wire
 from e2e.kustomize import REPO, kubectl
-from modelfs.controllers.rbac import RULES
+from modelfs.controllers.rbac import LEADER_ELECTION_RULES, RULES
 from modelfs.pkg.dataset import DATASET_GROUP, DATASET_PLURAL
 from modelfs.testing.controlplane import ControlPlane
 from modelfs.testing.pytest_plugin import (
@@ -251,7 +251,13 @@ async def test_chart_watch_namespaces_grant_only_the_watched_namespaces(
     cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
     cluster_resources = {r for d in cluster_roles for rule in d["rules"] for r in rule["resources"]}
     assert cluster_resources == {"namespaces", "customresourcedefinitions"}
-    assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role") == sorted([a, b])
+    roles = [d for d in docs if d["kind"] == "Role"]
+    watched_roles = [d for d in roles if not d["metadata"]["name"].endswith("-leader-election")]
+    assert sorted(d["metadata"]["namespace"] for d in watched_roles) == sorted([a, b])
+    # and the leader election Role, in the release namespace only
+    (leader_role,) = [d for d in roles if d["metadata"]["name"].endswith("-leader-election")]
+    assert leader_role["metadata"]["namespace"] == system
+    assert {r for rule in leader_role["rules"] for r in rule["resources"]} == {"leases"}
     account = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
     user = f"system:serviceaccount:{system}:{account}"
     apply_chart_rbac(kubectl, k8s_kubeconfig, docs)
@@ -269,6 +275,14 @@ async def test_chart_watch_namespaces_grant_only_the_watched_namespaces(
                     checked += 1
                     if allowed != expected(group, resource, verb, namespace, (a, b)):
                         wrong.append(f"{verb} {group}/{resource} in {namespace!r}: {allowed}")
+        # Leases: the leader election Role's verbs in the release namespace, nothing elsewhere.
+        (leases,) = LEADER_ELECTION_RULES
+        for verb in VERBS:
+            for namespace in (system, a, c, ""):
+                allowed = await review(k8s_api, user, leases.group, "leases", verb, namespace)
+                checked += 1
+                if allowed != (namespace == system and verb in leases.verbs):
+                    wrong.append(f"{verb} leases in {namespace!r}: {allowed}")
         assert not wrong, "\n".join(wrong)
         print(f"\n{checked} access reviews, each as controllers/rbac.py's scopes say")
 
@@ -330,7 +344,11 @@ async def test_chart_all_namespaces_grant_every_rule_everywhere(
     system, c = namespaces["system"], namespaces["c"]
     release = f"rbac-{uuid.uuid4().hex[:6]}"
     docs = helm_rbac(release, system)
-    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    local = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    # only leader election's, in the release namespace
+    assert {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in local} == {
+        (system, f"{release}-modelfs-leader-election")
+    }
     account = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
     user = f"system:serviceaccount:{system}:{account}"
     apply_chart_rbac(kubectl, k8s_kubeconfig, docs)

@@ -33,6 +33,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if bundle and not Path(bundle).is_file():  # refused at the start, not at every lookup
         print(f"modelfs run: --catalog-ca-bundle {bundle!r} is not a file", file=sys.stderr)
         return 2
+    election = None
+    if args.leader_elect:
+        from modelfs.controllers.leader import Timings, own_namespace
+        from modelfs.operator import Election
+
+        try:
+            timings = Timings(
+                args.leader_elect_lease_duration,
+                args.leader_elect_renew_deadline,
+                args.leader_elect_retry_period,
+            )
+        except ValueError as error:
+            print(f"modelfs run: {error}", file=sys.stderr)
+            return 2
+        election = Election(
+            namespace=args.leader_election_namespace or own_namespace(),
+            name=args.leader_election_id,
+            timings=timings,
+        )
     return run(
         namespaces=list(args.namespace or []),
         clusterwide=bool(args.all_namespaces),
@@ -42,6 +61,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         catalog=args.catalog == "on",
         catalog_ca_bundle=args.catalog_ca_bundle,
+        election=election,
     )
 
 
@@ -83,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument(
-        "--health-port", type=int, default=8080, help="liveness endpoint /healthz (0: off)"
+        "--health-port",
+        type=int,
+        default=8080,
+        help="liveness /healthz and readiness /readyz (0: off)",
     )
     run.add_argument("--metrics-port", type=int, default=8081, help="Prometheus /metrics (0: off)")
     run.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -102,6 +125,48 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="PEM file of CA certificates trusted for catalog endpoints besides the system's "
         "(a private Hub mirror, MinIO)",
+    )
+    election = run.add_argument_group(
+        "leader election",
+        "several replicas, one writer: every replica watches and indexes, only the holder of a "
+        "coordination.k8s.io Lease reconciles (controller-runtime's flags and defaults)",
+    )
+    election.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="elect a leader before reconciling (the installs turn it on; off: this process "
+        "always reconciles, for development with a single process)",
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        default="",
+        help="the Lease's namespace (default: $POD_NAMESPACE, else the ServiceAccount's, else "
+        "modelfs-system)",
+    )
+    election.add_argument(
+        "--leader-election-id", default="modelfs-operator", help="the Lease's name"
+    )
+    election.add_argument(
+        "--leader-elect-lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a standby waits after the Lease last changed before taking it",
+    )
+    election.add_argument(
+        "--leader-elect-renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the leader tries to renew before it stops reconciling",
+    )
+    election.add_argument(
+        "--leader-elect-retry-period",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often a standby tries to acquire and the leader renews",
     )
     run.set_defaults(func=_cmd_run)
 

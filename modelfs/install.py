@@ -16,7 +16,7 @@ import textwrap
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelfs import __version__
 
@@ -31,6 +31,11 @@ COMPONENT = "operator"
 NAMESPACE = "modelfs-system"
 NAME = "modelfs"
 
+REPLICAS = 2
+"""A leader and a hot standby (leader election, docs/decisions.md)."""
+ROLLING_UPDATE: dict[str, Any] = {"maxSurge": 1, "maxUnavailable": 0}
+"""The new replica is up (and ready as a standby) before an old one stops."""
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 HEALTH_PORT = 8080
 METRICS_PORT = 8081
 LOG_FORMAT: Literal["json", "text"] = "json"
@@ -61,7 +66,7 @@ LIVENESS_PROBE: dict[str, Any] = {
     "timeoutSeconds": 5,
 }
 READINESS_PROBE: dict[str, Any] = {
-    "httpGet": {"path": "/healthz", "port": "health"},
+    "httpGet": {"path": "/readyz", "port": "health"},
     "initialDelaySeconds": 5,
     "periodSeconds": 10,
     "timeoutSeconds": 5,
@@ -224,8 +229,59 @@ class NetworkPolicy(_Values):
     dns: DnsEgress = Field(default_factory=DnsEgress)
 
 
+class LeaderElection(_Values):
+    enabled: bool = Field(
+        True,
+        description="Elect a leader on a Lease in the release namespace (`--leader-elect`): every "
+        "replica watches, only the leader reconciles. Off: every replica reconciles, for "
+        "development with one replica only.",
+    )
+    leaseDuration: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a standby waits after the Lease last changed before taking it "
+        "(`--leader-elect-lease-duration`).",
+    )
+    renewDeadline: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds the leader tries to renew before it stops reconciling "
+        "(`--leader-elect-renew-deadline`); less than leaseDuration.",
+    )
+    retryPeriod: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds between a standby's attempts and the leader's renewals "
+        "(`--leader-elect-retry-period`); less than renewDeadline.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderElection:
+        # The rule that keeps two replicas from writing at once (controllers/leader.py).
+        if not 0 < self.retryPeriod < self.renewDeadline < self.leaseDuration:
+            raise ValueError("leaderElection: retryPeriod < renewDeadline < leaseDuration")
+        return self
+
+
+class PodDisruptionBudget(_Values):
+    enabled: bool = Field(
+        True,
+        description="A PodDisruptionBudget with minAvailable 1: a drain never takes both replicas "
+        "at once. Rendered only with replicas > 1 (with one, it would block every drain).",
+    )
+
+
 class Values(_Values):
     """The chart's values. Their defaults are the settings of config/default."""
+
+    replicas: int = Field(
+        REPLICAS,
+        ge=1,
+        description="Operator replicas: one leader reconciles, the others are hot standbys "
+        "(with leaderElection on; 1 works too).",
+    )
+    leaderElection: LeaderElection = Field(default_factory=LeaderElection)
+    podDisruptionBudget: PodDisruptionBudget = Field(default_factory=PodDisruptionBudget)
 
     image: Image = Field(default_factory=Image)
     imagePullSecrets: list[dict[str, str]] = Field(
@@ -245,12 +301,19 @@ class Values(_Values):
     logFormat: Literal["json", "text"] = Field(LOG_FORMAT, description="`--log-format`.")
     verbose: bool = Field(False, description="`-v`: debug logging.")
     healthPort: int = Field(
-        HEALTH_PORT, ge=1, le=65535, description="Liveness endpoint `/healthz` (`--health-port`)."
+        HEALTH_PORT,
+        ge=1,
+        le=65535,
+        description="Liveness `/healthz` and readiness `/readyz` (`--health-port`).",
     )
     resources: dict[str, Any] = _object("The operator container's resources.", RESOURCES)
     nodeSelector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Pod tolerations.")
-    affinity: dict[str, Any] = _object("Pod affinity.", {})
+    affinity: dict[str, Any] = _object(
+        "Pod affinity; empty: a preferred pod anti-affinity that spreads the replicas across "
+        "nodes (kubernetes.io/hostname).",
+        {},
+    )
     priorityClassName: str = Field("", description="Pod priorityClassName.")
     podSecurityContext: dict[str, Any] = _object(
         "Pod securityContext (non-root uid 65532, seccomp RuntimeDefault).", POD_SECURITY_CONTEXT
@@ -383,14 +446,55 @@ def container_args(values: Values) -> list[str]:
     catalog = [] if values.catalog.enabled else ["--catalog=off"]
     if values.catalog.caBundle:
         catalog.append(f"--catalog-ca-bundle={CATALOG_CA_DIR}/ca.crt")
+    election = values.leaderElection
+    elect = (
+        [
+            "--leader-elect",
+            f"--leader-elect-lease-duration={_seconds(election.leaseDuration)}",
+            f"--leader-elect-renew-deadline={_seconds(election.renewDeadline)}",
+            f"--leader-elect-retry-period={_seconds(election.retryPeriod)}",
+        ]
+        if election.enabled
+        else []
+    )
     return [
         *scope,
         f"--health-port={values.healthPort}",
         f"--metrics-port={values.metrics.port}",
         f"--log-format={values.logFormat}",
+        *elect,
         *verbose,
         *catalog,
     ]
+
+
+def _seconds(value: float) -> str:
+    """As Helm prints a number: 15, not 15.0."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+POD_ENV: list[dict[str, Any]] = [
+    {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+    for name, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"))
+]
+"""The leader's identity (pod name) and the Lease's namespace, from the downward API."""
+
+
+def anti_affinity(selector: dict[str, str]) -> dict[str, Any]:
+    """Prefer nodes without another operator pod: a node lost takes one replica, not both."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": selector},
+                        "topologyKey": HOSTNAME_TOPOLOGY,
+                    },
+                }
+            ]
+        }
+    }
 
 
 def manager_documents() -> list[dict[str, Any]]:
@@ -411,9 +515,9 @@ def manager_documents() -> list[dict[str, Any]]:
         "kind": "Deployment",
         "metadata": {"name": COMPONENT, "namespace": "system"},
         "spec": {
-            # kopf runs standalone (no peering): exactly one replica, replaced, never overlapped.
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            # a leader and a standby (leader election): a new one up before an old one goes
+            "replicas": values.replicas,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": ROLLING_UPDATE},
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {
@@ -431,6 +535,7 @@ def manager_documents() -> list[dict[str, Any]]:
                             "image": KUSTOMIZE_IMAGE,
                             "imagePullPolicy": values.image.pullPolicy,
                             "args": container_args(values),
+                            "env": POD_ENV,
                             "ports": [
                                 {
                                     "name": "health",
@@ -451,6 +556,7 @@ def manager_documents() -> list[dict[str, Any]]:
                         }
                     ],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
+                    "affinity": values.affinity or anti_affinity(selector),
                 },
             },
         },
@@ -471,7 +577,13 @@ def manager_documents() -> list[dict[str, Any]]:
             ],
         },
     }
-    return [namespace, deployment, service]
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": COMPONENT, "namespace": "system"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
+    }
+    return [namespace, deployment, service, budget]
 
 
 def network_policy_document(values: Values | None = None) -> dict[str, Any]:
@@ -519,9 +631,9 @@ def network_policy_document(values: Values | None = None) -> dict[str, Any]:
 def render_config() -> dict[str, str]:
     """The generated files of config/manager and config/network-policy, by path under config/."""
     manager = (
-        HEADER + "# The operator (one replica: kopf runs standalone, without peering), its metrics "
-        "Service and\n# its namespace; config/default sets the namespace (modelfs-system) and "
-        "the name prefix.\n" + dump_all(manager_documents())
+        HEADER + "# The operator (two replicas: a leader and a hot standby), its metrics Service, "
+        "its\n# PodDisruptionBudget and its namespace; config/default sets the namespace "
+        "(modelfs-system) and the\n# name prefix.\n" + dump_all(manager_documents())
     )
     manager_kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",

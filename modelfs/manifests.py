@@ -27,6 +27,8 @@ RULES_HEADER = (
 )
 # The ClusterRole's name before config/default's namePrefix (installed: modelfs-operator).
 CLUSTER_ROLE = "operator"
+# The leader election Role's, in the operator's namespace (installed: modelfs-leader-election).
+LEADER_ROLE = "leader-election"
 # The labels config/default puts on every object, which the chart's CRDs (not templated) carry.
 CRD_LABELS = {"app.kubernetes.io/name": "modelfs", "app.kubernetes.io/part-of": "modelfs"}
 _DROPPED_KEYS = {"title", "propertyNames"}
@@ -123,6 +125,41 @@ def crd(model: type[Any]) -> dict[str, Any]:
     }
 
 
+def _rule(rule: Any) -> dict[str, Any]:
+    return {"apiGroups": [rule.group], "resources": list(rule.resources), "verbs": list(rule.verbs)}
+
+
+def leader_rules() -> list[dict[str, Any]]:
+    """The leader election Role's rules (controllers.rbac.LEADER_ELECTION_RULES)."""
+    from modelfs.controllers.rbac import LEADER_ELECTION_RULES
+
+    return [_rule(rule) for rule in LEADER_ELECTION_RULES]
+
+
+def leader_election_documents() -> list[dict[str, Any]]:
+    """config/rbac/leader_election_role.yaml: the Role in the operator's namespace and its
+    binding to the operator's ServiceAccount."""
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": LEADER_ROLE, "namespace": "system"},
+            "rules": leader_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": LEADER_ROLE, "namespace": "system"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": LEADER_ROLE,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": "system"}],
+        },
+    ]
+
+
 def rules(scope: str = "all") -> list[dict[str, Any]]:
     """The operator's RBAC rules, one per entry of controllers.rbac.RULES, in that order: `all`,
     or only the rules of one scope (`namespaced`: a Role per watched namespace; `cluster`: the
@@ -152,8 +189,9 @@ def rules_template() -> str:
     """charts/modelfs/templates/_rules.tpl: the rules as named templates, for the chart's
     ClusterRole (all of them, or only the cluster-scoped ones) and Roles (the namespaced ones)."""
     parts = [RULES_HEADER]
-    for scope in ("all", "namespaced", "cluster"):
-        body = yaml.safe_dump(rules(scope), sort_keys=False, width=100)
+    for scope in ("all", "namespaced", "cluster", "leader"):
+        found = leader_rules() if scope == "leader" else rules(scope)
+        body = yaml.safe_dump(found, sort_keys=False, width=100)
         parts.append(f'{{{{- define "modelfs.rules.{scope}" -}}}}\n{body}{{{{- end }}}}\n')
     return "".join(parts)
 
@@ -168,15 +206,15 @@ def chart_crd(model: type[Any]) -> dict[str, Any]:
 def rbac_table() -> str:
     """The README's table of the operator's API rules, each with its reason (from
     controllers/rbac.py; a test checks the README's copy)."""
-    from modelfs.controllers.rbac import RULES
+    from modelfs.controllers.rbac import LEADER_ELECTION_RULES, RULES
 
     lines = ["| API group | resources | verbs | scope | why |", "|---|---|---|---|---|"]
-    for rule in RULES:
+    scoped: list[tuple[Any, str]] = [(rule, rule.scope) for rule in RULES]
+    scoped += [(rule, "operator namespace") for rule in LEADER_ELECTION_RULES]
+    for rule, scope in scoped:
         resources = ", ".join(f"`{r}`" for r in rule.resources)
         verbs = ", ".join(rule.verbs)
-        lines.append(
-            f"| `{rule.group or 'core'}` | {resources} | {verbs} | {rule.scope} | {rule.why} |"
-        )
+        lines.append(f"| `{rule.group or 'core'}` | {resources} | {verbs} | {scope} | {rule.why} |")
     return "\n".join(lines) + "\n"
 
 
@@ -200,6 +238,11 @@ def render() -> dict[str, str]:
     )
     files["rbac/role.yaml"] = RBAC_HEADER + yaml.safe_dump(
         cluster_role(), sort_keys=False, width=100
+    )
+    files["rbac/leader_election_role.yaml"] = (
+        RBAC_HEADER
+        + "# Leader election: the Lease in the operator's own namespace, nowhere else.\n"
+        + yaml.safe_dump_all(leader_election_documents(), sort_keys=False, width=100)
     )
     files.update(render_config())
     return files

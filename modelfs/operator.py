@@ -13,20 +13,30 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
+from aiohttp import web
 from kubernetes.aio import config as aio_config
 from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
-from modelfs import kopf_internals
+from modelfs import __version__, kopf_internals
 from modelfs.api.v1 import ModelSync
 from modelfs.controllers import triggers
 from modelfs.controllers.catalog import Catalog, ClaimLookup
 from modelfs.controllers.descriptor import Descriptor, Watched
 from modelfs.controllers.kinds import RECONCILED, WATCHED
+from modelfs.controllers.leader import (
+    LEADER,
+    LEASE_NAME,
+    Elector,
+    Fence,
+    LeaseClient,
+    Timings,
+    default_identity,
+)
 from modelfs.controllers.queue import WorkQueue
 from modelfs.controllers.runner import run_reconciler
 from modelfs.controllers.runtime import (
@@ -34,6 +44,7 @@ from modelfs.controllers.runtime import (
     Indexes,
     Key,
     Runtime,
+    Writer,
     body_key,
     resource_version,
 )
@@ -61,12 +72,21 @@ def trim_memory() -> None:
 
 
 class Operator:
-    """The queues and the reconcilers, fed by kopf's watches through the trigger map."""
+    """The queues and the reconcilers, fed by kopf's watches through the trigger map.
 
-    def __init__(self, runtime: Runtime, kinds: tuple[Descriptor, ...] = RECONCILED) -> None:
+    With leader election (`elected`), the watches and indexes run on every replica, the queues
+    only while this one leads: `lead` and `stop_leading`, called by the elector."""
+
+    def __init__(
+        self, runtime: Runtime, kinds: tuple[Descriptor, ...] = RECONCILED, *, elected: bool = False
+    ) -> None:
         self.runtime = runtime
         self.kinds = {kind.plural: kind for kind in kinds}
         self.queues: dict[str, WorkQueue[Key]] = {k: WorkQueue(k) for k in self.kinds}
+        self.leading = not elected
+        """Whether the queues run: without election, always; with it, while this replica leads
+        (a standby enqueues nothing: on winning it enqueues every key of its warm indexes)."""
+        self.ctx: Context | None = None
         self.indexes: asyncio.Future[Indexes] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task[None]] = []
         self.reads: dict[tuple[str, Key], tuple[Any, ...]] = {}
@@ -80,10 +100,13 @@ class Operator:
         return self.queues[plural].backlog()
 
     def add_low(self, plural: str, key: Key) -> None:
-        self.queues[plural].add(key, low=True)
+        if self.leading:
+            self.queues[plural].add(key, low=True)
 
     def enqueue(self, affected: triggers.Affected, *, low: bool = False) -> None:
         """`low`: a pass over objects that did not change (the resync, the initial listing)."""
+        if not self.leading:
+            return
         for plural, key in affected:
             coalesce = self.kinds[plural].coalesce
             if coalesce and not low:
@@ -150,15 +173,39 @@ class Operator:
         self.reads[(kind.plural, key)] = reads
         return not unchanged
 
-    async def start(self) -> None:
+    async def start(self, elector: Elector | None = None) -> None:
+        """Run until cancelled: the queues at once without `elector`, else whenever it wins."""
         indexes = await self.indexes
-        ctx = Context(self.runtime, indexes)
-        for plural, kind in self.kinds.items():
-            self.queues[plural].start(run_reconciler(ctx, kind), kind.workers)
+        self.ctx = Context(self.runtime, indexes)
+        if self.leading:
+            self.start_queues()
         self.tasks.append(asyncio.get_running_loop().create_task(self.trim_when_quiet()))
+        if elector is not None:  # campaigns once the indexes are there: a winner starts warm
+            self.tasks.append(asyncio.get_running_loop().create_task(elector.run()))
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
             self.enqueue(triggers.everything(indexes, self.kinds), low=True)
+
+    def start_queues(self) -> None:
+        assert self.ctx is not None
+        for plural, kind in self.kinds.items():
+            self.queues[plural].start(run_reconciler(self.ctx, kind), kind.workers)
+
+    async def lead(self) -> None:
+        """This replica won the Lease: fresh queues, every key of the warm indexes enqueued
+        (no new listing), the workers started."""
+        self.queues = {k: WorkQueue(k) for k in self.kinds}
+        self.leading = True
+        self.enqueue(triggers.everything(self.indexes.result(), self.kinds), low=True)
+        self.start_queues()
+
+    async def stop_leading(self, reason: str = "") -> None:
+        """This replica may no longer write: workers stop taking keys and the reconciles and
+        Event posts in flight are cancelled (`Fence` refuses their writes already)."""
+        self.leading = False
+        for task in list(self.runtime.tasks):
+            task.cancel()
+        await asyncio.gather(*(queue.stop() for queue in self.queues.values()))
 
     async def trim_when_quiet(self) -> None:
         """Give the memory freed by a burst of work back to the system once the queues have
@@ -181,6 +228,8 @@ class Operator:
             task.cancel()
         if self.runtime.catalog is not None:
             await self.runtime.catalog.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.leading = False
         for queue in self.queues.values():
             await queue.stop()
 
@@ -320,30 +369,114 @@ class CatalogOptions:
     ca_bundle: str | None = None
 
 
+@dataclass(frozen=True)
+class Election:
+    """Leader election settings (`modelfs run --leader-elect`)."""
+
+    namespace: str
+    name: str = LEASE_NAME
+    identity: str = field(default_factory=default_identity)
+    timings: Timings = field(default_factory=Timings)
+
+
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_settings(settings)
+    election: Election | None = getattr(memo, "election", None)
     api = await new_api_client()
     options = getattr(memo, "catalog", None) or CatalogOptions()
     catalog = new_catalog(api, options)
-    operator = Operator(Runtime(writer=KubeWriter(api), catalog=catalog))
     memo.api = api
+    writer: Writer = KubeWriter(api)
+    elector = None
+    if election is not None:
+        # The writes carry the holder identity: the audit log tells the replicas apart.
+        api.user_agent = f"modelfs/{__version__} {election.identity}"
+        # The Lease on a client of its own: a renew never waits behind a burst of writes.
+        memo.lease_api = await new_api_client()
+        memo.lease_api.user_agent = api.user_agent
+        operator: Operator
+        elector = Elector(
+            LeaseClient(memo.lease_api, election.namespace, election.name),
+            election.identity,
+            election.timings,
+            on_started=lambda: operator.lead(),
+            on_stopped=lambda reason: operator.stop_leading(reason),
+        )
+        writer = Fence(writer, elector.leading)
+    if elector is None:
+        LEADER.set(1)  # no election: this process always reconciles
+    operator = Operator(Runtime(writer=writer), elected=elector is not None)
     memo.operator = operator
-    memo.main = asyncio.create_task(operator.start())
+    memo.elector = elector
+    memo.main = asyncio.create_task(operator.start(elector))
+    port = getattr(memo, "health_port", 0)
+    if port:
+        memo.health = await serve_health(memo, port)
     gc.freeze()  # what is loaded by now lives as long as the process: no collection scans it
-    logger.info("Started modelfs operator", extra={"catalog": "on" if catalog else "off"})
+    logger.info(
+        "Started modelfs operator",
+        extra={"leaderElection": election is not None, "catalog": catalog is not None}
+        | ({"identity": election.identity} if election else {}),
+    )
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the work (the elector, the queues and their writes in flight), then give the Lease
+    up: the standby takes over at once, with nothing of this replica still writing."""
     main = getattr(memo, "main", None)
     if main is not None:
         main.cancel()
     operator = getattr(memo, "operator", None)
     if operator is not None:
         await operator.stop()
-    api = getattr(memo, "api", None)
-    if api is not None:
-        await api.close()
+    elector: Elector | None = getattr(memo, "elector", None)
+    if elector is not None:
+        await elector.release()
+    health = getattr(memo, "health", None)
+    if health is not None:
+        await health.cleanup()
+    for name in ("api", "lease_api"):
+        api = getattr(memo, name, None)
+        if api is not None:
+            await api.close()
     logger.info("Stopped modelfs operator")
+
+
+def liveness(memo: Any) -> tuple[int, dict[str, Any]]:
+    """/healthz: 200 while the event loop answers, on a standby as on the leader; 500 only when
+    the election loop is stuck (a wedged replica, which the kubelet then restarts)."""
+    elector: Elector | None = getattr(memo, "elector", None)
+    if elector is None:
+        return 200, {"election": False}
+    if elector.wedged():
+        return 500, {"election": True, "error": "the election loop made no attempt for too long"}
+    return 200, {"election": True, "leader": elector.leading()}
+
+
+def readiness(memo: Any) -> tuple[int, dict[str, Any]]:
+    """/readyz: 200 once every kind is listed and indexed (a synced standby is ready, so a
+    rollout goes on with it; one still listing is not, so the rollout waits for it)."""
+    operator: Operator | None = getattr(memo, "operator", None)
+    synced = operator is not None and operator.indexes.done()
+    return (200 if synced else 503), {"synced": synced}
+
+
+async def serve_health(memo: Any, port: int) -> web.AppRunner:
+    """/healthz and /readyz on `port` (kopf's own endpoint serves one path only)."""
+
+    def route(check: Callable[[Any], tuple[int, dict[str, Any]]]) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            status, body = check(memo)
+            return web.json_response(body, status=status)
+
+        return handle
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", route(liveness)), web.get("/readyz", route(readiness))])
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # the kubelet probes it from outside
+    return runner
 
 
 def run(
@@ -356,8 +489,10 @@ def run(
     verbose: bool = False,
     catalog: bool = True,
     catalog_ca_bundle: str | None = None,
+    election: Election | None = None,
 ) -> int:
-    """Run the operator until SIGINT/SIGTERM."""
+    """Run the operator until SIGINT/SIGTERM; with `election`, lead only while holding the
+    Lease."""
     from modelfs.logs import configure
 
     configure(log_format, verbose)
@@ -365,15 +500,17 @@ def run(
         start_http_server(metrics_port)
     registry = register(kopf.OperatorRegistry())
     kopf_internals.install(registry)
-    liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     asyncio.run(
         kopf.operator(
             registry=registry,
             clusterwide=clusterwide,
             namespaces=namespaces,
             standalone=True,
-            liveness_endpoint=liveness,
-            memo=kopf.Memo(catalog=CatalogOptions(catalog, catalog_ca_bundle)),
+            memo=kopf.Memo(
+                election=election,
+                health_port=health_port,
+                catalog=CatalogOptions(catalog, catalog_ca_bundle),
+            ),
         )
     )
     return 0

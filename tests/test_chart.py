@@ -168,12 +168,71 @@ def test_default_values_render_what_config_default_does() -> None:
     assert kinds == sorted(
         ["CustomResourceDefinition"] * 4
         + ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
+        + ["Role", "RoleBinding", "PodDisruptionBudget"]  # leader election, two replicas
     )
     for doc in helm:
         labels = doc["metadata"].get("labels", {})
         if doc["kind"] != "CustomResourceDefinition":  # crds/ are not templated
             assert labels["app.kubernetes.io/managed-by"] == "Helm"
             assert labels["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_two_replicas_one_leader_by_default_and_the_values_that_change_it() -> None:
+    """Two replicas with election on, rolled one at a time, spread across nodes, never both
+    drained; the Lease Role in the release namespace only; `replicas: 1` still elects (and has
+    no budget, which would block every drain); election off drops the flag and the Role."""
+    docs = {d["kind"]: d for d in template(crds=False)}
+    deployment = docs["Deployment"]["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = deployment["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment["selector"]["matchLabels"]
+    )
+    (container,) = pod["containers"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    args = build_parser().parse_args(["run", *container["args"]])
+    assert args.leader_elect
+    assert (
+        args.leader_elect_lease_duration,
+        args.leader_elect_renew_deadline,
+        args.leader_elect_retry_period,
+    ) == (15, 10, 2)
+    budget = docs["PodDisruptionBudget"]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["selector"]
+    role = docs["Role"]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert [(r["apiGroups"], r["resources"]) for r in role["rules"]] == [
+        (["coordination.k8s.io"], ["leases"])
+    ]
+    assert docs["RoleBinding"]["roleRef"]["name"] == role["metadata"]["name"]
+
+    single = {d["kind"]: d for d in template("--set", "replicas=1", crds=False)}
+    assert "PodDisruptionBudget" not in single and "Role" in single
+    assert (
+        "--leader-elect"
+        in single["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    timings = {"enabled": True, "leaseDuration": 6, "renewDeadline": 4.5, "retryPeriod": 1}
+    timed = template("--set-json", f"leaderElection={json.dumps(timings)}", crds=False)
+    (deployment_doc,) = [d for d in timed if d["kind"] == "Deployment"]
+    parsed = build_parser().parse_args(
+        ["run", *deployment_doc["spec"]["template"]["spec"]["containers"][0]["args"]]
+    )
+    assert (parsed.leader_elect_lease_duration, parsed.leader_elect_renew_deadline) == (6, 4.5)
+    off = {d["kind"]: d for d in template("--set", "leaderElection.enabled=false", crds=False)}
+    assert "Role" not in off
+    off_args = off["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any(a.startswith("--leader-elect") for a in off_args)
+    assert not build_parser().parse_args(["run", *off_args]).leader_elect
 
 
 def test_the_comparison_sees_a_difference() -> None:
@@ -279,9 +338,12 @@ def test_watch_namespaces_become_namespace_flags_and_roles() -> None:
     }
     (cluster_binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert cluster_binding["roleRef"]["name"] == "modelfs-operator"
-    # A Role and a RoleBinding in each watched namespace, and nowhere else.
-    roles = [d for d in docs if d["kind"] == "Role"]
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    # A Role and a RoleBinding in each watched namespace, and nowhere else (the leader
+    # election Role, in the release namespace, is the next test's).
+    roles = [d for d in docs if d["kind"] == "Role" and "leader" not in d["metadata"]["name"]]
+    bindings = [
+        d for d in docs if d["kind"] == "RoleBinding" and "leader" not in d["metadata"]["name"]
+    ]
     assert sorted(d["metadata"]["namespace"] for d in roles) == ["team-a", "team-b"]
     assert sorted(d["metadata"]["namespace"] for d in bindings) == ["team-a", "team-b"]
     for ns in ("team-a", "team-b"):
@@ -306,7 +368,11 @@ def test_watch_namespaces_become_namespace_flags_and_roles() -> None:
 
 def test_all_namespaces_keep_one_cluster_role_with_every_rule() -> None:
     docs = template(crds=False)
-    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    # a Role only for the leader election Lease, in the release namespace
+    local = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert {key(d) for d in local} == {
+        (kind, NAMESPACE, "modelfs-leader-election") for kind in ("Role", "RoleBinding")
+    }
     (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     assert cluster_role["rules"] == rules("all")
     assert granted(cluster_role["rules"]) == declared()
@@ -492,7 +558,7 @@ def test_catalog_values_reach_the_operator() -> None:
     parsed = build_parser().parse_args(["run", *found["args"]])
     assert parsed.catalog == "off"
     assert parsed.catalog_ca_bundle == "/etc/modelfs/catalog-ca/ca.crt"
-    assert {e["name"]: e["value"] for e in found["env"]} == {
+    assert {e["name"]: e["value"] for e in found["env"] if "value" in e} == {
         "HTTPS_PROXY": "http://proxy.internal:3128",
         "HTTP_PROXY": "http://proxy.internal:3128",
         "NO_PROXY": "10.96.0.1,kubernetes.default.svc",
@@ -508,4 +574,5 @@ def test_catalog_values_reach_the_operator() -> None:
     # the defaults: lookups on, no flag, no env, no volume (as config/default)
     plain = container(template(crds=False))
     assert not [a for a in plain["args"] if a.startswith("--catalog")]
-    assert "env" not in plain and len(plain["volumeMounts"]) == 1
+    assert not [e for e in plain.get("env") or [] if e["name"].endswith("_PROXY")]
+    assert len(plain["volumeMounts"]) == 1

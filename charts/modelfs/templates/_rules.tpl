@@ -133,3 +133,15 @@
   - list
   - watch
 {{- end }}
+{{- define "modelfs.rules.leader" -}}
+- apiGroups:
+  - coordination.k8s.io
+  resources:
+  - leases
+  verbs:
+  - get
+  - create
+  - update
+  - list
+  - watch
+{{- end }}
