@@ -405,7 +405,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         writer = Fence(writer, elector.leading)
     if elector is None:
         LEADER.set(1)  # no election: this process always reconciles
-    operator = Operator(Runtime(writer=writer), elected=elector is not None)
+    operator = Operator(Runtime(writer=writer, catalog=catalog), elected=elector is not None)
     memo.operator = operator
     memo.elector = elector
     memo.main = asyncio.create_task(operator.start(elector))
