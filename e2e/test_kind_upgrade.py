@@ -7,10 +7,11 @@ each (no duplicate round), and no Traceback or error line in any operator pod's 
 e2e/test_leader.py plays the same upgrade with processes on the local control plane, which runs
 no pods; this module needs kind (`--k8s=kind`) and the operator image (`$MODELFS_OPERATOR_IMAGE`,
 loaded into kind), and skips otherwise. `make test-kind` runs it in the install tests' session,
-after e2e/test_install.py has removed config/default again, with the fake Dataset controller
-(on kind the real one's loader pods would really download from the made-up repos).
+which has the image, after e2e/test_install.py, with the fake Dataset controller (on kind the
+real one's loader pods would really download from the made-up repos). The release is
+`modelfs-ha` in a namespace of that name, so nothing config/default left is in its way.
 
-Who leads is read from the Lease (`kubectl get lease -n modelfs-system modelfs-operator`) every
+Who leads is read from the Lease (`kubectl get lease -n modelfs-ha modelfs-operator`) every
 100 ms, with the operator pods: a holder is live while its pod is not being deleted and its
 renewTime is within its leaseDurationSeconds (kind's node shares this machine's clock). Each
 pod's log is followed (`kubectl logs -f`) from when its container runs, so a replaced pod's log
@@ -38,13 +39,18 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from e2e.operator.kube import Kube
 from e2e.test_faults import Rollout
-from e2e.test_helm import CHART, RELEASE, helm
-from e2e.test_install import IMAGE_ENV, OPERATOR, SYSTEM_NAMESPACE, Target, apply_dataset_crd
+from e2e.test_helm import CHART, helm
+from e2e.test_install import IMAGE_ENV, OPERATOR, Target, apply_dataset_crd
 from modelfs.testing.operator import problem_lines
 from modelfs.testing.pytest_plugin import Cluster, running_dataset_engine
 
 pytestmark = pytest.mark.e2e
 
+RELEASE = "modelfs-ha"
+NAMESPACE = "modelfs-ha"
+"""A release and namespace of their own: nothing of config/default (its ClusterRole is named
+modelfs-operator) is in the way, whatever the install tests before left."""
+DEPLOYMENT = f"{RELEASE}-operator"
 LEASE = OPERATOR
 """The Lease's name: `--leader-election-id`'s default, which the chart keeps."""
 PODS = f"app.kubernetes.io/component=operator,app.kubernetes.io/instance={RELEASE}"
@@ -151,7 +157,7 @@ class PodLogs:
                 continue
             with self.path(pod).open("ab") as out, (self.folder / f"{pod}.err").open("ab") as err:
                 self.followers[pod] = subprocess.Popen(
-                    [self.kubectl, f"--kubeconfig={self.kubeconfig}", "-n", SYSTEM_NAMESPACE,
+                    [self.kubectl, f"--kubeconfig={self.kubeconfig}", "-n", NAMESPACE,
                      "logs", "-f", pod, "-c", "operator"],
                     stdout=out, stderr=err,
                 )  # fmt: skip
@@ -186,10 +192,8 @@ class Watch:
     """pod name -> when it was first seen being deleted (or gone)"""
 
     async def read(self) -> Sample:
-        lease = await CoordinationV1Api(self.api).read_namespaced_lease(LEASE, SYSTEM_NAMESPACE)
-        listed = await CoreV1Api(self.api).list_namespaced_pod(
-            SYSTEM_NAMESPACE, label_selector=PODS
-        )
+        lease = await CoordinationV1Api(self.api).read_namespaced_lease(LEASE, NAMESPACE)
+        listed = await CoreV1Api(self.api).list_namespaced_pod(NAMESPACE, label_selector=PODS)
         now = time.monotonic()
         live, running = set(), []
         for pod in listed.items:
@@ -281,7 +285,7 @@ def test_image_values() -> None:
 def release(
     operator_image: str, request: pytest.FixtureRequest, kubectl: str, tmp_path: Path
 ) -> Iterator[Target]:
-    """The chart installed as release `modelfs` (2 replicas, the image loaded into kind), and
+    """The chart installed as release `modelfs-ha` (2 replicas, the image loaded into kind), and
     the fake Dataset controller; uninstalled after the test."""
     kind = request.getfixturevalue("kind_cluster")
     target = Target(request.getfixturevalue("k8s_kubeconfig"), kubectl, None, kind)
@@ -292,13 +296,13 @@ def release(
     cluster = Cluster("kind", target.kubeconfig)
     with running_dataset_engine("fake", cluster, tmp_path / "dataset-engine"):
         helm(
-            target, "install", RELEASE, str(CHART), "-n", SYSTEM_NAMESPACE, "--create-namespace",
+            target, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
             "-f", str(values), "--wait", "--timeout=5m",
         )  # fmt: skip
         try:
             yield target
         finally:
-            helm(target, "uninstall", RELEASE, "-n", SYSTEM_NAMESPACE, "--wait", check=False)
+            helm(target, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
 
 
 # --------------------------------------------------------------------------- the upgrade
@@ -314,7 +318,7 @@ async def create_paced(rollout: Rollout, created_at: dict[str, float]) -> None:
 
 
 def deployment_pods(target: Target) -> list[str]:
-    got = target.run("-n", SYSTEM_NAMESPACE, "get", "pods", "-l", PODS, "-o", "json").stdout
+    got = target.run("-n", NAMESPACE, "get", "pods", "-l", PODS, "-o", "json").stdout
     return sorted(
         p["metadata"]["name"]
         for p in json.loads(got)["items"]
@@ -351,11 +355,11 @@ async def test_helm_upgrade_of_two_replicas_never_leaves_the_cluster_without_a_l
         values.write_text(yaml.safe_dump({"podAnnotations": {"e2e.modelfs/rollout": "2"}}))
         upgrade_started = time.monotonic()
         await asyncio.to_thread(
-            helm, target, "upgrade", RELEASE, str(CHART), "-n", SYSTEM_NAMESPACE,
+            helm, target, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE,
             "--reuse-values", "-f", str(values), "--wait", "--timeout=5m",
         )  # fmt: skip
         await asyncio.to_thread(
-            target.run, "-n", SYSTEM_NAMESPACE, "rollout", "status", f"deployment/{OPERATOR}",
+            target.run, "-n", NAMESPACE, "rollout", "status", f"deployment/{DEPLOYMENT}",
             "--timeout=180s",
         )  # fmt: skip
         upgraded = time.monotonic()
@@ -391,6 +395,7 @@ async def test_helm_upgrade_of_two_replicas_never_leaves_the_cluster_without_a_l
     assert len(after) == 2 and not set(after) & set(before), (before, after)
     assert set(before) <= set(watch.deleted), "the old pods were replaced"
     assert during >= 5, "ModelSyncs were being created while the pods rolled"
+    assert max(polls) < MAX_LEADERLESS_SECONDS, "the Lease went unread too long to tell"
     assert gap <= MAX_LEADERLESS_SECONDS, holder_changes(samples)
     assert last_leader in after, (last_leader, after)
     assert counts["modelsyncs"] == counts["ready"] == counts["datasets"] == 40
