@@ -295,14 +295,15 @@ def release(
     values.write_text(yaml.safe_dump(image_values(operator_image)))
     cluster = Cluster("kind", target.kubeconfig)
     with running_dataset_engine("fake", cluster, tmp_path / "dataset-engine"):
-        helm(
-            target, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
-            "-f", str(values), "--wait", "--timeout=5m",
-        )  # fmt: skip
         try:
+            helm(
+                target, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
+                "-f", str(values), "--wait", "--timeout=5m",
+            )  # fmt: skip
             yield target
         finally:
             helm(target, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+            target.run("delete", "namespace", NAMESPACE, "--ignore-not-found", check=False)
 
 
 # --------------------------------------------------------------------------- the upgrade
