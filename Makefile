@@ -119,11 +119,13 @@ $(CHECKOV_STAMP):
 	touch $(CHECKOV_STAMP)
 
 # On kind the real Dataset controller's loader pods would run and really download (the scenarios'
-# repos are made up), so the kind suite runs the fake Dataset controller.
+# repos are made up), so the kind suite runs the fake Dataset controller. The install tests run
+# in a session of their own (they delete config/default, CRDs included), with IMG; the chart's
+# rolling upgrade (a helm release of its own) runs there too, after them.
 .PHONY: test-kind
-test-kind: $(STAMP) ## e2e on kind (needs Docker): the suite, then the install tests with IMG in kind
-	$(BIN)/pytest e2e --k8s=kind --dataset-controller=fake --ignore=e2e/test_install.py $(PYTEST_ARGS)
-	MODELFS_OPERATOR_IMAGE=$(IMG) $(BIN)/pytest e2e/test_install.py --k8s=kind --dataset-controller=fake $(PYTEST_ARGS)
+test-kind: $(STAMP) helm ## e2e on kind (needs Docker): the suite, then the install and helm upgrade tests with IMG in kind
+	$(BIN)/pytest e2e --k8s=kind --dataset-controller=fake --ignore=e2e/test_install.py --ignore=e2e/test_kind_upgrade.py $(PYTEST_ARGS)
+	MODELFS_OPERATOR_IMAGE=$(IMG) $(BIN)/pytest e2e/test_install.py e2e/test_kind_upgrade.py --k8s=kind --dataset-controller=fake $(PYTEST_ARGS)
 
 # ----------------------------------------------------------------------------- release
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' modelfs/__init__.py)
