@@ -19,6 +19,16 @@ DATASET_APPLIES = Counter(
     "modelfs_dataset_applies_total", "Server-side applies of Datasets, by cause.", ["cause"]
 )
 STATUS_WRITES = Counter("modelfs_status_writes_total", "Status patches, by kind.", ["kind"])
+SCHEDULE_SKIPS = Counter(
+    "modelfs_schedule_skips_total",
+    "Schedule ticks that started no download round: the source's catalog showed the upstream "
+    "as the last round fetched it.",
+)
+CATALOG_LOOKUPS = Counter(
+    "modelfs_catalog_lookups_total",
+    "Catalog lookups made (one per distinct request and Secret), by what they answered.",
+    ["answer"],
+)
 STATUS_YIELDS = Counter(
     "modelfs_status_yields_total",
     "Status writes put off behind a backlog of new work (`Runtime.yield_status`), by kind.",

@@ -132,6 +132,9 @@ def version_statuses(
                 row["phase"] = status["phase"]
             if status.get("lastSyncTime"):
                 row["lastSyncTime"] = status["lastSyncTime"]
+        # always set: `kubectl get mdl -o wide` lists sizes beside versions, one per version
+        catalog = (((syncer or {}).get("status") or {}).get("catalog")) or {}
+        row["size"] = str(catalog.get("size") or "-")
         if readers.get(version):
             row["references"] = sorted(readers[version])
         rows.append(row)

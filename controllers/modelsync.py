@@ -5,7 +5,7 @@ same Dataset `dataSyncRound` forward by exactly one, and only once the previous 
 the Dataset operator would start a second, concurrent Job otherwise.
 
 `decide` is a table of small pure steps run in order (`STEPS`): references, ownership,
-resolution, dataset, rounds, ready. Each reads what the ones before it found, decides one
+resolution, catalog, dataset, rounds, ready. Each reads what the ones before it found, decides one
 condition, and adds its part of the one `Plan`; a refusal (or a Dataset being deleted) stops
 the table. `finish` turns the plan into the typed `ModelSyncStatus` and its Events.
 """
@@ -15,13 +15,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from modelfs.api.v1 import (
     GROUP,
     VERSION,
     ApiModel,
+    CatalogPolicy,
+    CatalogStatus,
     Condition,
     Model,
     ModelSource,
@@ -31,8 +33,11 @@ from modelfs.api.v1 import (
     Phase,
     SourceType,
     SyncedSource,
+    set_condition,
 )
 from modelfs.api.v1.reasons import (
+    CATALOG_DISABLED,
+    CATALOG_FOUND,
     DATASET_ADOPTED,
     DATASET_CONFLICT,
     DATASET_DELETING,
@@ -47,6 +52,7 @@ from modelfs.api.v1.reasons import (
     INVALID_SOURCE_REF,
     MODEL_NOT_FOUND,
     NO_LOADER_JOB,
+    NOTHING_TO_LOOK_UP,
     PENDING,
     PROCESSING,
     RESOLVED,
@@ -55,6 +61,7 @@ from modelfs.api.v1.reasons import (
     ROUND_NOT_STARTED,
     ROUND_RETRIED,
     ROUND_STARTED,
+    SCHEDULE_SKIPPED,
     SOURCE_NOT_FOUND,
     SYNCED,
 )
@@ -63,6 +70,16 @@ from modelfs.api.v1.reasons import ROUND_RETRY as RETRY
 from modelfs.api.v1.reasons import ROUND_SCHEDULED as SCHEDULED
 from modelfs.api.v1.rules import retry_wait
 from modelfs.controllers import metrics, triggers
+from modelfs.controllers.catalog import (
+    LOOKUP_SECONDS,
+    Answer,
+    AnswerKey,
+    CatalogVerdict,
+    entry_status,
+    request_of,
+    storage_refusal,
+    summary,
+)
 from modelfs.controllers.descriptor import Descriptor
 from modelfs.controllers.result import Result
 from modelfs.controllers.runtime import (
@@ -98,6 +115,7 @@ from modelfs.controllers.status import (
     status_changes,
     write_status,
 )
+from modelfs.pkg.catalog.types import CatalogEntry, NotApplicable, Refusal, Unavailable
 from modelfs.pkg.dataset import (
     DATASET_PLURAL,
     RULES,
@@ -121,6 +139,7 @@ Dataset before the ModelSync goes, so garbage collection keeps the Dataset (and 
 DATASET_CONDITION_PREFIX = "Dataset"
 
 RESOLVED_CONDITION, READY_CONDITION, ROUNDS_CONDITION = "Resolved", "Ready", "Rounds"
+CATALOG_CONDITION = "Catalog"
 #: Dataset source types the Dataset operator runs no loader Job for (it mounts the data where it
 #: is): a raised dataSyncRound downloads nothing on them (and fails a REFERENCE for good), so
 #: modelfs never raises it (docs/dataset-controller.md, section 5).
@@ -310,6 +329,9 @@ def plan_round(sync: ModelSync, view: DatasetView | None, now: datetime) -> Roun
         return RoundPlan(None, observed, attempts, due_in=(due - now).total_seconds())
     if spec.schedule is not None:
         last = parse_time(view.last_sync_time) or view.round_started
+        checked = parse_time(status.catalog.looked_up_at) if status.catalog else None
+        if checked is not None and (last is None or checked > last):
+            last = checked  # a tick the catalog skipped (`catalog`): the next one counts from it
         due = (last or now) + parse_duration(spec.schedule.interval)
         if last is None or now >= due:
             return RoundPlan(SCHEDULED, observed, 0)
@@ -475,6 +497,9 @@ class Observed:
     this namespace (`shared.shares_with`)."""
     written: tuple[str, str] | None = None
     """The Ready (reason, message) modelfs last wrote on it (the index may lag behind)."""
+    catalog: Mapping[AnswerKey, Answer] | None = None
+    """The catalog's answers (`controllers.catalog.Catalog.answers`); None: lookups are off
+    (`modelfs run --catalog=off`)."""
 
 
 async def observe(ctx: Context, key: Key, body: dict[str, Any]) -> Observed | None:
@@ -529,6 +554,7 @@ async def observe_indexes(ctx: Context, key: Key, body: dict[str, Any]) -> Obser
         source_verdict=source_verdict(source, keys),
         dataset=dataset,
         shared_with_us=shared,
+        catalog=ctx.runtime.catalog.answers if ctx.runtime.catalog is not None else None,
     )
 
 
@@ -581,6 +607,23 @@ class Plan:
     """The Dataset as this reconcile leaves it (after its apply, if any)."""
     round: RoundPlan | None = None
     resolution: Resolution | None = None
+    catalog: CatalogVerdict | None = None
+    """The Catalog condition: set when a Dataset is about to be created or a round to start
+    (`catalog`); None keeps the stored one."""
+    catalog_status: CatalogStatus | None = None
+    """status.catalog, when a lookup let a download go ahead (or skipped a tick)."""
+    lookup: AnswerKey | None = None
+    """A lookup for act to start (in the background)."""
+    lookup_after: datetime | None = None
+    """An answer older than this does not do (a schedule tick asks afresh)."""
+    awaiting: bool = False
+    """The decision waits for the catalog's answer: nothing is written, the answer enqueues the
+    ModelSync again."""
+    skipped: bool = False
+    """A schedule tick started no round: the upstream is what the last round fetched."""
+    recheck_in: float | None = None
+    """Seconds until the catalog is asked again about a refused or held download (when its
+    answer expires)."""
 
 
 def refuse(plan: Plan, verdict: Verdict) -> Plan:
@@ -781,6 +824,134 @@ def ready(observed: Observed, plan: Plan) -> Plan:
     return replace(plan, phase=phase, ready=verdict)
 
 
+# -- the catalog step: what the source's own catalog says before a download
+
+
+def catalog(observed: Observed, plan: Plan) -> Plan:
+    """Catalog: before a Dataset is created or a new round starts, what the source's own catalog
+    says about the version (the answer comes from a background lookup: `controllers.catalog`).
+    A refusal (no such repository, revision, ref, object or claim; no file matched; more bytes
+    than the version's storage) stops the plan: Ready=False, no Dataset, no round. A catalog
+    that cannot be asked lets the download go ahead under BestEffort (Catalog=Unknown) and
+    holds it under Required. A schedule tick whose upstream is what the last round fetched
+    starts no round. Without an answer yet, the decision waits for it (`awaiting`)."""
+    sync, found, source = observed.sync, plan.resolution, observed.source
+    assert found is not None and plan.round is not None and source is not None  # `resolution`
+    if observed.dataset is not None and plan.round.reason is None:
+        return plan  # nothing is about to be downloaded: the stored Catalog stands
+    if observed.catalog is None or source.spec.catalog == CatalogPolicy.DISABLED:
+        why = (
+            "the operator runs with --catalog=off"
+            if observed.catalog is None
+            else f"ModelSource {source.metadata.name!r} sets catalog: Disabled"
+        )
+        return replace(
+            plan,
+            catalog=CatalogVerdict(
+                "Unknown", CATALOG_DISABLED, f"{why}: the version is not looked up before download"
+            ),
+        )
+    namespace = sync.metadata.namespace or ""
+    secret = (namespace, source.spec.secret_ref) if source.spec.secret_ref else None
+    key = (request_of(found, namespace), secret)
+    answer = observed.catalog.get(key)
+    newer = checked_since(sync, plan.view) if plan.round.reason == SCHEDULED else None
+    # the status keeps whole seconds: an answer of the second it records is not newer
+    if (
+        answer is None
+        or answer.expires <= plan_now(plan)
+        or (newer and answer.at.replace(microsecond=0) <= newer)
+    ):
+        # a requeue marks the plan unsettled (`settled_inputs`): the answer is news it reads
+        wait = LOOKUP_SECONDS + 1.0
+        return replace(
+            plan, stopped=True, awaiting=True, lookup=key, lookup_after=newer, requeue_after=wait
+        )
+    recheck = max((answer.expires - plan_now(plan)).total_seconds(), 0.0) + 0.5
+    result = answer.result
+    if isinstance(result, CatalogEntry):
+        result = storage_refusal(result, found) or result
+    if isinstance(result, Refusal):  # what the spec names cannot be downloaded: no resolution
+        verdict = Verdict(False, str(result.reason), result.message)
+        refused = refuse(plan, verdict)
+        return replace(
+            refused,
+            catalog=CatalogVerdict("False", verdict.reason, verdict.message),
+            recheck_in=recheck,
+        )
+    if isinstance(result, Unavailable):
+        return catalog_unavailable(source, plan, result, recheck)
+    if isinstance(result, NotApplicable):
+        return replace(plan, catalog=CatalogVerdict("True", NOTHING_TO_LOOK_UP, result.message))
+    entry = entry_status(result, answer.at)
+    stored = sync.status.catalog
+    if (
+        plan.round.reason == SCHEDULED
+        and stored is not None
+        and stored.fingerprint == result.fingerprint
+    ):
+        return skipped_tick(observed, plan, entry)
+    return replace(
+        plan, catalog=CatalogVerdict("True", CATALOG_FOUND, summary(result)), catalog_status=entry
+    )
+
+
+def checked_since(sync: ModelSync, view: DatasetView | None) -> datetime | None:
+    """What a schedule tick's lookup must be newer than: the last success and the last check
+    (a tick asks the catalog afresh, however recent an answer another ModelSync got)."""
+    times = [parse_time(view.last_sync_time) if view is not None else None]
+    times.append(parse_time(sync.status.catalog.looked_up_at) if sync.status.catalog else None)
+    return max((t for t in times if t is not None), default=None)
+
+
+def catalog_unavailable(
+    source: ModelSource, plan: Plan, result: Unavailable, recheck: float
+) -> Plan:
+    """Catalog=Unknown: under BestEffort the download goes ahead; under Required it waits (no
+    Dataset, no round: Ready=False, PENDING) until a later lookup answers."""
+    reason = str(result.reason)
+    if source.spec.catalog != CatalogPolicy.REQUIRED:
+        message = f"{result.message}; the download goes ahead (catalog: BestEffort)"
+        return replace(plan, catalog=CatalogVerdict("Unknown", reason, message))
+    message = (
+        f"{result.message}; the download waits for the catalog (ModelSource "
+        f"{source.metadata.name!r} sets catalog: Required)"
+    )
+    return replace(
+        plan,
+        stopped=True,
+        phase=Phase.PENDING,
+        ready=Verdict(False, reason, message),
+        catalog=CatalogVerdict("Unknown", reason, message),
+        view=None,
+        round=None,
+        resolution=None,
+        recheck_in=recheck,
+    )
+
+
+def skipped_tick(observed: Observed, plan: Plan, entry: CatalogStatus) -> Plan:
+    """A schedule tick that starts no round: the Dataset stays at its round, the tick is told
+    on Catalog (and status.catalog.lookedUpAt, from which the next tick counts)."""
+    sync, view = observed.sync, plan.view
+    assert view is not None and plan.round is not None and sync.spec.schedule is not None
+    assert observed.source is not None and observed.model is not None  # `references`
+    current = resolved(observed.source, observed.model, sync, data_sync_round=view.round)
+    moment = format_time(plan_now(plan))
+    message = (
+        f"the schedule (every {sync.spec.schedule.interval}) started no round at {moment}: "
+        f"{summary(entry)} is what round {view.round} fetched"
+    )
+    return replace(
+        plan,
+        round=RoundPlan(None, plan.round.observed_sync_round, plan.round.attempts),
+        resolution=current,
+        catalog=CatalogVerdict("True", SCHEDULE_SKIPPED, message),
+        catalog_status=entry,
+        skipped=True,
+    )
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -793,6 +964,7 @@ STEPS: tuple[Step, ...] = (
     Step("references", RESOLVED_CONDITION, references),
     Step("ownership", RESOLVED_CONDITION, ownership),
     Step("resolution", RESOLVED_CONDITION, resolution),
+    Step("catalog", CATALOG_CONDITION, catalog),
     Step("dataset", READY_CONDITION, dataset),
     Step("rounds", ROUNDS_CONDITION, rounds),
     Step("ready", READY_CONDITION, ready),
@@ -830,7 +1002,12 @@ def decide(observed: Observed, now: datetime) -> Plan:
         plan = step.run(observed, plan)
         if plan.stopped:
             break
-    return finish(observed, plan)
+    if plan.awaiting:
+        return plan  # the catalog's answer enqueues the ModelSync again: nothing to write yet
+    done = finish(observed, plan)
+    if plan.recheck_in is not None and done.requeue_after is None:
+        return replace(done, requeue_after=plan.recheck_in)
+    return done
 
 
 def finish(observed: Observed, plan: Plan) -> Plan:
@@ -863,11 +1040,24 @@ def desired_status(sync: ModelSync, current: dict[str, Any], plan: Plan) -> Mode
         for c in current.get("conditions") or []
         if not str(c.get("type", "")).startswith(DATASET_CONDITION_PREFIX)
         and (plan.rounds is not None or c.get("type") != ROUNDS_CONDITION)
+        and (plan.catalog is not None or plan.refusal is None or c.get("type") != CATALOG_CONDITION)
     ]
     updates = [(RESOLVED_CONDITION, plan.resolved), (READY_CONDITION, plan.ready)]
     if plan.rounds is not None:
         updates.append((ROUNDS_CONDITION, plan.rounds))
     conditions = set_verdicts(own, updates, generation, plan_now(plan))
+    if plan.catalog is not None:
+        found = plan.catalog
+        moment = format_time(plan_now(plan))
+        conditions = set_condition(
+            conditions,
+            CATALOG_CONDITION,
+            found.status,
+            found.reason,
+            found.message,
+            generation,
+            moment,
+        )
     # What this reconcile did not find out is kept as the stored status says it.
     status = ModelSyncStatus(
         phase=plan.phase,
@@ -881,6 +1071,10 @@ def desired_status(sync: ModelSync, current: dict[str, Any], plan: Plan) -> Mode
         last_failure_time=current.get("lastFailureTime"),
         observed_sync_round=current.get("observedSyncRound"),
         attempts=current.get("attempts"),
+    )
+    stored_catalog = current.get("catalog")
+    status.catalog = plan.catalog_status or (
+        CatalogStatus.model_validate(stored_catalog) if stored_catalog else None
     )
     if plan.resolution is not None:
         status.source = SyncedSource(
@@ -911,14 +1105,49 @@ def transition_events(
     assert ready is not None
     if not ready_changed(current, ready.reason, ready.message, written):
         return []
+    if ready.ready:
+        ended = round_ended(current, plan)
+        return [("Normal", SYNCED, ended)] if ended is not None else []
     if current.get("phase") == plan.phase and plan.phase != Phase.FAILED:
         return []
-    if ready.ready:
-        later_round = plan.view is not None and plan.view.round > 1
-        return [("Normal", SYNCED, ready.message)] if later_round else []
     if plan.phase == Phase.FAILED:
         return [("Warning", ready.reason, ready.message)]
     return []
+
+
+def round_ended(current: dict[str, Any], plan: Plan) -> str | None:
+    """What a round that just succeeded fetched (revision, files, size, how long it took), or
+    None when no round ended (Ready back to True after a refusal was lifted, say). A round ends
+    when the Dataset's lastSyncTime moves; a type without rounds, when it first turns READY."""
+    view, ready = plan.view, plan.ready
+    assert ready is not None
+    if view is None:
+        return None
+    if view.last_sync_time:
+        if view.last_sync_time == current.get("lastSyncTime"):
+            return None
+    elif current.get("phase") == Phase.READY or current.get("lastSyncTime"):
+        return None
+    if not view.loader_job:
+        return f"{ready.message}: the source is read in place, nothing was downloaded"
+    stored = current.get("catalog")
+    found = plan.catalog_status or (CatalogStatus.model_validate(stored) if stored else None)
+    what = summary(found) if found is not None else "the version (size unknown: not looked up)"
+    took = ""
+    end = parse_time(view.last_sync_time) or plan.now
+    if view.round_started is not None and end is not None and end >= view.round_started:
+        took = f" in {format_duration(end - view.round_started)}"
+    return f"Fetched {what}{took}: {ready.message}"
+
+
+def format_duration(elapsed: timedelta) -> str:
+    """`1h2m3s`, `4m5s`, `6s`: as kubectl shows ages."""
+    seconds = int(elapsed.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
 
 
 # ----------------------------------------------------------------------------- act
@@ -928,6 +1157,9 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     key, body = observed.key, observed.body
     writer = ctx.runtime.writer
     uid = observed.sync.metadata.uid or ""
+    if plan.lookup is not None and ctx.runtime.catalog is not None:
+        # returns at once: the answer enqueues `key`
+        ctx.runtime.catalog.start(plan.lookup, key, newer_than=plan.lookup_after)
     if plan.orphan and await writer.orphan_dataset(key[0], plan.orphan, uid):
         if not ctx.indexes.terminating(key[0]):  # no Events can be posted there any more
             ctx.runtime.post_event(
@@ -988,6 +1220,8 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     written = await write_status(ctx, PLURAL, key, stored, status)
     if written:
         remember_written(ctx, PLURAL, body, status)
+        if plan.skipped:
+            metrics.SCHEDULE_SKIPS.inc()
     for type_, reason, message in shown.events + (shown.status_events if written else []):
         ctx.runtime.post_event(body, type_, reason, message)
     record_metrics(key, stored, status, plan)

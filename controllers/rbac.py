@@ -71,8 +71,17 @@ RULES: tuple[Rule, ...] = (
         ("secrets",),
         ("get",),
         "namespaced",
-        "read the key NAMES of the Secret a ModelSource names, in the ModelSource's namespace "
-        "(get only: no list or watch of Secrets)",
+        "read the Secret a ModelSource names, in the ModelSource's namespace: its key names, to "
+        "check them; its values only when a catalog lookup starts, sent to the source's own "
+        "endpoint and kept nowhere (get only: no list or watch of Secrets)",
+    ),
+    Rule(
+        "",
+        ("persistentvolumeclaims",),
+        ("get",),
+        "namespaced",
+        "check, before its Dataset is made, that the claim a PVC source names exists in the "
+        "ModelSync's namespace (the catalog step; get only: no list or watch of claims)",
     ),
     Rule(
         "",

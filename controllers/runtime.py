@@ -21,6 +21,7 @@ from modelfs.pkg.dataset import DATASET_PLURAL, parse
 from modelfs.pkg.kube import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
+    from modelfs.controllers.catalog import Catalog
     from modelfs.controllers.descriptor import Watched
 
 Parsed = TypeVar("Parsed", ModelSource, Model, ModelSync, ModelReference)
@@ -194,6 +195,8 @@ class Runtime:
     """The work queues, once the operator runs them."""
     yielding: dict[tuple[str, Key], float] = field(default_factory=dict)
     """(plural, key) -> since when its status write yields to a backlog (`yield_status`)."""
+    catalog: Catalog | None = None
+    """The catalog's lookups and answers; None: lookups are off (`modelfs run --catalog=off`)."""
 
     def parse(self, kind: type[Parsed], body: Mapping[str, Any]) -> Parsed:
         """`pkg.dataset.parse`, once per object version. Raises ResolutionError."""

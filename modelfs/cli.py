@@ -29,6 +29,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.all_namespaces and not args.namespace:
         print("modelfs run: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
         return 2
+    bundle = args.catalog_ca_bundle
+    if bundle and not Path(bundle).is_file():  # refused at the start, not at every lookup
+        print(f"modelfs run: --catalog-ca-bundle {bundle!r} is not a file", file=sys.stderr)
+        return 2
     election = None
     if args.leader_elect:
         from modelfs.controllers.leader import Timings, own_namespace
@@ -55,6 +59,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         log_format=args.log_format,
         verbose=args.verbose,
+        catalog=args.catalog == "on",
+        catalog_ca_bundle=args.catalog_ca_bundle,
         election=election,
     )
 
@@ -105,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8081, help="Prometheus /metrics (0: off)")
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--catalog",
+        choices=["on", "off"],
+        default="on",
+        help="look every version up in its source's own catalog before its download (off: for "
+        "air-gapped clusters; ModelSource.spec.catalog: Disabled turns it off per source). "
+        "Lookups honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY",
+    )
+    run.add_argument(
+        "--catalog-ca-bundle",
+        metavar="PATH",
+        default=None,
+        help="PEM file of CA certificates trusted for catalog endpoints besides the system's "
+        "(a private Hub mirror, MinIO)",
+    )
     election = run.add_argument_group(
         "leader election",
         "several replicas, one writer: every replica watches and indexes, only the holder of a "

@@ -137,6 +137,34 @@ class Rbac(_Values):
     )
 
 
+CATALOG_CA_DIR = "/etc/modelfs/catalog-ca"
+
+
+class Catalog(_Values):
+    enabled: bool = Field(
+        True,
+        description="Look every version up in its source's own catalog before its download "
+        "(revision, files, size; refusals before any byte moves). false: `--catalog=off`, for "
+        "air-gapped clusters.",
+    )
+    caBundle: str = Field(
+        "",
+        description="A ConfigMap of the release namespace whose key `ca.crt` holds CA "
+        "certificates (PEM) trusted for catalog endpoints besides the system's (a private Hub "
+        f"mirror, MinIO); mounted under {CATALOG_CA_DIR} (`--catalog-ca-bundle`).",
+    )
+    httpsProxy: str = Field(
+        "",
+        description="HTTPS_PROXY (and HTTP_PROXY) of the operator, for catalog lookups. The "
+        "operator's API client honours it too: list the API server in noProxy.",
+    )
+    noProxy: str = Field(
+        "",
+        description="NO_PROXY of the operator: hosts reached without the proxy (the API "
+        "server's address, `kubernetes.default.svc`, in-cluster catalogs).",
+    )
+
+
 class MetricsService(_Values):
     enabled: bool = Field(True, description="A ClusterIP Service `<fullname>-metrics`.")
 
@@ -304,6 +332,7 @@ class Values(_Values):
     rbac: Rbac = Field(default_factory=Rbac)
     metrics: Metrics = Field(default_factory=Metrics)
     networkPolicy: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    catalog: Catalog = Field(default_factory=Catalog)
 
     @field_validator("watchNamespaces")
     @classmethod
@@ -414,6 +443,9 @@ def container_args(values: Values) -> list[str]:
     """`modelfs run`'s arguments (the image's entrypoint), as the chart's template builds them."""
     scope = [f"--namespace={ns}" for ns in values.watchNamespaces] or ["--all-namespaces"]
     verbose = ["-v"] if values.verbose else []
+    catalog = [] if values.catalog.enabled else ["--catalog=off"]
+    if values.catalog.caBundle:
+        catalog.append(f"--catalog-ca-bundle={CATALOG_CA_DIR}/ca.crt")
     election = values.leaderElection
     elect = (
         [
@@ -432,6 +464,7 @@ def container_args(values: Values) -> list[str]:
         f"--log-format={values.logFormat}",
         *elect,
         *verbose,
+        *catalog,
     ]
 
 

@@ -23,7 +23,9 @@ from kubernetes.aio.client import ApiClient, Configuration
 from prometheus_client import start_http_server
 
 from modelfs import __version__, kopf_internals
+from modelfs.api.v1 import ModelSync
 from modelfs.controllers import triggers
+from modelfs.controllers.catalog import Catalog, ClaimLookup
 from modelfs.controllers.descriptor import Descriptor, Watched
 from modelfs.controllers.kinds import RECONCILED, WATCHED
 from modelfs.controllers.leader import (
@@ -46,6 +48,10 @@ from modelfs.controllers.runtime import (
     body_key,
     resource_version,
 )
+from modelfs.pkg.catalog.lookup import Catalog as Lookups
+from modelfs.pkg.catalog.net import NetSettings
+from modelfs.pkg.dataset.types import DatasetType
+from modelfs.pkg.kube.client import ObjectClient
 from modelfs.pkg.kube.writer import KubeWriter
 
 logger = logging.getLogger("modelfs.operator")
@@ -87,6 +93,8 @@ class Operator:
         """Per object of a kind with `Watched.reads`: what the reconcilers read of it, as last
         seen."""
         runtime.queues = self
+        if runtime.catalog is not None and ModelSync.plural in self.queues:
+            runtime.catalog.wake = self.queues[ModelSync.plural].add  # an answer came
 
     def backlog(self, plural: str) -> int:
         return self.queues[plural].backlog()
@@ -218,6 +226,8 @@ class Operator:
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
+        if self.runtime.catalog is not None:
+            await self.runtime.catalog.close()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.leading = False
         for queue in self.queues.values():
@@ -336,6 +346,29 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 20
 
 
+def new_catalog(api: ApiClient, options: CatalogOptions) -> Catalog | None:
+    """The catalog's lookups (None: `--catalog=off`): `pkg.catalog`'s per type (Hub,
+    ModelScope, S3, HTTP, Git on their source's own endpoint, trusting `ca_bundle` besides the
+    system's CAs; each client imported on first use), PVC claims on the API server, with the
+    ModelSource's Secret."""
+    if not options.enabled:
+        return None
+    objects = ObjectClient(api)
+    lookups = Lookups(
+        NetSettings(ca_bundle=options.ca_bundle),
+        lookups={DatasetType.PVC: ClaimLookup(objects.claim_exists)},
+    )
+    return Catalog(lookup=lookups.lookup, read_secret=objects.secret_data, forget=lookups.forget)
+
+
+@dataclass(frozen=True)
+class CatalogOptions:
+    """`modelfs run --catalog`, `--catalog-ca-bundle`."""
+
+    enabled: bool = True
+    ca_bundle: str | None = None
+
+
 @dataclass(frozen=True)
 class Election:
     """Leader election settings (`modelfs run --leader-elect`)."""
@@ -350,6 +383,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure_settings(settings)
     election: Election | None = getattr(memo, "election", None)
     api = await new_api_client()
+    options = getattr(memo, "catalog", None) or CatalogOptions()
+    catalog = new_catalog(api, options)
     memo.api = api
     writer: Writer = KubeWriter(api)
     elector = None
@@ -370,7 +405,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         writer = Fence(writer, elector.leading)
     if elector is None:
         LEADER.set(1)  # no election: this process always reconciles
-    operator = Operator(Runtime(writer=writer), elected=elector is not None)
+    operator = Operator(Runtime(writer=writer, catalog=catalog), elected=elector is not None)
     memo.operator = operator
     memo.elector = elector
     memo.main = asyncio.create_task(operator.start(elector))
@@ -380,7 +415,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     gc.freeze()  # what is loaded by now lives as long as the process: no collection scans it
     logger.info(
         "Started modelfs operator",
-        extra={"leaderElection": election is not None}
+        extra={"leaderElection": election is not None, "catalog": catalog is not None}
         | ({"identity": election.identity} if election else {}),
     )
 
@@ -452,6 +487,8 @@ def run(
     metrics_port: int,
     log_format: str,
     verbose: bool = False,
+    catalog: bool = True,
+    catalog_ca_bundle: str | None = None,
     election: Election | None = None,
 ) -> int:
     """Run the operator until SIGINT/SIGTERM; with `election`, lead only while holding the
@@ -469,7 +506,11 @@ def run(
             clusterwide=clusterwide,
             namespaces=namespaces,
             standalone=True,
-            memo=kopf.Memo(election=election, health_port=health_port),
+            memo=kopf.Memo(
+                election=election,
+                health_port=health_port,
+                catalog=CatalogOptions(catalog, catalog_ca_bundle),
+            ),
         )
     )
     return 0

@@ -545,3 +545,34 @@ def test_checkov_passes_config_network_policy(tmp_path: Path) -> None:
         *CHECKOV_ACCEPTED,
         CKV_NETWORK_POLICY,
     }
+
+
+def test_catalog_values_reach_the_operator() -> None:
+    docs = template(
+        "--set", "catalog.enabled=false", "--set", "catalog.caBundle=private-ca",
+        "--set", "catalog.httpsProxy=http://proxy.internal:3128",
+        "--set", "catalog.noProxy=10.96.0.1\\,kubernetes.default.svc",
+        crds=False,
+    )  # fmt: skip
+    found = container(docs)
+    parsed = build_parser().parse_args(["run", *found["args"]])
+    assert parsed.catalog == "off"
+    assert parsed.catalog_ca_bundle == "/etc/modelfs/catalog-ca/ca.crt"
+    assert {e["name"]: e["value"] for e in found["env"] if "value" in e} == {
+        "HTTPS_PROXY": "http://proxy.internal:3128",
+        "HTTP_PROXY": "http://proxy.internal:3128",
+        "NO_PROXY": "10.96.0.1,kubernetes.default.svc",
+    }
+    [mount] = [m for m in found["volumeMounts"] if m["name"] == "catalog-ca"]
+    assert mount == {"name": "catalog-ca", "mountPath": "/etc/modelfs/catalog-ca", "readOnly": True}
+    volumes = deployment(docs)["spec"]["template"]["spec"]["volumes"]
+    [volume] = [v for v in volumes if v["name"] == "catalog-ca"]
+    assert volume["configMap"] == {
+        "name": "private-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    # the defaults: lookups on, no flag, no env, no volume (as config/default)
+    plain = container(template(crds=False))
+    assert not [a for a in plain["args"] if a.startswith("--catalog")]
+    assert not [e for e in plain.get("env") or [] if e["name"].endswith("_PROXY")]
+    assert len(plain["volumeMounts"]) == 1

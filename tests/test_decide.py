@@ -122,14 +122,21 @@ def test_sync_mirrors_a_ready_dataset_without_writing_it() -> None:
     assert plan.apply is None and plan.events == []
     assert plan.status is not None and plan.status["phase"] == "READY"
     assert plan.status["pvcName"] == "mdl-v1"
-    assert plan.status_events == []  # the first round's end: Ready and lastSyncTime say it
+    # every round's end is told by an Event, the first included (kubectl describe's history)
+    [(type_, reason, message)] = plan.status_events
+    assert (type_, reason) == ("Normal", "Synced")
+    assert (
+        message == "Fetched the version (size unknown: not looked up): " + ready_of(plan)["message"]
+    )
 
 
 def test_sync_announces_the_end_of_a_round_an_event_started() -> None:
     second = owned({"phase": "READY", "lastSucceedRound": 2, "pvcName": "mdl-v1"}, round_=2)
     plan = modelsync.decide(observed(dataset=second), NOW)
     assert plan.status is not None and plan.status["phase"] == "READY"
-    assert [("Normal", "Synced", ready_of(plan)["message"])] == plan.status_events
+    [(type_, reason, message)] = plan.status_events
+    assert (type_, reason) == ("Normal", "Synced")
+    assert message.startswith("Fetched ") and message.endswith(ready_of(plan)["message"])
 
 
 def test_sync_raises_the_round_for_a_raised_trigger() -> None:
@@ -227,7 +234,7 @@ def test_model_readiness_branches() -> None:
     )
     assert plan.ready.ready
     assert plan.status["versions"] == [
-        {"name": "v1", "sync": "s", "phase": "READY", "references": ["team-b/ref"]}
+        {"name": "v1", "sync": "s", "phase": "READY", "size": "-", "references": ["team-b/ref"]}
     ]
 
 

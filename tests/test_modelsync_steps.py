@@ -3,6 +3,7 @@ the order they stop in, the one condition each decides, and the status they lead
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -13,10 +14,29 @@ from hypothesis import strategies as st
 
 from modelfs.api.v1 import Model, ModelSource, ModelSyncStatus
 from modelfs.controllers import modelsync
+from modelfs.controllers.catalog import Answer, AnswerKey
 from modelfs.controllers.shared import Verdict, source_verdict
+from modelfs.pkg.catalog.types import (
+    CatalogEntry,
+    NotApplicable,
+    Refusal,
+    RefusalReason,
+    Unavailable,
+    UnavailableReason,
+)
 from modelfs.pkg.dataset import ResolutionError
 from modelfs.pkg.dataset.errors import Reason
-from tests.test_decide import NOW, SYNC_CREATED, lost_owner, observed, owned, parsed, served, sync
+from tests.test_decide import (
+    NOW,
+    SOURCE,
+    SYNC_CREATED,
+    lost_owner,
+    observed,
+    owned,
+    parsed,
+    served,
+    sync,
+)
 
 SETTINGS = settings(
     max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -72,11 +92,58 @@ SYNC_STATUS = st.fixed_dictionaries(
                     "lastTransitionTime": stamp(600),
                 },
                 {"type": "Rounds", "status": "False", "reason": "NoLoaderJob", "message": "m"},
+                {"type": "Catalog", "status": "True", "reason": "CatalogFound", "message": "m"},
             ]
+        ),
+        "catalog": st.fixed_dictionaries(
+            {
+                "fingerprint": st.sampled_from(["f1", "f2"]),
+                "lookedUpAt": st.integers(0, 90_000).map(stamp),
+            }
         ),
     },
 )
 PVC_SOURCE = parsed(ModelSource, "ModelSource", "src", {"type": "PVC"})
+SIZED_MODEL = parsed(
+    Model,
+    "Model",
+    "mdl",
+    {
+        "sourceRef": "src",
+        "storage": {"size": "1Gi"},
+        "versionConfigs": {"v1": {"repo": "https://h/x/"}},
+    },
+)
+RESULTS = st.one_of(
+    st.builds(
+        CatalogEntry,
+        revision=st.sampled_from([None, "a" * 40]),
+        files=st.integers(0, 3),
+        bytes=st.sampled_from([None, 10, 2**40]),  # 1 TiB: more than any storage drawn
+        fingerprint=st.sampled_from(["f1", "f2"]),
+    ),
+    st.just(Refusal(RefusalReason.REPO_NOT_FOUND, "repository x/y does not exist")),
+    st.just(Unavailable(UnavailableReason.UNREACHABLE, "connection refused")),
+    st.just(NotApplicable("nothing to look up")),
+)
+
+
+class AnyAnswer(Mapping[AnswerKey, Answer]):
+    """The catalog's answer to whatever the step asks (the request is the resolution's)."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    def __getitem__(self, key: AnswerKey) -> Answer:
+        return self.answer
+
+    def __iter__(self) -> Iterator[AnswerKey]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 PVC_MODEL = parsed(
     Model, "Model", "mdl", {"sourceRef": "src", "versionConfigs": {"v1": {"repo": "claim/m"}}}
 )
@@ -103,10 +170,27 @@ def observed_syncs(draw: st.DrawFn) -> modelsync.Observed:
     the_sync = sync(**spec)
     the_sync = the_sync.model_copy(update={"status": ModelSyncStatus.model_validate(status)})
     fields: dict[str, Any] = {"sync": the_sync}
-    if draw(st.booleans()):
-        fields.update(
-            model=PVC_MODEL, source=PVC_SOURCE, source_verdict=source_verdict(PVC_SOURCE, None)
-        )
+    source, model = draw(
+        st.sampled_from([(None, None), (PVC_SOURCE, PVC_MODEL), (None, SIZED_MODEL)])
+    )
+    if source is not None:
+        fields.update(source=source, source_verdict=source_verdict(source, None))
+    if model is not None:
+        fields["model"] = model
+    policy = draw(st.sampled_from(["BestEffort", "Required", "Disabled"]))
+    chosen = fields.get("source", SOURCE)
+    fields["source"] = chosen.model_copy(
+        update={"spec": chosen.spec.model_copy(update={"catalog": policy})}
+    )
+    # the catalog: off, no answer yet, or an answer (fresh or expired)
+    catalog = draw(st.sampled_from(["off", "none", "answer", "answer", "answer"]))
+    if catalog == "off":
+        fields["catalog"] = None
+    elif catalog == "none":
+        fields["catalog"] = {}
+    else:
+        expires = NOW + timedelta(seconds=draw(st.integers(-60, 900)))
+        fields["catalog"] = AnyAnswer(Answer(draw(RESULTS), NOW - timedelta(seconds=5), expires))
     kind = draw(st.sampled_from(["none", "own", "own", "own", "foreign", "lost", "deleting"]))
     if kind != "none":
         dataset = owned(draw(DATASET_STATUS), round_=draw(st.integers(1, 3)))
@@ -133,11 +217,12 @@ def observed_syncs(draw: st.DrawFn) -> modelsync.Observed:
     return replace(seen, body=body)
 
 
-def conditions_of(plan: modelsync.Plan) -> dict[str, Verdict | None]:
+def conditions_of(plan: modelsync.Plan) -> dict[str, Any]:
     return {
         modelsync.RESOLVED_CONDITION: plan.resolved,
         modelsync.READY_CONDITION: plan.ready,
         modelsync.ROUNDS_CONDITION: plan.rounds,
+        modelsync.CATALOG_CONDITION: plan.catalog,
     }
 
 
@@ -166,17 +251,22 @@ def test_each_step_changes_no_condition_but_its_own_and_a_refusal_stops_the_tabl
             assert plan.resolved == plan.ready == plan.refusal and not plan.refusal.ready
             assert plan.phase == "FAILED"
             assert plan.apply is None and plan.view is None and plan.round is None
-            assert step.condition == modelsync.RESOLVED_CONDITION
+            assert step.condition in (modelsync.RESOLVED_CONDITION, modelsync.CATALOG_CONDITION)
         else:
+            # a step that stops the table (a Dataset being deleted, a catalog that must answer
+            # first) says why on Ready
+            said = {modelsync.READY_CONDITION} if plan.stopped else set()
             changed = {name for name in after if after[name] != before[name]}
-            assert changed <= {step.condition}, (step.name, changed)
+            assert changed <= {step.condition} | said, (step.name, changed)
+        if plan.awaiting:  # the catalog has not answered: a lookup, nothing else
+            assert step.name == "catalog" and plan.lookup is not None and plan.apply is None
         if plan.stopped:
             break
     assert ran == [step.name for step in modelsync.STEPS[: len(ran)]]
     # decide is that same table, then the status
     decided = modelsync.decide(seen, NOW + timedelta(seconds=later))
     assert replace(decided, status=None, status_events=[], requeue_after=None) == replace(
-        plan, finalizers=decided.finalizers
+        plan, finalizers=decided.finalizers, requeue_after=None
     )
 
 
@@ -200,11 +290,16 @@ def test_a_step_after_a_refusal_never_runs(seen: modelsync.Observed) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(modelsync, "STEPS", tuple(recording(s) for s in modelsync.STEPS))
         plan = modelsync.decide(seen, NOW)
+    if plan.awaiting:  # nothing is written until the catalog answers
+        assert plan.status is None and plan.apply is None and plan.status_events == []
+        return
     assert plan.status is not None and plan.status["phase"] == plan.phase
     if plan.refusal is not None:
         assert plan.apply is None and plan.requeue_after is None
         assert not [c for c in plan.status["conditions"] if c["type"].startswith("Dataset")]
         assert not [c for c in plan.status["conditions"] if c["type"] == "Rounds"]
+        if plan.catalog is None:  # refused before the catalog step: its old word is void
+            assert not [c for c in plan.status["conditions"] if c["type"] == "Catalog"]
     if plan.apply is not None:  # only a plan that went through every step applies
         assert calls == [step.name for step in modelsync.STEPS]
 
@@ -213,7 +308,9 @@ def test_a_step_after_a_refusal_never_runs(seen: modelsync.Observed) -> None:
 @given(observed_syncs())
 def test_the_status_is_a_valid_modelsync_status(seen: modelsync.Observed) -> None:
     plan = modelsync.decide(seen, NOW)
-    assert plan.status is not None
+    assert plan.status is not None or plan.awaiting
+    if plan.status is None:
+        return
     assert ModelSyncStatus.model_validate(plan.status).to_dict() == plan.status
     types = [c["type"] for c in plan.status["conditions"]]
     assert len(types) == len(set(types))
@@ -228,10 +325,12 @@ def test_ready_moves_its_transition_time_only_when_its_status_changes(
     """Decide once, store the status, decide again later on other inputs: Ready keeps its
     lastTransitionTime unless its status (True/False) changed; then it is the later moment."""
     stored = modelsync.decide(first, NOW).status
-    assert stored is not None
     then = NOW + timedelta(seconds=later)
+    if stored is None:  # waiting for the catalog: nothing stored
+        return
     again = modelsync.decide(replace(second, body={**second.body, "status": stored}), then).status
-    assert again is not None
+    if again is None:
+        return
 
     def ready(status: dict[str, Any]) -> dict[str, Any]:
         return next(c for c in status["conditions"] if c["type"] == "Ready")

@@ -519,8 +519,8 @@ async def test_a_failure_that_stops_shows_the_object_ready_again(
         await cluster.settle()
     assert modelsync_ready(cluster, (NS, "sync-0"))["reason"] == "DatasetReady"
     reasons = [e[2] for e in cluster.events if e[0] == (NS, "sync-0")]
-    # one Warning; the first round's READY is told by the Ready condition, not an Event
-    assert reasons == ["ReconcileError"], reasons
+    # one Warning, then the end of the first round (every round ends with an Event)
+    assert reasons == ["ReconcileError", "Synced"], reasons
 
 
 def modelsync_ready(cluster: MemCluster, key: tuple[str, str]) -> dict[str, Any]:
@@ -555,8 +555,8 @@ async def test_a_lagging_index_gets_one_event_per_transition(
     per_object = Counter((key, reason) for key, _, reason in cluster.events)
     assert per_object[((NS, "src"), "Ready")] == 1, per_object
     assert per_object[((NS, "mdl"), "Ready")] == 1, per_object
-    for i in range(2):  # a first round is told by the status, never by an Event
-        assert per_object[((NS, f"sync-{i}"), "Synced")] == 0, per_object
+    for i in range(2):  # a first round ends with one Event, as every round does
+        assert per_object[((NS, f"sync-{i}"), "Synced")] == 1, per_object
         assert per_object[((NS, f"sync-{i}"), "DatasetCreated")] == 0, per_object
     assert per_object[((CONSUMERS, "ref-0"), "DatasetCreated")] == 1, per_object
     assert max(per_object.values()) == 1, sorted(per_object.items())

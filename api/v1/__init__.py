@@ -32,8 +32,14 @@ from modelfs.api.v1.modelreference import (
     ModelReferenceStatus,
     ReferencedDataset,
 )
-from modelfs.api.v1.modelsource import ModelSource, ModelSourceSpec, ModelSourceStatus
+from modelfs.api.v1.modelsource import (
+    CatalogPolicy,
+    ModelSource,
+    ModelSourceSpec,
+    ModelSourceStatus,
+)
 from modelfs.api.v1.modelsync import (
+    CatalogStatus,
     DeletionPolicy,
     ModelSync,
     ModelSyncSpec,
@@ -58,6 +64,8 @@ __all__ = [
     "VERSION",
     "AccessMode",
     "ApiModel",
+    "CatalogPolicy",
+    "CatalogStatus",
     "Condition",
     "ConditionStatus",
     "DeletionPolicy",

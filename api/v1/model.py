@@ -120,6 +120,12 @@ class VersionStatus(ApiModel):
         default_factory=list,
         description="The ModelReferences (namespace/name) that read this version.",
     )
+    size: str | None = Field(
+        default=None,
+        max_length=32,
+        description="What its download fetches, as its source's catalog said (4.3GiB); '-' "
+        "while unknown, so `kubectl get mdl -o wide` lines sizes up with versions.",
+    )
 
 
 class ModelStatus(ApiModel):
@@ -149,6 +155,13 @@ class Model(ApiModel):
     printer_columns: ClassVar[list[dict[str, Any]]] = [
         {"name": "Source", "type": "string", "jsonPath": ".spec.sourceRef"},
         *READY_COLUMNS,
+        {
+            "name": "Versions",
+            "type": "string",
+            "jsonPath": ".status.versions[*].name",
+            "priority": 1,
+        },
+        {"name": "Sizes", "type": "string", "jsonPath": ".status.versions[*].size", "priority": 1},
         AGE_COLUMN,
     ]
 

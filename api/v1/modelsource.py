@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -16,6 +17,14 @@ from modelfs.api.v1.meta import (
     ObjectMeta,
 )
 from modelfs.api.v1.rules import subdomain_rules
+
+
+class CatalogPolicy(StrEnum):
+    """What a catalog lookup that cannot be made does to a download."""
+
+    REQUIRED = "Required"
+    BEST_EFFORT = "BestEffort"
+    DISABLED = "Disabled"
 
 
 class ModelSourceSpec(ApiModel):
@@ -38,6 +47,14 @@ class ModelSourceSpec(ApiModel):
         "(token; access-key and secret-key; username and password; ssh-privatekey). Only the "
         "name is passed on: modelfs never copies the values. A DNS subdomain name.",
         json_schema_extra={"x-kubernetes-validations": subdomain_rules("secretRef")},
+    )
+    catalog: CatalogPolicy = Field(
+        default=CatalogPolicy.BEST_EFFORT,
+        description="Whether each version is looked up in the source's own catalog (the Hub's "
+        "API, an S3 listing, an HTTP HEAD, a Git ref advertisement) before its download: "
+        "BestEffort (default) refuses what the catalog says cannot be right and lets the "
+        "download go ahead when the catalog cannot be reached (Catalog=Unknown); Required also "
+        "waits until the catalog answers; Disabled looks nothing up.",
     )
 
 

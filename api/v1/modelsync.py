@@ -132,6 +132,46 @@ class SyncedSource(ApiModel):
     uri: str = Field(max_length=MAX_VALUE_LENGTH, description="Dataset source URI.")
 
 
+class CatalogStatus(ApiModel):
+    """What the source's own catalog said about the version, looked up before its current
+    round started (the last lookup that let a download go ahead)."""
+
+    revision: str | None = Field(
+        default=None,
+        max_length=MAX_VALUE_LENGTH,
+        description="The revision the download fetches: a commit (Hub, ModelScope, Git) or an "
+        "ETag (HTTP); unset for S3, whose listing is its state.",
+    )
+    files: int | None = Field(default=None, ge=0, description="Files the download fetches.")
+    bytes: int | None = Field(default=None, ge=0, description="Their total size in bytes.")
+    size: str | None = Field(
+        default=None, max_length=32, description="The same total, for people (4.3GiB)."
+    )
+    parameters: int | None = Field(
+        default=None, ge=0, description="Parameters of the model, where the catalog says."
+    )
+    architecture: str | None = Field(
+        default=None, max_length=MAX_VALUE_LENGTH, description="Its architecture, if known."
+    )
+    license: str | None = Field(
+        default=None, max_length=MAX_VALUE_LENGTH, description="Its license, if known."
+    )
+    gated: bool | None = Field(
+        default=None, description="Whether the repository asks for an accepted agreement."
+    )
+    fingerprint: str | None = Field(
+        default=None,
+        max_length=MAX_VALUE_LENGTH,
+        description="Changes when anything a round would fetch changes (revision, file list, "
+        "ETag): a schedule tick starts a round only when it differs from this one.",
+    )
+    looked_up_at: str | None = Field(
+        default=None,
+        description="When the catalog was last asked (a skipped schedule tick included).",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
 class ModelSyncStatus(ApiModel):
     """The Dataset's state as modelfs sees it, and what modelfs did about it."""
 
@@ -142,8 +182,8 @@ class ModelSyncStatus(ApiModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="modelfs's own (Resolved, Ready) and the Dataset's, prefixed 'Dataset' "
-        "(DatasetJob, DatasetPVC, ...).",
+        description="modelfs's own (Resolved, Catalog, Ready, Rounds) and the Dataset's, "
+        "prefixed 'Dataset' (DatasetJob, DatasetPVC, ...).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(
@@ -174,6 +214,11 @@ class ModelSyncStatus(ApiModel):
     source: SyncedSource | None = Field(
         default=None, description="The Dataset source (type and URI) modelfs resolved."
     )
+    catalog: CatalogStatus | None = Field(
+        default=None,
+        description="What the source's catalog said about the version before its current round "
+        "(revision, files, size, ...). The Catalog condition says how the last lookup went.",
+    )
 
 
 class ModelSync(ApiModel):
@@ -186,6 +231,8 @@ class ModelSync(ApiModel):
         {"name": "Model", "type": "string", "jsonPath": ".spec.modelRef"},
         {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Size", "type": "string", "jsonPath": ".status.catalog.size"},
+        {"name": "Revision", "type": "string", "jsonPath": ".status.catalog.revision"},
         {"name": "Dataset", "type": "string", "jsonPath": ".status.datasetName"},
         {"name": "Last Sync", "type": "date", "jsonPath": ".status.lastSyncTime"},
         AGE_COLUMN,

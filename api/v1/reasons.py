@@ -70,6 +70,31 @@ ROUND_FAILED = "RoundFailed"
 RETRY_LIMIT_REACHED = "RetryLimitReached"
 SYNCED = "Synced"
 
+# -- the catalog: what the source's own catalog said before a download (the Catalog condition)
+CATALOG_FOUND = "CatalogFound"
+"""Catalog=True: the version is there; status.catalog says what the download fetches."""
+NOTHING_TO_LOOK_UP = "NothingToLookUp"
+"""Catalog=True: the type has no catalog (NFS, CONDA, REFERENCE)."""
+SCHEDULE_SKIPPED = "ScheduleSkipped"
+"""Catalog=True: a schedule tick started no round, the upstream is as the last round left it."""
+CATALOG_PENDING = "CatalogPending"
+"""Ready=False under Required: the lookup has not answered yet."""
+# Refusals: Catalog=False and Ready=False, no Dataset created, no new round started.
+REPO_NOT_FOUND = "RepoNotFound"
+REVISION_NOT_FOUND = "RevisionNotFound"
+GATED_REPO = "GatedRepo"
+NO_FILES_MATCHED = "NoFilesMatched"
+INSUFFICIENT_STORAGE = "InsufficientStorage"
+SOURCE_OBJECT_NOT_FOUND = "SourceObjectNotFound"
+"""An S3 prefix with no object, an HTTP 404, a PVC source's claim missing from the namespace."""
+REF_NOT_FOUND = "RefNotFound"
+# Catalog=Unknown: the catalog could not be asked (BestEffort goes ahead, Required waits).
+CATALOG_UNREACHABLE = "CatalogUnreachable"
+CATALOG_TIMEOUT = "CatalogTimeout"
+CATALOG_SERVER_ERROR = "CatalogServerError"
+CATALOG_RATE_LIMITED = "CatalogRateLimited"
+CATALOG_DISABLED = "CatalogDisabled"
+
 # -- the runner: failures of a reconcile itself
 RECONCILE_ERROR = "ReconcileError"
 """A bug: the reconcile raised something unexpected (the log has the traceback)."""

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from kubernetes.aio.client import V1Namespace
+from kubernetes.aio.client import V1Namespace, V1PersistentVolumeClaim
 
 from e2e.helpers import custom_object
 from e2e.operator.kube import Kube, condition
@@ -92,6 +92,17 @@ async def test_each_source_type_reaches_ready(
 ) -> None:
     if secret:
         await kube.secret("creds", secret)
+    if source_type == "PVC":  # the catalog step refuses a claim that does not exist
+        claim = {
+            "metadata": {"name": repo.split("/")[0]},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        await kube.core.create_namespaced_persistent_volume_claim(
+            kube.namespace, V1PersistentVolumeClaim.model_validate(claim)
+        )
     await model_and_source(kube, source_type, config, repo, secret="creds" if secret else None)
     await kube.create("ModelSync", "sync", {"modelRef": "mdl", "version": "v1"})
     sync = await kube.wait_phase("sync", "READY")

@@ -82,6 +82,7 @@ async def test_quick_start_as_the_seed_wrote_it_is_refused_then_fixed(kube: Kube
             "sync": "qwen-sync",
             "phase": "READY",
             "lastSyncTime": status["lastSyncTime"],
+            "size": (status.get("catalog") or {}).get("size") or "-",
         }
     ]
     assert condition(model, "Ready")["status"] == "True"

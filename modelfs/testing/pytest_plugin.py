@@ -47,6 +47,19 @@ engine:` starts one for a block, failing the test when it does not start. Run on
 time: each acts cluster-wide.
 
 Tests using any of these fixtures get the `e2e` marker, so `-m "not e2e"` leaves them out.
+
+Local catalog servers (modelfs/testing/catalog; no cluster, no `e2e` marker), each started
+once per session on a free loopback port, cleared after each test:
+- `hub_catalog` (session) -> `Catalog`: the repositories the local Hub and ModelScope serve
+  (`hub_catalog.add(Repo(...))`; `repo.push(files)` makes a new commit); `CATALOG_TOKEN` is a
+  token they accept.
+- `hub_server`, `modelscope_server` -> `HubServer`, `ModelScopeServer` (`.url`, `.fail(Fault)`,
+  `.requests(path_part)`); `s3_server` -> `S3Server` (moto; `.url`, `.put(bucket, {key:
+  bytes})`, keys `ACCESS_KEY`/`SECRET_KEY`); `git_root` (session) + `git_server` -> a
+  `git http-backend` over the bare repositories `make_repo(git_root, name, files)` makes;
+  `file_server` -> `FileServer` (`.files[path] = bytes`, `.users`, `.redirects`);
+  `stopped_url` -> a loopback URL nothing listens on.
+
 The helpers (`new_api_client`, `install_crds`, `wait_crd_established`,
 `service_account_kubeconfig`, `apply_custom_object`, `new_dataset_engine`, ...) live in
 modelfs.testing.cluster, which does not import pytest, and are re-exported here.
@@ -58,6 +71,7 @@ import contextlib
 import os
 import re
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -68,6 +82,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from modelfs.testing.catalog.files import FileServer
+from modelfs.testing.catalog.git import GitServer
+from modelfs.testing.catalog.hub import CATALOG_TOKEN, Catalog, HubServer, ModelScopeServer
+from modelfs.testing.catalog.s3 import S3Server, free_port
 from modelfs.testing.kubeapi import (
     CRDS_DIR,
     DATASET_CRD,
@@ -380,3 +398,92 @@ async def dataset_crd(k8s_install_crds: InstallCrds, dataset_controller: str) ->
         pytest.fail(f"--dataset-controller={dataset_controller}: {error}", pytrace=False)
     (name,) = await k8s_install_crds(path)
     return name
+
+
+# ------------------------------------------------------------------- local catalog servers
+# Each starts once per session on a free loopback port (modelfs/testing/catalog); the
+# function-scoped fixture hands it to a test and clears its request log and pending faults
+# afterwards. Tests add their own repositories, buckets and files under names of their own.
+
+
+@pytest.fixture(scope="session")
+def hub_catalog() -> Catalog:
+    """The repositories the local Hub and ModelScope serve; tests add their own."""
+    return Catalog(users={CATALOG_TOKEN: "modelfs"})
+
+
+@pytest.fixture(scope="session")
+def _hub_server(hub_catalog: Catalog) -> Iterator[HubServer]:
+    with HubServer(hub_catalog, page_size=50) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _modelscope_server(hub_catalog: Catalog) -> Iterator[ModelScopeServer]:
+    with ModelScopeServer(hub_catalog) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _s3_server() -> Iterator[S3Server]:
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def git_root() -> Iterator[Path]:
+    """Where the local git server's bare repositories live (make_repo(git_root, name, ...))."""
+    with tempfile.TemporaryDirectory(prefix="modelfs-git-") as root:
+        yield Path(root)
+
+
+@pytest.fixture(scope="session")
+def _git_server(git_root: Path) -> Iterator[GitServer]:
+    with GitServer(git_root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _file_server() -> Iterator[FileServer]:
+    with FileServer() as server:
+        yield server
+
+
+@pytest.fixture
+def hub_server(_hub_server: HubServer) -> Iterator[HubServer]:
+    """The local Hugging Face Hub (`.url` is the endpoint to give HfApi or the source)."""
+    yield _hub_server
+    _hub_server.clear()
+
+
+@pytest.fixture
+def modelscope_server(_modelscope_server: ModelScopeServer) -> Iterator[ModelScopeServer]:
+    yield _modelscope_server
+    _modelscope_server.clear()
+
+
+@pytest.fixture
+def s3_server(_s3_server: S3Server) -> S3Server:
+    """moto's S3 server (`.url`, `.put(bucket, {key: bytes})`, keys in modelfs...s3)."""
+    return _s3_server
+
+
+@pytest.fixture
+def git_server(_git_server: GitServer) -> Iterator[GitServer]:
+    yield _git_server
+    _git_server.clear()
+    _git_server.users.clear()
+
+
+@pytest.fixture
+def file_server(_file_server: FileServer) -> Iterator[FileServer]:
+    yield _file_server
+    _file_server.clear()
+    _file_server.users.clear()
+    _file_server.redirects.clear()
+
+
+@pytest.fixture
+def stopped_url() -> str:
+    """The URL of a loopback port nothing listens on (a catalog that cannot be reached)."""
+    return f"http://127.0.0.1:{free_port()}"

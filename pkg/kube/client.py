@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -58,6 +60,34 @@ class ObjectClient:
         keys = frozenset((secret.get("data") or {}).keys())
         del secret
         return keys
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The decoded values of a Secret, or None when it does not exist: only the catalog's
+        lookups read them, to ask the source's own endpoint what a download would fetch. They
+        go nowhere else (never logged, never in an error: a value that does not decode is
+        left out, not quoted)."""
+        if check_subdomain(name, "secretRef") or check_label(namespace, "namespace"):
+            return None
+        path = object_path("", "v1", "secrets", namespace, name)
+        _, secret = await request(self._api, "GET", path, missing_ok=True)
+        if secret is None:
+            return None
+        values: dict[str, str] = {}
+        for key, encoded in (secret.get("data") or {}).items():
+            try:
+                values[key] = base64.b64decode(str(encoded)).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+        del secret
+        return values
+
+    async def claim_exists(self, namespace: str, name: str) -> bool:
+        """Whether the PersistentVolumeClaim `name` exists in `namespace` (a PVC source's)."""
+        if check_subdomain(name, "claim") or check_label(namespace, "namespace"):
+            return False
+        path = object_path("", "v1", "persistentvolumeclaims", namespace, name)
+        status, _ = await request(self._api, "GET", path, missing_ok=True)
+        return status != 404
 
     async def create_event(
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str

@@ -41,6 +41,12 @@
 - apiGroups:
   - ''
   resources:
+  - persistentvolumeclaims
+  verbs:
+  - get
+- apiGroups:
+  - ''
+  resources:
   - events
   verbs:
   - create
@@ -96,6 +102,12 @@
   - ''
   resources:
   - secrets
+  verbs:
+  - get
+- apiGroups:
+  - ''
+  resources:
+  - persistentvolumeclaims
   verbs:
   - get
 - apiGroups:
