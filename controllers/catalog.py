@@ -212,6 +212,8 @@ class Catalog:
     forget: Callable[[CatalogRequest], None] | None = None
     """Drops what the lookup itself cached of a request: an answer asked again (it expired
     here) is asked of the catalog, not of a cache that outlives this one."""
+    closing: Callable[[], None] | None = None
+    """Stops what the lookup runs on (its own loop), once the lookups in flight are cancelled."""
     answers: OrderedDict[AnswerKey, Answer] = field(default_factory=OrderedDict)
     inflight: dict[AnswerKey, asyncio.Task[None]] = field(default_factory=dict)
     waiters: dict[AnswerKey, set[Key]] = field(default_factory=dict)
@@ -299,3 +301,5 @@ class Catalog:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.closing is not None:
+            await asyncio.to_thread(self.closing)

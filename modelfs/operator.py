@@ -49,6 +49,7 @@ from modelfs.controllers.runtime import (
     resource_version,
 )
 from modelfs.pkg.catalog.lookup import Catalog as Lookups
+from modelfs.pkg.catalog.loop import OwnLoop
 from modelfs.pkg.catalog.net import NetSettings
 from modelfs.pkg.dataset.types import DatasetType
 from modelfs.pkg.kube.client import ObjectClient
@@ -94,7 +95,13 @@ class Operator:
         seen."""
         runtime.queues = self
         if runtime.catalog is not None and ModelSync.plural in self.queues:
-            runtime.catalog.wake = self.queues[ModelSync.plural].add  # an answer came
+            runtime.catalog.wake = self.answered
+
+    def answered(self, key: Key) -> None:
+        """A catalog answer came for the ModelSync `key`: onto the queue of now (`lead` makes
+        new ones), unless this replica no longer leads."""
+        if self.leading:
+            self.queues[ModelSync.plural].add(key)
 
     def backlog(self, plural: str) -> int:
         return self.queues[plural].backlog()
@@ -357,8 +364,14 @@ def new_catalog(api: ApiClient, options: CatalogOptions) -> Catalog | None:
     lookups = Lookups(
         NetSettings(ca_bundle=options.ca_bundle),
         lookups={DatasetType.PVC: ClaimLookup(objects.claim_exists)},
+        own_loop=OwnLoop(),  # slow DNS or a hung catalog never reaches the operator's loop
     )
-    return Catalog(lookup=lookups.lookup, read_secret=objects.secret_data, forget=lookups.forget)
+    return Catalog(
+        lookup=lookups.lookup,
+        read_secret=objects.secret_data,
+        forget=lookups.forget,
+        closing=lookups.close,
+    )
 
 
 @dataclass(frozen=True)

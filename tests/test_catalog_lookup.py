@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from modelfs.pkg.catalog.lookup import FOUND_TTL, UNAVAILABLE_TTL, Catalog
+from modelfs.pkg.catalog.loop import OwnLoop
 from modelfs.pkg.catalog.modelscope import default_revision, select
 from modelfs.pkg.catalog.net import NetSettings
 from modelfs.pkg.catalog.pure import (
@@ -221,3 +224,78 @@ def test_building_the_catalog_loads_no_catalog_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- its own loop
+
+
+async def test_lookups_that_leave_the_cluster_run_on_the_catalog_s_own_loop() -> None:
+    """Built-in lookups (Hub, S3, HTTP, Git, ModelScope) run on `OwnLoop`'s thread, so slow DNS
+    or a hung server never holds the operator's loop or its thread pool; a lookup passed in
+    (PVC: the API server's) runs on the caller's loop."""
+    import threading
+
+    seen: dict[str, str] = {}
+
+    def recording(name: str) -> object:
+        async def lookup(request: CatalogRequest, credentials: Credentials) -> LookupResult:
+            seen[name] = threading.current_thread().name
+            return ENTRY
+
+        return lookup
+
+    catalog = Catalog(lookups={DatasetType.PVC: recording("pvc")}, own_loop=OwnLoop("own"))  # type: ignore[dict-item]
+    catalog.lookups[DatasetType.HTTP] = recording("http")  # type: ignore[assignment]
+    try:
+        pvc = CatalogRequest.of(DatasetType.PVC, "pvc://claim/dir", {}, "ns")
+        assert await catalog.lookup(REQUEST, Credentials({})) == ENTRY
+        assert await catalog.lookup(pvc, Credentials({})) == ENTRY
+        assert seen == {"http": "own", "pvc": threading.current_thread().name}
+    finally:
+        catalog.close()
+
+
+async def test_a_cancelled_caller_cancels_the_lookup_and_leftovers_are_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelling the caller cancels the coroutine on the own loop; a task a lookup left behind
+    that fails later (aiohttp's shared DNS resolution, say) is logged at DEBUG, never as an
+    error; `close` stops the thread."""
+    own = OwnLoop("own-test")
+    started, cancelled = asyncio.Event(), []
+    left: list[asyncio.Future[None]] = []
+    loop = asyncio.get_running_loop()
+
+    async def slow() -> None:
+        loop.call_soon_threadsafe(started.set)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def leaves_a_failure() -> None:
+        async def fails() -> None:
+            raise OSError("Name or service not known")
+
+        left.append(asyncio.ensure_future(fails()))  # nobody awaits it
+        await asyncio.sleep(0)
+        left.clear()
+
+    caplog.set_level("DEBUG")
+    task = loop.create_task(own.run(slow()))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await own.run(leaves_a_failure())
+    await asyncio.sleep(0.1)
+    import gc
+
+    gc.collect()  # a never-retrieved exception is reported when its task is collected
+    await asyncio.sleep(0.1)
+    thread = own._thread
+    own.close()
+    assert cancelled == [True]
+    assert thread is not None and not thread.is_alive()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records

@@ -390,3 +390,37 @@ def test_the_cli_refuses_timings_that_could_let_two_lead(
     argv = ["run", "-A", "--leader-elect", "--leader-elect-renew-deadline=20"]
     assert main(argv) == 2
     assert "renew deadline < lease duration" in capsys.readouterr().err
+
+
+async def test_a_catalog_answer_wakes_the_queue_of_the_replica_that_won() -> None:
+    """`lead` makes fresh queues: a catalog answer reaches the ModelSync on the one that runs
+    (not the one made at start-up), so a winner's downloads start when the answer comes, not
+    at the reconcile's backstop requeue (13 s later)."""
+    from modelfs.controllers.catalog import Catalog
+    from modelfs.operator import Operator
+    from modelfs.pkg.catalog.types import CatalogEntry
+    from tests.memcluster import obj
+    from tests.test_catalog_step import Recorded, no_secret
+    from tests.test_reconcile_core import NS, shared_model_cluster
+
+    cluster = shared_model_cluster(versions=3, references=0)
+    del cluster.objects["modelsyncs"][(NS, "sync-2")]
+    lookup = Recorded(CatalogEntry(revision=None, files=1, bytes=10, fingerprint="f"))
+    cluster.runtime.catalog = Catalog(lookup=lookup, read_secret=no_secret)
+    operator = Operator(cluster.runtime, cluster.reconciled, elected=True)
+    operator.indexes.set_result(cluster.indexes)
+    cluster.operator = operator
+    main = asyncio.get_running_loop().create_task(operator.start())
+    try:
+        await asyncio.sleep(0.1)
+        await operator.lead()
+        cluster.put(obj("ModelSync", NS, "late", {"modelRef": "mdl", "version": "v2"}))
+        started = time.monotonic()
+        while len(cluster.objects["datasets"]) < 3 and time.monotonic() - started < 5:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        assert lookup.calls, "the catalog was never asked"
+        assert len(cluster.objects["datasets"]) == 3, "the answer woke no queue that runs"
+    finally:
+        main.cancel()
+        await asyncio.gather(main, return_exceptions=True)
+        await operator.stop()

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from modelfs.pkg.catalog.loop import OwnLoop
 from modelfs.pkg.catalog.net import NetSettings
 from modelfs.pkg.catalog.types import (
     CatalogEntry,
@@ -91,13 +92,17 @@ class Catalog:
     """The operator's one catalog: build it once (`Catalog(NetSettings(...))`) and share it.
 
     `lookups` replaces or adds per-type lookups (PVC is the cluster's: the ModelSync step
-    passes its own). A type with no lookup answers NotApplicable.
+    passes its own). A type with no lookup answers NotApplicable. With `own_loop`, the
+    built-in lookups (which go out of the cluster) run on that loop, the ones passed in on the
+    caller's: `close` stops it.
     """
 
     settings: NetSettings = field(default_factory=NetSettings)
     lookups: dict[DatasetType, Lookup] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     stats: Stats = field(default_factory=Stats)
+    own_loop: OwnLoop | None = None
+    _outside: set[DatasetType] = field(default_factory=set, repr=False)
     _cache: OrderedDict[tuple[CatalogRequest, str], _Cached] = field(
         default_factory=OrderedDict, repr=False
     )
@@ -106,7 +111,14 @@ class Catalog:
     )
 
     def __post_init__(self) -> None:
-        self.lookups = {**default_lookups(self.settings), **self.lookups}
+        built_in = default_lookups(self.settings)
+        self._outside = set(built_in) - set(self.lookups)
+        self.lookups = {**built_in, **self.lookups}
+
+    def close(self) -> None:
+        """Stop `own_loop`, cancelling the lookups on it."""
+        if self.own_loop is not None:
+            self.own_loop.close()
 
     def cached(self, request: CatalogRequest, credentials: Credentials) -> LookupResult | None:
         """The cached answer, if one is still fresh (no I/O)."""
@@ -155,7 +167,10 @@ class Catalog:
         started = self.clock()
         try:
             async with asyncio.timeout(self.settings.timeout + 1):
-                result = await lookup(request, credentials)
+                if self.own_loop is not None and request.type in self._outside:
+                    result = await self.own_loop.run(lookup(request, credentials))
+                else:
+                    result = await lookup(request, credentials)
         except TimeoutError:
             result = Unavailable(
                 UnavailableReason.TIMEOUT,
