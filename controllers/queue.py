@@ -55,10 +55,23 @@ Reconcile = Callable[[K], Awaitable[float | None]]
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, name: str, *, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_delay: float = 0.5,
+        max_delay: float = 300.0,
+        refused_delay: float = 5.0,
+    ) -> None:
         self.name = name
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.refused_delay = refused_delay
+        """The first retry after a refusal (TerminalError), doubled per refusal in a row up to
+        `max_delay`: a kube-apiserver that has just started answers 403 until its RBAC caches
+        are filled, which a second look a few seconds later gets past; a missing rule is at
+        the longest backoff after six looks (5 s to 300 s)."""
+        self._refusals: dict[K, int] = {}
         self._high: deque[K] = deque()
         self._low: deque[K] = deque()
         self._waiting: dict[K, tuple[float, bool]] = {}
@@ -132,14 +145,16 @@ class WorkQueue(Generic[K]):
 
         self._timers[key] = loop.call_at(when, fire)
 
-    def retry(self, key: K, *, longest: bool = False) -> float:
-        """Add `key` again after its next backoff (`longest`: the longest); returns that
-        delay."""
+    def retry(self, key: K, *, refused: bool = False) -> float:
+        """Add `key` again after its next backoff (`refused`: the refusals' backoff, which
+        starts at `refused_delay`); returns that delay."""
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         delay = float(min(self.base_delay * 2.0 ** (failures - 1), self.max_delay))
-        if longest:
-            delay = self.max_delay
+        if refused:
+            refusals = self._refusals.get(key, 0) + 1
+            self._refusals[key] = refusals
+            delay = float(min(self.refused_delay * 2.0 ** (refusals - 1), self.max_delay))
         self._retries.inc()
         self.add_after(key, delay)
         return delay
@@ -147,6 +162,7 @@ class WorkQueue(Generic[K]):
     def forget(self, key: K) -> None:
         """A success: the next failure of `key` starts its backoff anew."""
         self._failures.pop(key, None)
+        self._refusals.pop(key, None)
         self._errors.pop(key, None)
 
     # -- taking
@@ -242,10 +258,10 @@ class WorkQueue(Generic[K]):
                 again = await reconcile(key)
             except asyncio.CancelledError:
                 raise
-            # refused for good (shown on the object by the runner): looked at again only at the
-            # longest backoff, or sooner when a watch event adds the key
+            # refused (shown on the object by the runner): looked at again after 5 s, then
+            # less and less often up to the longest backoff, or when a watch event adds the key
             except TerminalError as error:
-                delay = self.retry(key, longest=True)
+                delay = self.retry(key, refused=True)
                 logger.warning(
                     "Reconcile refused",
                     extra={

@@ -4,8 +4,9 @@ A reconcile returns a `Result` (look again after N seconds, or done) or raises. 
 decides what happens next (`controllers.runner`):
 
 - `TerminalError`, or an API error retrying cannot fix (400, 403, 404, 422): Ready=False with
-  the reason and one Warning event; retried only at the longest backoff, or at once when the
-  object or one of its inputs changes (a watch event adds the key again).
+  the reason and one Warning event; retried after 5 s, then twice as late each time up to the
+  longest backoff (5 min), or at once when the object or one of its inputs changes (a watch
+  event adds the key again).
 - An API error retrying may fix (409, 429, 5xx) or no answer at all: retried with backoff and a
   warning line; the status is not touched (it could not be written anyway during an outage).
 - Anything else is a bug: its traceback is logged once, the object says ReconcileError.
@@ -42,8 +43,8 @@ DONE = Result()
 
 
 class TerminalError(Exception):
-    """A failure that retrying as such cannot fix: shown on the object, retried only at the
-    longest backoff or when the object or its inputs change."""
+    """A failure that retrying as such cannot fix: shown on the object, retried less and
+    less often (5 s up to the longest backoff) or when the object or its inputs change."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

@@ -4,7 +4,8 @@
 It reads what the reconcile returned or raised (`controllers.result`) and shows a failure that
 is not transient on the object: Ready=False with the reason, one Warning Event, and phase FAILED
 for kinds that have a phase. The queue then retries the key (`controllers.queue`): a bug with
-backoff, a terminal error only at the longest backoff, unless a watch event adds it sooner.
+backoff, a terminal error after 5 s and then less and less often up to the longest backoff,
+unless a watch event adds it sooner.
 """
 
 from __future__ import annotations

@@ -48,12 +48,13 @@ def test_a_terminal_error_is_its_own_verdict() -> None:
     assert terminal(error) is error
 
 
-async def test_a_forbidden_request_is_shown_on_the_object_and_retried_only_at_the_longest_backoff(
+async def test_a_forbidden_request_is_shown_on_the_object_and_retried_less_and_less_often(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 403 (a missing RBAC rule) is no outage: the ModelSync says Forbidden on Ready with the
     server's message and phase FAILED, one Warning event says it, the log has a warning (no
-    traceback), and the key waits for the longest backoff instead of retrying every second.
+    traceback), and the key is retried after 5 s, then less and less often up to the longest
+    backoff, instead of every second.
     Once the request is allowed and the object changes, it goes on at once."""
     cluster = shared_model_cluster(versions=1, references=0)
     allowed = asyncio.Event()
@@ -81,15 +82,15 @@ async def test_a_forbidden_request_is_shown_on_the_object_and_retried_only_at_th
             (key, "Warning", reasons.API_FORBIDDEN)
         ]
         # Its inputs settling at start (the ModelSource's first status) may cost an attempt
-        # more; after that, nothing until the longest backoff (a transient error would have
-        # been retried after 0.5, 1 and 2 s).
+        # more; after that, nothing for 5 s (or 10 s after two refusals): a transient error
+        # would have been retried after 0.5, 1 and 2 s.
         queue = operator.queues["modelsyncs"]
         attempts = calls
         assert 1 <= attempts <= 2 and queue.failures(key) == attempts
         await asyncio.sleep(3.0)
         assert calls == attempts
         due = queue.next_due()
-        assert due is not None and due > queue.max_delay - 10
+        assert due is not None and 0 < due <= queue.refused_delay * attempts
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
         # allowed again; the user touches the object: reconciled at once, READY path resumes
         allowed.set()
@@ -98,3 +99,20 @@ async def test_a_forbidden_request_is_shown_on_the_object_and_retried_only_at_th
         await cluster.settle()
         assert calls == attempts + 1 and (NS, "mdl-v0") in cluster.objects["datasets"]
         assert phase(cluster, "modelsyncs", key) == "PENDING"
+
+
+def test_refusals_back_off_from_5_s_to_the_longest_and_a_success_starts_anew() -> None:
+    """A refusal in a row waits twice as long as the one before, from 5 s to the longest
+    backoff; a transient failure in between does not count as one; a success resets both."""
+    from modelfs.controllers.queue import WorkQueue
+
+    async def go() -> None:
+        queue: WorkQueue[str] = WorkQueue("t")
+        assert queue.retry("k") == 0.5  # transient
+        delays = [queue.retry("k", refused=True) for _ in range(8)]
+        assert delays == [5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0]
+        queue.forget("k")
+        assert queue.retry("k", refused=True) == 5.0
+        await queue.stop()
+
+    asyncio.run(go())
