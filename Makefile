@@ -58,7 +58,7 @@ e2e: $(STAMP) controlplane-binaries dataset-controller helm ## End-to-end tests 
 	$(BIN)/pytest e2e $(PYTEST_ARGS)
 
 .PHONY: test
-test: $(STAMP) controlplane-binaries dataset-controller actionlint helm checkov ## Everything CI runs: lint, unit, property and e2e tests
+test: $(STAMP) controlplane-binaries dataset-controller actionlint helm checkov ## What CI's main job runs: lint, unit, property and e2e tests (the kind workflow adds test-kind)
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -333,7 +333,7 @@ def test_samples_reach_ready_under_the_installed_identity(
         out = target.run("apply", "-k", str(CONFIG / "samples"), "--dry-run=server").stdout
         assert out.count("(server dry run)") == len(samples), out
         assert "modelreference.model.samzong.dev/qwen2-5-instruct" in out
-        # Fixed namespaces: kubectl refuses to put them elsewhere (README: Install, samples).
+        # Fixed namespaces: kubectl refuses to put them elsewhere (docs/development.md, "Samples").
         moved = target.run("apply", "-k", str(CONFIG / "samples"), "-n", "default", check=False)
         assert moved.returncode != 0 and "does not match" in moved.stderr, moved.stderr
         started = time.monotonic()

@@ -238,7 +238,7 @@ def test_make_run_is_modelfs_sandbox() -> None:
     """The README's run command is `make run`, and `make run` is `modelfs sandbox` in the
     bootstrapped virtualenv: what the other tests here run."""
     readme = (REPO / "README.md").read_text()
-    section = readme.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("## Try it with no cluster: `make run`", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     assert block.splitlines()[0].split("#")[0].strip() == "make run"
     makefile = (REPO / "Makefile").read_text()

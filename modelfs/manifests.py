@@ -204,8 +204,8 @@ def chart_crd(model: type[Any]) -> dict[str, Any]:
 
 
 def rbac_table() -> str:
-    """The README's table of the operator's API rules, each with its reason (from
-    controllers/rbac.py; a test checks the README's copy)."""
+    """docs/security.md's table of the operator's API rules, each with its reason (from
+    controllers/rbac.py; a test checks the page's copy)."""
     from modelfs.controllers.rbac import LEADER_ELECTION_RULES, RULES
 
     lines = ["| API group | resources | verbs | scope | why |", "|---|---|---|---|---|"]

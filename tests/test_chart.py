@@ -49,8 +49,8 @@ HELM_LABELS = frozenset(
 #: namespace (`helm install --create-namespace` creates it), as Helm charts don't.
 ONLY_IN_KUSTOMIZE = frozenset({("Namespace", "", NAMESPACE)})
 
-#: The checkov findings accepted, each with its reason (the README and docs/decisions.md say
-#: the same). Anything else checkov fails fails the test.
+#: The checkov findings accepted, each with its reason (docs/development.md and
+#: docs/decisions.md say the same). Anything else checkov fails fails the test.
 CHECKOV_ACCEPTED = {
     "CKV_K8S_43": "Image should use digest: the default is the release's version tag, so that "
     "the chart and config/default work as published; set image.digest (or kustomize's "

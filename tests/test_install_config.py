@@ -1,5 +1,5 @@
-"""The install: the generated ClusterRole against controllers/rbac.py, the README's table of it,
-config/ consistency, the Dockerfile (hadolint; what its build stage installs is
+"""The install: the generated ClusterRole against controllers/rbac.py, docs/security.md's table
+of it, config/ consistency, the Dockerfile (hadolint; what its build stage installs is
 tests/test_packaging.py's) and the GitHub workflows (actionlint)."""
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ def test_binding_and_account_are_the_installed_ones() -> None:
     assert "role.yaml" in kustomization["resources"]
 
 
-def test_readme_lists_every_rule_and_its_reason() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert "## Install" in readme
-    assert rbac_table() in readme, (
-        "README's RBAC table is stale: paste `modelfs.manifests.rbac_table()`"
+def test_security_page_lists_every_rule_and_its_reason() -> None:
+    page = (ROOT / "docs" / "security.md").read_text()
+    assert "## RBAC" in page
+    assert rbac_table() in page, (
+        "docs/security.md's RBAC table is stale: paste `modelfs.manifests.rbac_table()`"
     )
 
 

@@ -1,8 +1,9 @@
 """Every reason modelfs puts on a condition or an Event, defined once.
 
-A reason is a CamelCase word a user can grep for; the README's status table says where each
-appears. The reasons of a spec that cannot resolve live with their checks
-(`pkg.dataset.errors.Reason`).
+A reason is a CamelCase word a user can grep for; docs/troubleshooting.md says where each
+appears, what it means and the fix (from modelfs/troubleshooting.py, which a test holds to this
+module: a new reason needs an entry there). The reasons of a spec that cannot resolve live
+with their checks (`pkg.dataset.errors.Reason`).
 """
 
 from __future__ import annotations
