@@ -49,3 +49,46 @@ def test_the_audit_log_is_read_across_the_api_servers_rotation(tmp_path: Path) -
     audit.close()
     assert [e.name for e in entries] == ["s0", "s1", "s2", "s3"]
     assert entries[3].resource == "modelsyncs/status" and entries[3].seconds == 0.25
+
+
+def test_the_catalog_phase_reads_the_operators_counters_and_reports_its_targets() -> None:
+    from benchmarks.phases.catalog import catalog_metrics, repositories
+    from benchmarks.report import catalog_targets
+
+    text = (
+        "# HELP modelfs_catalog_lookups_total ...\n"
+        'modelfs_catalog_lookups_total{answer="CatalogEntry"} 40.0\n'
+        'modelfs_catalog_lookups_total{answer="Unavailable"} 2.0\n'
+        "modelfs_catalog_shared_total 17.0\n"
+        "modelfs_catalog_shared_created 1.7e9\n"
+    )
+    assert catalog_metrics(text) == {
+        "lookups CatalogEntry": 40.0,
+        "lookups Unavailable": 2.0,
+        "shared": 17.0,
+    }
+    assert repositories(200) == 20 and repositories(3) == 1
+
+    def phase(median: float, writes: float, cpu: float) -> dict[str, object]:
+        return {
+            "syncs": 200,
+            "dataset_latency": {"median_ms": median, "p99_ms": median * 3},
+            "writes": {"per_sync": writes},
+            "cpu_ms_per_sync": {"operator": cpu},
+        }
+
+    on = phase(120.0, 3.4, 6.0) | {
+        "catalog": {
+            "repositories": 40,
+            "lookups": 40.0,
+            "lookups_per_sync": 0.2,
+            "shared": 60.0,
+            "kept_answers": 100.0,
+            "catalog_requests_per_sync": 0.2,
+            "statuses": {"with_size": 200, "with_revision": 200},
+        }
+    }
+    rows = catalog_targets({"catalog": on, "catalog_off": phase(100.0, 3.4, 5.0)})
+    assert [r["ok"] for r in rows] == [True, True, None, None]
+    assert rows[2]["measured"] == "+20 ms (100.0 -> 120.0); +60 ms (300.0 -> 360.0)"
+    assert rows[3]["measured"].startswith("+0 writes (3.4 -> 3.4); +1 ms")
