@@ -3,9 +3,9 @@ imported on the first S3 lookup only, so an operator with no S3 source pays noth
 
     python -m benchmarks.catalog_rss [--settle 10] [--samples 5]
 
-On a local control plane, two operators in turn, each fresh, each with the same HTTP and
-Hugging Face ModelSources, Models and ModelSyncs on local catalogs (a file server, a Hub); the
-second also has an S3 ModelSource, Model and ModelSync on moto's S3 server. Each operator's
+On a local control plane, three operators in turn, each fresh: one with an HTTP ModelSource,
+Model and ModelSync on a local file server; one with that and the same on a local Hugging Face
+Hub; one with both and the same on moto's S3 server. Each operator's
 VmRSS is read once every ModelSync has its catalog answer and `--settle` seconds have passed
 (the median of `--samples` reads a second apart). No Dataset controller runs: the figure is the
 operator's, with its lookups made.
@@ -34,14 +34,15 @@ GROUP_PATH = "/apis/model.samzong.dev/v1"
 
 
 def objects(
-    namespace: str, hub: str, files: str, s3: str | None
+    namespace: str, hub: str | None, files: str, s3: str | None
 ) -> list[tuple[str, dict[str, Any]]]:
     """(collection path, body) of the namespace's ModelSources, Models and ModelSyncs."""
     crd = f"{GROUP_PATH}/namespaces/{namespace}"
-    sources = {
-        "hub": ({"type": "HUGGING_FACE", "config": {"endpoint": hub}}, "bench/model"),
+    sources: dict[str, tuple[dict[str, Any], str]] = {
         "files": ({"type": "HTTP", "config": {"endpoint": files}}, "weights/model.gguf"),
     }
+    if hub is not None:
+        sources["hub"] = ({"type": "HUGGING_FACE", "config": {"endpoint": hub}}, "bench/model")
     if s3 is not None:
         sources["s3"] = (
             {"type": "S3", "config": {"provider": "MINIO", "endpoint": s3}},
@@ -142,17 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         cp.start()
         asyncio.run(install(cp))
         results = [
-            measure(
-                cp, logs, "HTTP + Hub", "rss-a", objects("rss-a", hub.url, files.url, None), args
-            ),
-            measure(
-                cp,
-                logs,
-                "HTTP + Hub + S3",
-                "rss-b",
-                objects("rss-b", hub.url, files.url, s3.url),
-                args,
-            ),
+            measure(cp, logs, label, f"rss-{i}", objects(f"rss-{i}", *urls), args)
+            for i, (label, urls) in enumerate(
+                [
+                    ("HTTP", (None, files.url, None)),
+                    ("HTTP + Hub", (hub.url, files.url, None)),
+                    ("HTTP + Hub + S3", (hub.url, files.url, s3.url)),
+                ]
+            )
         ]
     finally:
         cp.stop()
@@ -164,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['label']:18} {r['syncs']} ModelSyncs, catalog answered: {r['answered']}; "
             f"VmRSS {mib(r['rss'])} (samples {[round(s / 2**20, 1) for s in r['samples']]} MiB)"
         )
-    print(f"an S3 source adds {(results[1]['rss'] - results[0]['rss']) / 2**20:+.1f} MiB")
+    print(f"a Hub source adds {(results[1]['rss'] - results[0]['rss']) / 2**20:+.1f} MiB")
+    print(f"an S3 source adds {(results[2]['rss'] - results[1]['rss']) / 2**20:+.1f} MiB")
     print(f"logs: {logs}")
     return 0
 
