@@ -133,3 +133,28 @@ def test_the_overlay_points_only_the_served_sources_at_the_local_catalogs(
         by_name(sample_documents(), "ModelSource")["huggingface"]["spec"]["config"]["endpoint"]
         == "https://hf-mirror.com"
     )
+
+
+def test_the_operator_asks_the_modelscope_it_is_given() -> None:
+    """`modelfs run --catalog-modelscope-endpoint URL` (what the sandbox passes): the
+    MODEL_SCOPE lookups' endpoint; without it, ModelScope's own."""
+    from modelfs.cli import build_parser
+    from modelfs.operator import CatalogOptions, new_catalog
+    from modelfs.pkg.catalog.net import MODELSCOPE_ENDPOINT
+
+    args = build_parser().parse_args(
+        ["run", "-A", "--catalog-modelscope-endpoint", "http://127.0.0.1:9"]
+    )
+    assert args.catalog_modelscope_endpoint == "http://127.0.0.1:9"
+    assert build_parser().parse_args(["run", "-A"]).catalog_modelscope_endpoint is None
+    for given, expected in (
+        ("http://127.0.0.1:9", "http://127.0.0.1:9"),
+        (None, MODELSCOPE_ENDPOINT),
+    ):
+        catalog = new_catalog(None, CatalogOptions(True, None, given))  # type: ignore[arg-type]
+        assert catalog is not None
+        lookups = catalog.lookup.__self__  # type: ignore[attr-defined]
+        try:
+            assert lookups.settings.modelscope_endpoint == expected
+        finally:
+            lookups.close()
