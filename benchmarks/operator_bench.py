@@ -394,9 +394,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(procs.stop_engine)
             log(f"operator running as {OPERATOR_USER} ({args.rbac_used})")
             results = asyncio.run(run_bench(args, cp, procs, kubeconfig, logs))
+            if args.json:  # before the report: a report that fails loses no figure
+                args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
             print(report(results), flush=True)
             if args.json:
-                args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
                 print(f"\n  figures written to {args.json}")
             failed = False
             return 0

@@ -330,12 +330,12 @@ def report(results: dict[str, Any]) -> str:
                 lines.append(f"  {name} failed writes: {p['writes']['failed']}")
         lines.append("")
     if "catalog" in results:
-        c = results["catalog"]["catalog"]
+        looked = results["catalog"]["catalog"]
         lines.append(
-            f"  catalog phase: {c['repositories']} repositories (Hub and HTTP) for "
-            f"{results['catalog']['syncs']} ModelSyncs; operator metrics {c['metrics']}; "
-            f"requests the catalog servers saw {c['catalog_requests']} (during the "
-            f"catalog: Disabled burst: {c['catalog_requests_during_off']})"
+            f"  catalog phase: {looked['repositories']} repositories (Hub and HTTP) for "
+            f"{results['catalog']['syncs']} ModelSyncs; operator metrics {looked['metrics']}; "
+            f"requests the catalog servers saw {looked['catalog_requests']} (during the "
+            f"catalog: Disabled burst: {looked['catalog_requests_during_off']})"
         )
     if "floor" in results:
         f = results["floor"]
