@@ -4,9 +4,9 @@ to its target (issues 11 and 19). This module is the driver: the arguments, the 
 the phases in order; each phase is a module of benchmarks/phases/, the shared client side is
 benchmarks/harness.py, the report and the targets benchmarks/report.py.
 
-    python -m benchmarks.operator_bench [--syncs 100] [--rate 10] [--scale-syncs 1000]
-        [--real-syncs 1000] [--rss-max 5000] [--idle 60] [--no-restart] [--no-failover]
-        [--profile FILE]
+    python -m benchmarks.operator_bench [--syncs 100] [--rate 10] [--catalog-syncs 200]
+        [--scale-syncs 1000] [--real-syncs 1000] [--rss-max 5000] [--idle 60] [--no-restart]
+        [--no-failover] [--profile FILE]
         [--json out.json] [--keep]
 
 It starts its own ControlPlane (etcd, kube-apiserver with a Metadata audit log,
@@ -17,6 +17,9 @@ it is told to. Then, each phase in its own namespace:
 
 1. steady (phases/steady.py): `--syncs` ModelSyncs created at `--rate` per second.
 2. burst (phases/burst.py): the same, all created at once.
+   catalog (phases/catalog.py): `--catalog-syncs` ModelSyncs at once on sources with
+   `catalog: Disabled`, then as many looked up in a local Hub and file server first: the
+   catalog's lookups, cache and added latency, writes and CPU per ModelSync.
 3. floor (phases/floor.py): as many Datasets as the scale phase's ModelSyncs, created directly
    in a namespace nothing acts on: the API server's own time.
 4. real (phases/real.py): `--real-syncs` ModelSyncs at once with the REAL Dataset controller
@@ -54,6 +57,8 @@ from typing import Any
 from benchmarks.cluster import bind_operator, install
 from benchmarks.common import (
     BURST_NS,
+    CATALOG_NS,
+    CATALOG_OFF_NS,
     FAKE_TIMINGS,
     MAX_VERSIONS,
     OPERATOR_USER,
@@ -67,7 +72,18 @@ from benchmarks.common import (
     mib,
 )
 from benchmarks.harness import Bench
-from benchmarks.phases import burst, failover, floor, idle, real, restart, rss, scale, steady
+from benchmarks.phases import (
+    burst,
+    catalog,
+    failover,
+    floor,
+    idle,
+    real,
+    restart,
+    rss,
+    scale,
+    steady,
+)
 from benchmarks.report import report, targets
 from modelfs.testing.controlplane import ControlPlane, ControlPlaneError, find_binaries
 from modelfs.testing.fake_dataset.process import FakeDatasetController
@@ -80,6 +96,7 @@ async def run_phases(bench: Bench) -> dict[str, Any]:
     results: dict[str, Any] = {
         "config": {
             "syncs": args.syncs,
+            "catalog_syncs": args.catalog_syncs,
             "rate_per_s": args.rate,
             "scale_syncs": args.scale_syncs,
             "real_syncs": args.real_syncs,
@@ -116,6 +133,8 @@ async def run_phases(bench: Bench) -> dict[str, Any]:
             log("  namespaces still there after 120s; the next phases hold more objects")
         bench.syncs_alive = 0
         await bench.audit.quiet(OPERATOR_USER, seconds=2.0, within=30.0)
+    if args.catalog_syncs:
+        await catalog.run(bench, results)
 
     if args.scale_syncs or args.real_syncs:
         await floor.run(bench, results)
@@ -148,6 +167,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--syncs", type=int, default=100, help="ModelSyncs per latency phase")
     parser.add_argument("--rate", type=float, default=10.0, help="creates per second (steady)")
     parser.add_argument("--no-burst", action="store_true", help="skip the all-at-once phase")
+    parser.add_argument(
+        "--catalog-syncs",
+        type=int,
+        default=200,
+        help="ModelSyncs at once looked up in local catalogs (a Hub, a file server), and as many "
+        "on sources with catalog: Disabled for comparison (0: skip)",
+    )
     parser.add_argument(
         "--scale-syncs",
         type=int,
@@ -259,6 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rate must be > 0")
     if args.rss_step <= 0:
         parser.error("--rss-step must be > 0")
+    if args.catalog_syncs < 0:
+        parser.error("--catalog-syncs must be >= 0")
     if args.profile and args.profile_phase == "real" and not args.real_syncs:
         parser.error("--profile-phase real needs the real phase: --real-syncs > 0")
     if args.profile and args.profile_phase != "real" and not args.scale_syncs:
@@ -344,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             # The fake watches only the namespaces it is told to: the scale phase's joins once
             # its Datasets exist, the RSS steps' never do.
             fake_namespaces = [STEADY_NS, BURST_NS]
+            if args.catalog_syncs:
+                fake_namespaces += [CATALOG_OFF_NS, CATALOG_NS]
             fake = FakeDatasetController(
                 cp.kubeconfig,
                 namespaces=fake_namespaces,
@@ -364,9 +394,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(procs.stop_engine)
             log(f"operator running as {OPERATOR_USER} ({args.rbac_used})")
             results = asyncio.run(run_bench(args, cp, procs, kubeconfig, logs))
+            if args.json:  # before the report: a report that fails loses no figure
+                args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
             print(report(results), flush=True)
             if args.json:
-                args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
                 print(f"\n  figures written to {args.json}")
             failed = False
             return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.common import (
     MIB,
+    TARGET_BURST_WRITES,
     TARGET_CPU_MS,
     TARGET_FLOOR_RATIO,
     TARGET_REAL_FLOOR_RATIO,
@@ -49,7 +50,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     # The real phase is left out: its window runs at the real Dataset controller's pace (minutes
     # to READY, with the resync passes in it); it is listed apart below.
-    phases = [(k, results[k]) for k in ("steady", "burst", "scale") if k in results]
+    phases = [(k, results[k]) for k in ("steady", "burst", "catalog", "scale") if k in results]
     if phases:
         cpu = [(k, p["cpu_ms_per_sync"]["operator"]) for k, p in phases]
         add(
@@ -65,6 +66,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ", ".join(f"{k} {v}" for k, v in writes),
             all(v is not None and v <= TARGET_WRITES for _, v in writes),
         )
+    bursts = [(k, results[k]["writes"]["per_sync"]) for k in ("burst", "catalog") if k in results]
+    if bursts:
+        add(
+            "operator API writes per ModelSync in a burst, round-end Event included (issue 20)",
+            f"<= {TARGET_BURST_WRITES:g}",
+            ", ".join(f"{k} {v}" for k, v in bursts),
+            all(v is not None and v <= TARGET_BURST_WRITES for _, v in bursts),
+        )
+    if "catalog" in results:
+        rows.extend(catalog_targets(results))
     if "steady" in results:
         latency = results["steady"]["dataset_latency"]
         rate = results["config"]["rate_per_s"]
@@ -171,6 +182,61 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def catalog_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The catalog phase's own figures (issue 20): lookups against the cache's promise (one per
+    distinct repository), and what the lookup adds to the same burst with `catalog: Disabled`."""
+    on, off = results["catalog"], results.get("catalog_off")
+    c = on["catalog"]
+    rows = [
+        {
+            "figure": f"catalog: lookups for {on['syncs']} ModelSyncs on {c['repositories']} "
+            "repositories",
+            "target": f"<= {c['repositories']}",
+            "measured": f"{c['lookups']:g} ({c['lookups_per_sync']} per ModelSync; "
+            f"{c['shared']:g} joined in flight, {c['kept_answers']:g} kept answers; "
+            f"{c['catalog_requests_per_sync']} requests to the catalogs per ModelSync)",
+            "ok": c["lookups"] <= c["repositories"],
+        },
+        {
+            "figure": "catalog: ModelSyncs with SIZE and REVISION",
+            "target": str(on["syncs"]),
+            "measured": f"{c['statuses']['with_size']} with SIZE, "
+            f"{c['statuses']['with_revision']} with REVISION",
+            "ok": c["statuses"]["with_size"] == on["syncs"]
+            and c["statuses"]["with_revision"] == on["syncs"],
+        },
+    ]
+    if off is not None:
+        latency, base = on["dataset_latency"], off["dataset_latency"]
+
+        def added(key: str) -> str:
+            if latency.get(key) is None or base.get(key) is None:
+                return "-"
+            return f"{latency[key] - base[key]:+.0f} ms ({base[key]} -> {latency[key]})"
+
+        rows.append(
+            {
+                "figure": "catalog: added create -> Dataset ADDED vs Disabled, median; p99",
+                "target": "(measured)",
+                "measured": f"{added('median_ms')}; {added('p99_ms')}",
+                "ok": None,
+            }
+        )
+        extra_writes = round(on["writes"]["per_sync"] - off["writes"]["per_sync"], 2)
+        extra_cpu = round(on["cpu_ms_per_sync"]["operator"] - off["cpu_ms_per_sync"]["operator"], 1)
+        rows.append(
+            {
+                "figure": "catalog: added writes; CPU per ModelSync vs Disabled",
+                "target": "(measured)",
+                "measured": f"{extra_writes:+g} writes ({off['writes']['per_sync']} -> "
+                f"{on['writes']['per_sync']}); {extra_cpu:+g} ms "
+                f"({off['cpu_ms_per_sync']['operator']} -> {on['cpu_ms_per_sync']['operator']})",
+                "ok": None,
+            }
+        )
+    return rows
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -188,7 +254,11 @@ def report(results: dict[str, Any]) -> str:
         f"run ({results.get('duration_s')} s)",
         "",
     ]
-    phases = [(k, results[k]) for k in ("steady", "burst", "scale", "real") if k in results]
+    phases = [
+        (k, results[k])
+        for k in ("steady", "burst", "catalog_off", "catalog", "scale", "real")
+        if k in results
+    ]
     if phases:
         header = f"  {'':58}" + "".join(f"{name:>16}" for name, _ in phases)
         lines.append(header)
@@ -259,6 +329,14 @@ def report(results: dict[str, Any]) -> str:
             if p["writes"]["failed"]:
                 lines.append(f"  {name} failed writes: {p['writes']['failed']}")
         lines.append("")
+    if "catalog" in results:
+        looked = results["catalog"]["catalog"]
+        lines.append(
+            f"  catalog phase: {looked['repositories']} repositories (Hub and HTTP) for "
+            f"{results['catalog']['syncs']} ModelSyncs; operator metrics {looked['metrics']}; "
+            f"requests the catalog servers saw {looked['catalog_requests']} (during the "
+            f"catalog: Disabled burst: {looked['catalog_requests_during_off']})"
+        )
     if "floor" in results:
         f = results["floor"]
         lines.append(
@@ -330,7 +408,7 @@ def report(results: dict[str, Any]) -> str:
         lines.append("  WARNING: the operator was not running at the end")
     if results.get("targets"):
         lines.append("")
-        lines.append("  issue 11 and 19 targets")
+        lines.append("  issue 11, 19 and 20 targets")
         width = max(len(t["figure"]) for t in results["targets"]) + 2
         for t in results["targets"]:
             verdict = {True: "ok", False: "MISS", None: ""}[t["ok"]]

@@ -237,6 +237,7 @@ class Catalog:
         self.waiters.setdefault(key, set()).add(waiter)
         if key in self.inflight:
             self.served += 1
+            metrics.CATALOG_SHARED.inc()
             return
         self.lookups += 1
         if found is not None and self.forget is not None:

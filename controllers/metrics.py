@@ -29,6 +29,11 @@ CATALOG_LOOKUPS = Counter(
     "Catalog lookups made (one per distinct request and Secret), by what they answered.",
     ["answer"],
 )
+CATALOG_SHARED = Counter(
+    "modelfs_catalog_shared_total",
+    "ModelSync reconciles that joined a catalog lookup another one had started (no request of "
+    "their own). A ModelSync that finds a kept answer counts in neither this nor the lookups.",
+)
 STATUS_YIELDS = Counter(
     "modelfs_status_yields_total",
     "Status writes put off behind a backlog of new work (`Runtime.yield_status`), by kind.",

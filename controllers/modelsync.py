@@ -838,7 +838,8 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
     sync, found, source = observed.sync, plan.resolution, observed.source
     assert found is not None and plan.round is not None and source is not None  # `resolution`
     if observed.dataset is not None and plan.round.reason is None:
-        return plan  # nothing is about to be downloaded: the stored Catalog stands
+        # nothing is about to be downloaded: the stored Catalog stands
+        return unrecorded_answer(observed, plan)
     if observed.catalog is None or source.spec.catalog == CatalogPolicy.DISABLED:
         why = (
             "the operator runs with --catalog=off"
@@ -893,6 +894,35 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
         return skipped_tick(observed, plan, entry)
     return replace(
         plan, catalog=CatalogVerdict("True", CATALOG_FOUND, summary(result)), catalog_status=entry
+    )
+
+
+def unrecorded_answer(observed: Observed, plan: Plan) -> Plan:
+    """The answer that let the Dataset be created, when the status write that was to record it
+    did not happen: in a burst that write yields to the backlog (`Runtime.yield_status`), and
+    the next reconcile, finding the Dataset, would otherwise never write `status.catalog`
+    (the bench's catalog phase saw 76 of 200 without it). Only while the stored status has no
+    catalog and the answer is still kept."""
+    sync, found, source = observed.sync, plan.resolution, observed.source
+    if (
+        sync.status.catalog is not None
+        or observed.catalog is None
+        or found is None
+        or source is None
+        or source.spec.catalog == CatalogPolicy.DISABLED
+    ):
+        return plan
+    namespace = sync.metadata.namespace or ""
+    secret = (namespace, source.spec.secret_ref) if source.spec.secret_ref else None
+    answer = observed.catalog.get((request_of(found, namespace), secret))
+    if answer is None or answer.expires <= plan_now(plan):
+        return plan
+    if not isinstance(answer.result, CatalogEntry):
+        return plan
+    return replace(
+        plan,
+        catalog=CatalogVerdict("True", CATALOG_FOUND, summary(answer.result)),
+        catalog_status=entry_status(answer.result, answer.at),
     )
 
 

@@ -231,6 +231,18 @@ def commands_printed(output: str) -> list[str]:
     return [c for c in commands if c and shlex.split(c)[0].endswith("kubectl")]
 
 
+#: (ModelSync, status.catalog.size, whether it has a revision) served by the sandbox's local
+#: catalogs (modelfs/testing/sandbox_catalogs.py): Hub, ModelScope, S3 (no revision: its
+#: listing is its state), HTTP (the ETag).
+SAMPLE_CATALOG = (
+    ("qwen2-5-instruct-0.5b", "953.3MiB", True),
+    ("deepseek-r1-distill-qwen-1.5b", "3.3GiB", True),
+    ("llama-3-8b-instruct", "15.0GiB", False),
+    ("gpt2-v1", "522.7MiB", True),
+)
+TINYLLAMA_COMMIT = "fe8a4ea1ffedaf415f4da2f062534de366a451e6"
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -260,8 +272,14 @@ def test_samples_ready_through_the_kubeconfig_then_ctrl_c_stops_everything(
     sandboxes.append(sandbox)
     state = Path(sandbox.wait_for(r"log: (/\S+)/logs/operator\.log", 240).group(1))
     assert state.is_dir() and kubeconfig.is_file()
-    applied = sandbox.wait_for(r"^\s+\$ (.*kubectl .* apply -k config/samples)$", 60).group(1)
-    assert shlex.split(applied)[-3:] == ["apply", "-k", "config/samples"]
+    # The samples, through the sandbox's kustomization pointing their endpoints at its local
+    # catalogs (config/samples itself keeps the real ones).
+    applied = sandbox.wait_for(r"^\s+\$ (.*kubectl .* apply -k \S+)$", 60).group(1)
+    overlay = Path(shlex.split(applied)[-1])
+    assert shlex.split(applied)[-2:-1] == ["-k"] and overlay.name == "samples", applied
+    kustomization = (overlay if overlay.is_absolute() else REPO / overlay) / "kustomization.yaml"
+    assert kustomization.parent.parent == state, applied
+    assert "../" in kustomization.read_text() and "127.0.0.1" in kustomization.read_text()
     sandbox.wait_for(r"\] Live view of every ModelSource", 60)  # printed once applied
 
     # Every sample READY, seen through the kubeconfig the sandbox wrote.
@@ -276,6 +294,21 @@ def test_samples_ready_through_the_kubeconfig_then_ctrl_c_stops_everything(
     assert not waiting, "\n".join(waiting) + f"\n{sandbox.output()}"
     ready_seconds = time.monotonic() - started
     kinds = {item["kind"] for item in items}
+    # The local catalogs answered: SIZE (and REVISION, which S3 has none of) for the Hub,
+    # ModelScope, S3, HTTP samples; the Git sample's pinned commit.
+    catalogs = {
+        item["metadata"]["name"]: (item.get("status") or {}).get("catalog") or {}
+        for item in items
+        if item["kind"] == "ModelSync"
+    }
+    for name, size, revision in SAMPLE_CATALOG:
+        found = catalogs.get(name, {})
+        assert found.get("size") == size, f"{name}: {found}"
+        assert (found.get("revision") is not None) == revision, f"{name}: {found}"
+    assert catalogs["tinyllama-chat-v1.0"].get("revision") == TINYLLAMA_COMMIT, catalogs
+    shown = run_kubectl(kubectl, kubeconfig, cache, "get", "msync", "-A").stdout
+    print(f"\n$ kubectl get msync -A\n{shown}")
+    assert "SIZE" in shown and "REVISION" in shown, shown
     assert {"ModelSource", "Model", "ModelSync", "ModelReference"} <= kinds
 
     # The live view ends with a summary, then the commands to try.

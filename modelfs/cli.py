@@ -61,6 +61,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         catalog=args.catalog == "on",
         catalog_ca_bundle=args.catalog_ca_bundle,
+        catalog_modelscope_endpoint=args.catalog_modelscope_endpoint,
         election=election,
     )
 
@@ -125,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="PEM file of CA certificates trusted for catalog endpoints besides the system's "
         "(a private Hub mirror, MinIO)",
+    )
+    run.add_argument(
+        "--catalog-modelscope-endpoint",
+        metavar="URL",
+        default=None,
+        help="the ModelScope that MODEL_SCOPE lookups ask (default https://www.modelscope.cn, "
+        "where the loader downloads from; a ModelSource has no endpoint for it). For a mirror "
+        "the loader also uses, and for `modelfs sandbox`'s local ModelScope",
     )
     election = run.add_argument_group(
         "leader election",

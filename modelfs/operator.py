@@ -50,7 +50,7 @@ from modelfs.controllers.runtime import (
 )
 from modelfs.pkg.catalog.lookup import Catalog as Lookups
 from modelfs.pkg.catalog.loop import OwnLoop
-from modelfs.pkg.catalog.net import NetSettings
+from modelfs.pkg.catalog.net import MODELSCOPE_ENDPOINT, NetSettings
 from modelfs.pkg.dataset.types import DatasetType
 from modelfs.pkg.kube.client import ObjectClient
 from modelfs.pkg.kube.writer import KubeWriter
@@ -362,7 +362,10 @@ def new_catalog(api: ApiClient, options: CatalogOptions) -> Catalog | None:
         return None
     objects = ObjectClient(api)
     lookups = Lookups(
-        NetSettings(ca_bundle=options.ca_bundle),
+        NetSettings(
+            ca_bundle=options.ca_bundle,
+            modelscope_endpoint=options.modelscope_endpoint or MODELSCOPE_ENDPOINT,
+        ),
         lookups={DatasetType.PVC: ClaimLookup(objects.claim_exists)},
         own_loop=OwnLoop(),  # slow DNS or a hung catalog never reaches the operator's loop
     )
@@ -376,10 +379,12 @@ def new_catalog(api: ApiClient, options: CatalogOptions) -> Catalog | None:
 
 @dataclass(frozen=True)
 class CatalogOptions:
-    """`modelfs run --catalog`, `--catalog-ca-bundle`."""
+    """`modelfs run --catalog`, `--catalog-ca-bundle`, `--catalog-modelscope-endpoint`."""
 
     enabled: bool = True
     ca_bundle: str | None = None
+    modelscope_endpoint: str | None = None
+    """The ModelScope that MODEL_SCOPE lookups ask (None: www.modelscope.cn, the loader's)."""
 
 
 @dataclass(frozen=True)
@@ -502,6 +507,7 @@ def run(
     verbose: bool = False,
     catalog: bool = True,
     catalog_ca_bundle: str | None = None,
+    catalog_modelscope_endpoint: str | None = None,
     election: Election | None = None,
 ) -> int:
     """Run the operator until SIGINT/SIGTERM; with `election`, lead only while holding the
@@ -522,7 +528,7 @@ def run(
             memo=kopf.Memo(
                 election=election,
                 health_port=health_port,
-                catalog=CatalogOptions(catalog, catalog_ca_bundle),
+                catalog=CatalogOptions(catalog, catalog_ca_bundle, catalog_modelscope_endpoint),
             ),
         )
     )

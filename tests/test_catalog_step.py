@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from modelfs.api.v1 import CatalogStatus, Model, ModelSource, ModelSyncStatus
+from modelfs.api.v1 import CatalogStatus, Model, ModelSource, ModelSync, ModelSyncStatus
 from modelfs.controllers import catalog as catalog_module
 from modelfs.controllers import metrics, modelsync, triggers
 from modelfs.controllers.catalog import (
@@ -220,6 +220,25 @@ def test_a_settled_dataset_is_not_looked_up_again() -> None:
     plan = modelsync.decide(seen, NOW)
     assert not plan.awaiting and plan.lookup is None and plan.catalog is None
     assert plan.status is not None and stored in plan.status["conditions"]
+
+
+def test_an_answer_whose_status_write_yielded_is_recorded_once_the_dataset_exists() -> None:
+    """In a burst the status write that records the answer yields to the backlog; the next
+    reconcile finds the Dataset (no lookup to make) and still records the kept answer. A
+    stored catalog is not replaced."""
+    ready = owned({"phase": "READY", "lastSucceedRound": 1})
+    seen = answered(ENTRY, dataset=ready)
+    assert seen.sync.status.catalog is None
+    plan = modelsync.decide(seen, NOW)
+    assert not plan.awaiting and plan.lookup is None and plan.apply is None
+    assert plan.status is not None and plan.status["catalog"]["revision"] == SHA
+    assert catalog_condition(plan)["reason"] == "CatalogFound"
+    stored = {"revision": "f" * 40, "size": "1.0GiB", "fingerprint": "fp-0"}
+    kept = replace(seen, body={**seen.body, "status": {"catalog": stored}})
+    kept = replace(kept, sync=ModelSync.model_validate(kept.body))
+    plan = modelsync.decide(kept, NOW)
+    assert plan.catalog_status is None
+    assert plan.status is None or plan.status["catalog"]["revision"] == "f" * 40
 
 
 def scheduled(fingerprint: str, sync_round: int = 1) -> modelsync.Observed:

@@ -14,14 +14,19 @@ One command (`make run` runs it in the project's virtualenv):
    real BaizeAI/dataset controller with the pod simulator (modelfs.testing.dataset_engine; the
    Helm chart's backoffLimit 4, loader pods of 8 s, or 1 s with `--fast`), or with
    `--dataset-controller=fake` the fake (realistic timings, near-instant with `--fast`);
-6. applies config/samples with kubectl, printing the command;
+6. starts local catalog servers for the samples' lookups (modelfs.testing.sandbox_catalogs: a
+   Hub, a ModelScope, a file server, moto's S3, git http-backend, filled with what the samples
+   name at its real sizes) and applies config/samples with kubectl through a kustomization of
+   its own that points each ModelSource's endpoint at them (the ModelScope one is given to the
+   operator as `--catalog-modelscope-endpoint`), printing the command; config/samples keeps its
+   real endpoints;
 7. shows every ModelSource, Model, ModelSync and ModelReference with its phase or Ready
    condition until all are settled (a table redrawn in a terminal, one line per change
    otherwise), then prints a summary and kubectl commands to try, and keeps reporting changes;
-8. on Ctrl-C or SIGTERM stops the operator, the Dataset controller and the control plane, in
-   that order, and removes its temporary folder (`--keep` keeps it). Every child also dies with
-   the sandbox on Linux (PR_SET_PDEATHSIG) should the sandbox be killed outright, and the folder
-   of such a run is removed by the next one.
+8. on Ctrl-C or SIGTERM stops the operator, the Dataset controller, the local catalogs and the
+   control plane, in that order, and removes its temporary folder (`--keep` keeps it). Every
+   child also dies with the sandbox on Linux (PR_SET_PDEATHSIG) should the sandbox be killed
+   outright, and the folder of such a run is removed by the next one.
 
 "Settled": every ModelSync and ModelReference has the phase READY or FAILED, every ModelSource
 and Model has a Ready condition, every sample exists, and nothing changed for `QUIET` seconds.
@@ -711,6 +716,10 @@ class Sandbox:
     engine: Any = None
     """The Dataset controller: a DatasetEngine (real) or a FakeDatasetController."""
     operator: Any = None
+    catalogs: Any = None
+    """The local catalog servers (modelfs.testing.sandbox_catalogs), when samples are applied."""
+    samples_applied: Path | None = None
+    """The kustomization applied: the samples with their endpoints pointed at `catalogs`."""
     kubeconfig_out_written: bytes | None = None
 
     def stop(self) -> None:
@@ -720,6 +729,7 @@ class Sandbox:
         for what, part in (
             ("the operator", self.operator),
             (self.engine_name, self.engine),
+            ("the local catalogs", self.catalogs),
             ("the control plane", self.control_plane),
         ):
             if part is not None:
@@ -852,9 +862,12 @@ def start(sandbox: Sandbox) -> None:
     console.step(f"Operator identity: {user}, RBAC from {origin}, TokenRequest kubeconfig")
 
     start_dataset_controller(sandbox, kubeconfig, logs)
+    extra_args: list[str] = []
+    if options.samples is not None:
+        extra_args = start_catalogs(sandbox, binary, state)
 
     sandbox.operator = OperatorProcess(
-        identity, log_path=logs / "operator.log", die_with_parent=True
+        identity, log_path=logs / "operator.log", die_with_parent=True, extra_args=extra_args
     )
     try:
         sandbox.operator.start()
@@ -907,17 +920,45 @@ def start_dataset_controller(sandbox: Sandbox, kubeconfig: Path, logs: Path) -> 
     )
 
 
+def start_catalogs(sandbox: Sandbox, binary: str, state: Path) -> list[str]:
+    """Start the local catalog servers the samples' lookups ask, write the kustomization that
+    points the samples' ModelSources at them; the operator's extra arguments."""
+    from modelfs.testing.sandbox_catalogs import SandboxCatalogs, overlay, sample_tokens
+
+    samples = sandbox.options.samples
+    assert samples is not None
+    documents = kustomize(binary, samples)
+    catalogs = SandboxCatalogs()
+    sandbox.catalogs = catalogs
+    catalogs.start(state, sample_tokens(documents))
+    sandbox.samples_applied = overlay(samples, state / "samples", documents, catalogs)
+    sandbox.console.step(f"Local catalogs for the samples' lookups: {catalogs.summary()}")
+    for note in catalogs.notes:
+        sandbox.console.say(f"    {note}")
+    if catalogs.modelscope is None:
+        return []
+    return ["--catalog-modelscope-endpoint", catalogs.modelscope.url]
+
+
 def apply_samples(sandbox: Sandbox, binary: str, kubeconfig: Path) -> None:
     assert sandbox.options.samples is not None
+    applied = sandbox.samples_applied or sandbox.options.samples
     argv = [
         display_path(binary),
         "--kubeconfig",
         display_path(kubeconfig),
         "apply",
         "-k",
-        display_path(sandbox.options.samples),
+        display_path(applied),
     ]
-    sandbox.console.step("Applying the samples:")
+    if sandbox.samples_applied is not None:
+        written = display_path(applied / "kustomization.yaml")
+        sandbox.console.step(
+            f"Applying the samples ({display_path(sandbox.options.samples)}, each ModelSource's "
+            f"endpoint pointed at the local catalogs: {written}):"
+        )
+    else:
+        sandbox.console.step("Applying the samples:")
     sandbox.console.say(f"  $ {shlex.join(argv)}")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     for line in (done.stdout + done.stderr).splitlines():

@@ -26,6 +26,10 @@ class FileServer(LocalServer):
         """username -> password; empty: no authentication."""
         self.redirects: dict[str, str] = {}
         """Path -> absolute URL to redirect to (302)."""
+        self.sizes: dict[str, int] = {}
+        """Path -> size of a file known by its size only (no bytes held): HEAD answers its
+        Content-Length and an ETag derived from path and size, GET a 501 (the sandbox's files
+        of plausible sizes)."""
 
     @staticmethod
     def etag(content: bytes) -> str:
@@ -46,12 +50,24 @@ class FileServer(LocalServer):
         if not self._authorized(request):
             return Reply(401, b"unauthorized", {"WWW-Authenticate": 'Basic realm="files"'})
         if request.path.endswith("/"):
-            names = sorted(p[len(request.path) :] for p in self.files if p.startswith(request.path))
+            paths = [*self.files, *self.sizes]
+            names = sorted(p[len(request.path) :] for p in paths if p.startswith(request.path))
             if not names:
                 return Reply(404, b"not found")
             links = "".join(f'<a href="{html.escape(n)}">{html.escape(n)}</a>\n' for n in names)
             page = f"<html><body><pre>{links}</pre></body></html>".encode()
             return Reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
+        if request.path in self.sizes and request.path not in self.files:
+            size = self.sizes[request.path]
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "ETag": self.etag(f"{request.path}\0{size}".encode()),
+                "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT",
+                "Content-Length": str(size),
+            }
+            if request.method == "HEAD":
+                return Reply(200, b"", headers)
+            return Reply(501, b"this file is known by its size only", {})
         content = self.files.get(request.path)
         if content is None:
             return Reply(404, b"not found")
