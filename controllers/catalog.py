@@ -248,7 +248,8 @@ class Catalog:
     async def _ask(self, key: AnswerKey) -> None:
         request, secret = key
         try:
-            result = await asyncio.wait_for(self._lookup(request, secret), self.lookup_seconds)
+            async with asyncio.timeout(self.lookup_seconds):  # a cancel is never swallowed
+                result = await self._lookup(request, secret)
         except TimeoutError:
             result = Unavailable(
                 UnavailableReason.TIMEOUT,

@@ -363,8 +363,11 @@ class Elector:
             await asyncio.sleep(max(0.0, min(self.timings.retry, left)))
             return
         self.changed.clear()
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+        # comes as the wait ends, and the loop then outlives its own stop (a hung shutdown)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), self.timings.retry)
+            async with asyncio.timeout(self.timings.retry):
+                await self.changed.wait()
 
     def _timeout(self) -> float:
         """A leader's attempt must end before its renew deadline; a candidate's within a retry
