@@ -141,6 +141,12 @@ class Bench:
             await self.create(
                 namespace, Model.plural, model, {"sourceRef": "src", "versionConfigs": versions}
             )
+        await self.models_settled(namespace)
+        return triples
+
+    async def models_settled(self, namespace: str) -> None:
+        """Until the operator has written a status on every Model of `namespace` and been
+        quiet for a second."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             listed = await self.custom.list_namespaced_custom_object(
@@ -152,7 +158,6 @@ class Bench:
         else:
             raise RuntimeError(f"the operator wrote no status on the Models of {namespace}")
         await self.audit.quiet(OPERATOR_USER, seconds=1.0)
-        return triples
 
     async def run_syncs(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +25,17 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not reached within {within}s")
         await asyncio.sleep(0.2)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(marker: str, name: str) -> str:
+    """The ```bash block after `<!-- {marker}: {name} -->` in the README: the scripts the
+    tests run verbatim."""
+    found = re.search(rf"<!-- {marker}: {name} -->\n```bash\n(.*?)```", README.read_text(), re.S)
+    assert found, f"README has no {marker} {name!r}"
+    return found.group(1)
 
 
 def custom_object(found: object) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.helpers import readme_block
 from e2e.kustomize import CONFIG, REPO, kubectl
 from e2e.oci_registry import OciRegistry
 from e2e.test_install import (
@@ -63,11 +63,7 @@ NOT_READY_YET = 'the server doesn\'t have a resource type "modelfs"'
 
 
 def readme_script(name: str) -> str:
-    """The ```bash block after `<!-- install-script: name -->` in the README."""
-    readme = (REPO / "README.md").read_text()
-    found = re.search(rf"<!-- install-script: {name} -->\n```bash\n(.*?)```", readme, re.S)
-    assert found, f"README has no install script {name!r}"
-    return found.group(1)
+    return readme_block("install-script", name)
 
 
 @pytest.fixture(scope="module")

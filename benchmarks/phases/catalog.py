@@ -19,7 +19,6 @@ per ModelSync of both.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from benchmarks.common import CATALOG_NS, CATALOG_OFF_NS, OPERATOR_USER, log
@@ -114,17 +113,7 @@ async def prepare(
             model,
             {"sourceRef": HUB_SOURCE if on_hub else HTTP_SOURCE, "versionConfigs": versions},
         )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        listed = await bench.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, Model.plural
-        )
-        if all(item.get("status") for item in listed["items"]):
-            break
-        await asyncio.sleep(0.2)
-    else:
-        raise RuntimeError(f"the operator wrote no status on the Models of {namespace}")
-    await bench.audit.quiet(OPERATOR_USER, seconds=1.0)
+    await bench.models_settled(namespace)
     return triples
 
 

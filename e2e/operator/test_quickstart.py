@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from e2e.helpers import readme_block
 from e2e.operator.conftest import OperatorEnv
 from e2e.operator.kube import Kube, condition
 from modelfs.controllers.modelsync import ATTEMPTS_ANNOTATION, SERVED_ROUND_ANNOTATION
@@ -25,11 +25,7 @@ NAMESPACE = "llm"
 
 
 def readme_script(name: str) -> str:
-    """The ```bash block after `<!-- quickstart-script: name -->` in the README."""
-    readme = (REPO / "README.md").read_text()
-    found = re.search(rf"<!-- quickstart-script: {name} -->\n```bash\n(.*?)```", readme, re.S)
-    assert found, f"README has no quickstart script {name!r}"
-    return found.group(1)
+    return readme_block("quickstart-script", name)
 
 
 def shell(script: str, kubectl: str, kubeconfig: Path, home: Path) -> str:
