@@ -4,7 +4,9 @@ Lease kept in memory with the API server's optimistic concurrency."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,7 +25,9 @@ from modelfs.controllers.leader import (
     next_record,
     released,
 )
+from modelfs.operator import Operator
 from modelfs.pkg.kube import ConflictError
+from tests.memcluster import MemCluster
 
 ME, OTHER = "pod-a_1", "pod-b_2"
 DEFAULT = Timings()
@@ -329,20 +333,31 @@ async def test_a_candidate_that_cannot_reach_the_lease_says_so_once(
 # ----------------------------------------------------------------------------- the operator
 
 
-async def test_a_standby_writes_nothing_a_winner_serves_every_key_a_loser_abandons_writes() -> None:
-    """On the in-memory cluster: an elected operator that does not lead writes nothing, watch
-    events included; on winning it reconciles every key of its indexes (no listing); on losing,
-    a write in flight is abandoned: it never reaches the API."""
-    from modelfs.operator import Operator
-    from tests.memcluster import obj
-    from tests.test_reconcile_core import NS, phase, shared_model_cluster
-
-    cluster = shared_model_cluster(versions=3, references=1)
+@contextlib.asynccontextmanager
+async def elected(cluster: MemCluster) -> AsyncIterator[Operator]:
+    """An operator with election on over the in-memory cluster, running (as a standby until
+    `lead`), stopped on exit."""
     operator = Operator(cluster.runtime, cluster.reconciled, elected=True)
     operator.indexes.set_result(cluster.indexes)
     cluster.operator = operator
     main = asyncio.get_running_loop().create_task(operator.start())
     try:
+        yield operator
+    finally:
+        main.cancel()
+        await asyncio.gather(main, return_exceptions=True)
+        await operator.stop()
+
+
+async def test_a_standby_writes_nothing_a_winner_serves_every_key_a_loser_abandons_writes() -> None:
+    """On the in-memory cluster: an elected operator that does not lead writes nothing, watch
+    events included; on winning it reconciles every key of its indexes (no listing); on losing,
+    a write in flight is abandoned: it never reaches the API."""
+    from tests.memcluster import obj
+    from tests.test_reconcile_core import NS, phase, shared_model_cluster
+
+    cluster = shared_model_cluster(versions=3, references=1)
+    async with elected(cluster) as operator:
         await asyncio.sleep(0.2)
         cluster.put(obj("ModelSync", NS, "late", {"modelRef": "mdl", "version": "v0"}))
         await asyncio.sleep(0.3)
@@ -376,10 +391,6 @@ async def test_a_standby_writes_nothing_a_winner_serves_every_key_a_loser_abando
         await asyncio.sleep(0.2)
         assert len(cluster.writes) == before
         assert not operator.leading
-    finally:
-        main.cancel()
-        await asyncio.gather(main, return_exceptions=True)
-        await operator.stop()
 
 
 def test_the_cli_refuses_timings_that_could_let_two_lead(
@@ -397,7 +408,6 @@ async def test_a_catalog_answer_wakes_the_queue_of_the_replica_that_won() -> Non
     (not the one made at start-up), so a winner's downloads start when the answer comes, not
     at the reconcile's backstop requeue (13 s later)."""
     from modelfs.controllers.catalog import Catalog
-    from modelfs.operator import Operator
     from modelfs.pkg.catalog.types import CatalogEntry
     from tests.memcluster import obj
     from tests.test_catalog_step import Recorded, no_secret
@@ -407,11 +417,7 @@ async def test_a_catalog_answer_wakes_the_queue_of_the_replica_that_won() -> Non
     del cluster.objects["modelsyncs"][(NS, "sync-2")]
     lookup = Recorded(CatalogEntry(revision=None, files=1, bytes=10, fingerprint="f"))
     cluster.runtime.catalog = Catalog(lookup=lookup, read_secret=no_secret)
-    operator = Operator(cluster.runtime, cluster.reconciled, elected=True)
-    operator.indexes.set_result(cluster.indexes)
-    cluster.operator = operator
-    main = asyncio.get_running_loop().create_task(operator.start())
-    try:
+    async with elected(cluster) as operator:
         await asyncio.sleep(0.1)
         await operator.lead()
         cluster.put(obj("ModelSync", NS, "late", {"modelRef": "mdl", "version": "v2"}))
@@ -420,7 +426,3 @@ async def test_a_catalog_answer_wakes_the_queue_of_the_replica_that_won() -> Non
             await asyncio.sleep(0.02)
         assert lookup.calls, "the catalog was never asked"
         assert len(cluster.objects["datasets"]) == 3, "the answer woke no queue that runs"
-    finally:
-        main.cancel()
-        await asyncio.gather(main, return_exceptions=True)
-        await operator.stop()
