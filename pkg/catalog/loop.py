@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,6 @@ class OwnLoop:
         the caller cancels the coroutine."""
         future = asyncio.run_coroutine_threadsafe(coroutine, self._start())
         return await asyncio.wrap_future(future)
-
-    def call(self, function: Callable[..., object], *args: object) -> None:
-        """Call `function(*args)` on this loop's thread (what it owns is touched there only)."""
-        self._start().call_soon_threadsafe(function, *args)
 
     def close(self) -> None:
         """Cancel what still runs, wait up to CLOSE_SECONDS for it, stop the loop."""
