@@ -3,13 +3,16 @@ failures, and credentials that go to the source's own host only and are never pr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from modelfs.pkg.catalog import web
 from modelfs.pkg.catalog.git import GitLookup
 from modelfs.pkg.catalog.http import HttpLookup
 from modelfs.pkg.catalog.modelscope import LOADER_RELEASE, ModelScopeLookup
@@ -156,6 +159,39 @@ async def test_modelscope_with_a_token_reads_a_private_model(
     assert isinstance(result, CatalogEntry) and result.files == 1
     login = modelscope_server.requests("/api/v1/login")
     assert len(login) == 1
+
+
+async def test_http_a_burst_of_lookups_on_one_host_resolves_it_once(
+    file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Resolvers drop some of a burst of identical queries (each drop costs a 5 s retry): 50
+    # lookups at once on one host must send one query, and the next burst none.
+    loop = asyncio.get_running_loop()
+    resolved: list[str] = []
+    real = loop.getaddrinfo
+
+    async def counting(host: Any, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(host)
+        await asyncio.sleep(0.05)
+        return await real(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counting)
+    port = file_server.url.rsplit(":", 1)[1]
+    for i in range(50):
+        file_server.files[f"/burst/{i}"] = b"b" * (i + 1)
+    lookup = HttpLookup(SETTINGS)
+    for _ in range(2):
+        results = await asyncio.gather(
+            *(
+                lookup(req(DatasetType.HTTP, f"http://localhost:{port}/burst/{i}"), Credentials())
+                for i in range(50)
+            )
+        )
+        assert [r.bytes if isinstance(r, CatalogEntry) else r for r in results] == [
+            i + 1 for i in range(50)
+        ]
+    assert resolved == ["localhost"]
+    await web.close_connectors()
 
 
 @pytest.mark.parametrize(

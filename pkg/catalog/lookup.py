@@ -116,9 +116,11 @@ class Catalog:
         self.lookups = {**built_in, **self.lookups}
 
     def close(self) -> None:
-        """Stop `own_loop`, cancelling the lookups on it."""
+        """Stop `own_loop`, cancelling the lookups on it and closing its connections."""
         if self.own_loop is not None:
-            self.own_loop.close()
+            from modelfs.pkg.catalog.web import close_connectors
+
+            self.own_loop.close(close_connectors)
 
     def cached(self, request: CatalogRequest, credentials: Credentials) -> LookupResult | None:
         """The cached answer, if one is still fresh (no I/O)."""

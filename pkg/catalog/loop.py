@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,16 @@ class OwnLoop:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._start())
         return await asyncio.wrap_future(future)
 
-    def close(self) -> None:
-        """Cancel what still runs, wait up to CLOSE_SECONDS for it, stop the loop."""
+    def close(self, cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+        """Cancel what still runs, then run `cleanup` on the loop (closing what lives on it),
+        waiting up to CLOSE_SECONDS for both; stop the loop."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(CLOSE_SECONDS)
+            asyncio.run_coroutine_threadsafe(_cancel_all(cleanup), loop).result(CLOSE_SECONDS)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(CLOSE_SECONDS)
 
@@ -72,11 +73,13 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
             loop.close()
 
 
-async def _cancel_all() -> None:
+async def _cancel_all(cleanup: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if cleanup is not None:
+        await cleanup()
 
 
 def _quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from modelfs.pkg.catalog import web
 from modelfs.pkg.catalog.net import NetSettings, clip, scrub, secrets_of
 from modelfs.pkg.catalog.pure import RemoteFile, entry_of, no_files_matched, retry_after
 from modelfs.pkg.catalog.types import (
@@ -124,8 +125,7 @@ class ModelScopeLookup:
         model = request.uri.removeprefix("modelscope://").strip("/")
         where = f"model {model} at {endpoint}"
         token = credentials.get("token") or None
-        connector = aiohttp.TCPConnector(ssl=self.settings.ssl_context())
-        async with aiohttp.ClientSession(trust_env=True, connector=connector) as session:
+        async with web.session(self.settings) as session:
             headers: dict[str, str] = {}
             if token is not None:
                 # What `modelscope login --token` does: the token buys a session cookie.

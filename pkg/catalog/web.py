@@ -1,9 +1,20 @@
-"""What the HTTP and GIT lookups share: one GET or HEAD with aiohttp, redirects followed by
-hand so that basic-auth credentials go to the source's own host and nowhere else."""
+"""What the HTTP, GIT and ModelScope lookups share: one connector per event loop (its DNS cache),
+and one GET or HEAD with aiohttp, redirects followed by hand so that
+basic-auth credentials go to the source's own host and nowhere else.
+
+The connector is shared because a burst of lookups on one host would otherwise resolve the
+host once per lookup, all at once: resolvers drop some of a burst of identical queries, and
+each dropped one costs the resolver's retry (5 s). A shared connector resolves a host once per
+`DNS_SECONDS` and makes concurrent lookups wait for that one answer. It keeps no connection
+open between lookups (a lookup is rare per host, and an idle pool would outlive the loop that
+made it); each lookup has a session (and cookie jar) of its own.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import weakref
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -12,6 +23,44 @@ import aiohttp
 from modelfs.pkg.catalog.net import NetSettings
 
 MAX_REDIRECTS = 5
+DNS_SECONDS = 30
+"""How long a resolved host is reused."""
+
+_connectors: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[NetSettings, aiohttp.TCPConnector]
+] = weakref.WeakKeyDictionary()
+
+
+def connector(settings: NetSettings) -> aiohttp.TCPConnector:
+    """The running loop's connector for `settings`; sessions use it with
+    `connector_owner=False`."""
+    loop = asyncio.get_running_loop()
+    mine = _connectors.setdefault(loop, {})
+    found = mine.get(settings)
+    if found is None or found.closed:
+        found = mine[settings] = aiohttp.TCPConnector(
+            ssl=settings.ssl_context(), ttl_dns_cache=DNS_SECONDS, force_close=True
+        )
+    return found
+
+
+def session(
+    settings: NetSettings, timeout: aiohttp.ClientTimeout | None = None
+) -> aiohttp.ClientSession:
+    """A session of its own (cookies) on the loop's shared connector; proxies from the
+    environment."""
+    return aiohttp.ClientSession(
+        trust_env=True,
+        connector=connector(settings),
+        connector_owner=False,
+        timeout=timeout or aiohttp.client.DEFAULT_TIMEOUT,
+    )
+
+
+async def close_connectors() -> None:
+    """Close the running loop's connectors."""
+    for found in _connectors.pop(asyncio.get_running_loop(), {}).values():
+        await found.close()
 
 
 def basic(user: str, password: str) -> str:
@@ -50,13 +99,10 @@ async def fetch(
     `url`'s origin. Reads
     at most `read_limit` bytes of the body. Raises aiohttp/OS errors and TimeoutError."""
     home = origin(url)
-    connector = aiohttp.TCPConnector(ssl=settings.ssl_context())
     timeout = aiohttp.ClientTimeout(total=settings.timeout)
-    async with aiohttp.ClientSession(
-        trust_env=True, connector=connector, timeout=timeout
-    ) as session:
+    async with session(settings, timeout=timeout) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            async with session.request(
+            async with client.request(
                 method,
                 url,
                 headers={

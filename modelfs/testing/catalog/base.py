@@ -68,6 +68,12 @@ class Request:
         return self.query.get(key, [default])[0]
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library's backlog of 5 drops the connections of a burst of lookups (each
+    # retried a second later); real servers listen with a backlog in the hundreds.
+    request_queue_size = 128
+
+
 class LocalServer:
     """Subclasses answer `handle(request) -> Reply`; everything else is shared."""
 
@@ -105,7 +111,7 @@ class LocalServer:
     # Life cycle.
 
     def start(self, port: int = 0) -> Self:
-        server = ThreadingHTTPServer((self.host, port), _handler_for(self))
+        server = _Server((self.host, port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
