@@ -194,6 +194,31 @@ async def test_http_a_burst_of_lookups_on_one_host_resolves_it_once(
     await web.close_connectors()
 
 
+async def test_http_lookups_go_through_the_environment_s_proxy_but_not_for_no_proxy(
+    file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file server stands in for the proxy: it answers the absolute URL a proxy is sent.
+    file_server.files["/via-proxy.bin"] = b"p" * 7
+    monkeypatch.setenv("HTTP_PROXY", file_server.url)
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    web.env_proxies.cache_clear()
+    try:
+        proxied = await HttpLookup(SETTINGS)(
+            req(DatasetType.HTTP, "http://weights.invalid/via-proxy.bin"), Credentials()
+        )
+        direct = await HttpLookup(SETTINGS)(
+            req(DatasetType.HTTP, "http://direct.invalid/via-proxy.bin"), Credentials()
+        )
+    finally:
+        monkeypatch.delenv("HTTP_PROXY")
+        web.env_proxies.cache_clear()
+    assert isinstance(proxied, CatalogEntry) and proxied.bytes == 7
+    assert [s.path for s in file_server.requests("via-proxy")] == [
+        "http://weights.invalid/via-proxy.bin"
+    ]
+    assert isinstance(direct, Unavailable) and direct.reason == UnavailableReason.UNREACHABLE
+
+
 @pytest.mark.parametrize(
     ("fault", "reason", "retry"),
     [

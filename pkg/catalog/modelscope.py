@@ -125,7 +125,7 @@ class ModelScopeLookup:
         model = request.uri.removeprefix("modelscope://").strip("/")
         where = f"model {model} at {endpoint}"
         token = credentials.get("token") or None
-        async with web.session(self.settings) as session:
+        async with web.session(self.settings, home=endpoint) as session:
             headers: dict[str, str] = {}
             if token is not None:
                 # What `modelscope login --token` does: the token buys a session cookie.

@@ -8,12 +8,17 @@ each dropped one costs the resolver's retry (5 s). A shared connector resolves a
 `DNS_SECONDS` and makes concurrent lookups wait for that one answer. It keeps no connection
 open between lookups (a lookup is rare per host, and an idle pool would outlive the loop that
 made it); each lookup has a session (and cookie jar) of its own.
+
+Proxies come from the environment, read once: aiohttp's `trust_env` reads and parses every
+environment variable on every request, a millisecond of CPU per lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import urllib.request
 import weakref
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -44,13 +49,35 @@ def connector(settings: NetSettings) -> aiohttp.TCPConnector:
     return found
 
 
+@functools.cache
+def env_proxies() -> tuple[dict[str, aiohttp.helpers.ProxyInfo], dict[str, str]]:
+    """The proxies of the environment (HTTP_PROXY, HTTPS_PROXY) as aiohttp reads them, and the
+    raw variables (NO_PROXY among them)."""
+    return aiohttp.helpers.proxies_from_env(), urllib.request.getproxies_environment()
+
+
+def proxy_for(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy (and its credentials) the environment names for `url`, or none: what
+    `trust_env` would pick."""
+    proxies, raw = env_proxies()
+    parts = urlsplit(url)
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if parts.hostname and bypass(parts.hostname, raw):
+        return None, None
+    found = proxies.get(parts.scheme)
+    return (str(found.proxy), found.proxy_auth) if found else (None, None)
+
+
 def session(
-    settings: NetSettings, timeout: aiohttp.ClientTimeout | None = None
+    settings: NetSettings, timeout: aiohttp.ClientTimeout | None = None, *, home: str = ""
 ) -> aiohttp.ClientSession:
-    """A session of its own (cookies) on the loop's shared connector; proxies from the
-    environment."""
+    """A session of its own (cookies) on the loop's shared connector, through the proxy
+    `proxy_for(home)` when every request goes to `home`'s host (else each request names its
+    own)."""
+    proxy, proxy_auth = proxy_for(home) if home else (None, None)
     return aiohttp.ClientSession(
-        trust_env=True,
+        proxy=proxy,
+        proxy_auth=proxy_auth,
         connector=connector(settings),
         connector_owner=False,
         timeout=timeout or aiohttp.client.DEFAULT_TIMEOUT,
@@ -102,9 +129,12 @@ async def fetch(
     timeout = aiohttp.ClientTimeout(total=settings.timeout)
     async with session(settings, timeout=timeout) as client:
         for _ in range(MAX_REDIRECTS + 1):
+            proxy, proxy_auth = proxy_for(url)
             async with client.request(
                 method,
                 url,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 headers={
                     **(headers or {}),
                     **(
