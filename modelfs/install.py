@@ -153,6 +153,12 @@ class Catalog(_Values):
         "certificates (PEM) trusted for catalog endpoints besides the system's (a private Hub "
         f"mirror, MinIO); mounted under {CATALOG_CA_DIR} (`--catalog-ca-bundle`).",
     )
+    modelscopeEndpoint: str = Field(
+        "",
+        description="The ModelScope that MODEL_SCOPE lookups ask, for a mirror the loader also "
+        "downloads from (a ModelSource has no endpoint for ModelScope); empty: "
+        "https://www.modelscope.cn (`--catalog-modelscope-endpoint`).",
+    )
     httpsProxy: str = Field(
         "",
         description="HTTPS_PROXY (and HTTP_PROXY) of the operator, for catalog lookups. The "
@@ -446,6 +452,8 @@ def container_args(values: Values) -> list[str]:
     catalog = [] if values.catalog.enabled else ["--catalog=off"]
     if values.catalog.caBundle:
         catalog.append(f"--catalog-ca-bundle={CATALOG_CA_DIR}/ca.crt")
+    if values.catalog.modelscopeEndpoint:
+        catalog.append(f"--catalog-modelscope-endpoint={values.catalog.modelscopeEndpoint}")
     election = values.leaderElection
     elect = (
         [

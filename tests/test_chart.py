@@ -552,12 +552,14 @@ def test_catalog_values_reach_the_operator() -> None:
         "--set", "catalog.enabled=false", "--set", "catalog.caBundle=private-ca",
         "--set", "catalog.httpsProxy=http://proxy.internal:3128",
         "--set", "catalog.noProxy=10.96.0.1\\,kubernetes.default.svc",
+        "--set", "catalog.modelscopeEndpoint=https://modelscope.mirror.internal",
         crds=False,
     )  # fmt: skip
     found = container(docs)
     parsed = build_parser().parse_args(["run", *found["args"]])
     assert parsed.catalog == "off"
     assert parsed.catalog_ca_bundle == "/etc/modelfs/catalog-ca/ca.crt"
+    assert parsed.catalog_modelscope_endpoint == "https://modelscope.mirror.internal"
     assert {e["name"]: e["value"] for e in found["env"] if "value" in e} == {
         "HTTPS_PROXY": "http://proxy.internal:3128",
         "HTTP_PROXY": "http://proxy.internal:3128",
