@@ -19,9 +19,9 @@ MODELSCOPE_ENDPOINT = "https://www.modelscope.cn"
 @dataclass(frozen=True)
 class NetSettings:
     """How lookups reach the catalogs. Proxies come from the environment (HTTPS_PROXY,
-        HTTP_PROXY, NO_PROXY), as every client used here reads them (once per process: the
-    operator's environment does not change); the CA bundle is a file of PEM
-        certificates trusted on top of the system's, for private endpoints."""
+    HTTP_PROXY, NO_PROXY), as every client used here reads them (once per process: the
+    operator's environment does not change); the CA bundle is a file of PEM certificates
+    trusted on top of the system's, for private endpoints."""
 
     timeout: float = TIMEOUT
     ca_bundle: str | None = None

@@ -1,6 +1,6 @@
-"""What the HTTP, GIT and ModelScope lookups share: one connector per event loop (its DNS cache),
-and one GET or HEAD with aiohttp, redirects followed by hand so that
-basic-auth credentials go to the source's own host and nowhere else.
+"""What the HTTP, GIT and ModelScope lookups share: one connector per event loop (its DNS
+cache), and one GET or HEAD with aiohttp, redirects followed by hand so that basic-auth
+credentials go to the source's own host and nowhere else.
 
 The connector is shared because a burst of lookups on one host would otherwise resolve the
 host once per lookup, all at once: resolvers drop some of a burst of identical queries, and
