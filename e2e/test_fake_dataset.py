@@ -368,8 +368,39 @@ async def test_concurrent_rounds_run_side_by_side_silently(
 ) -> None:
     await annotate_namespace(k8s_api, k8s_namespace, **{ANN_ROUND_DURATION: "4s"})
     await create_ds(k8s_api, k8s_namespace, dataset("m"))
-    await eventually(lambda: phase_is(k8s_api, k8s_namespace, "m", "PROCESSING"), 30, "PROCESSING")
-    await raise_round(k8s_api, k8s_namespace, "m", 2)
+
+    async def raise_while_round_1_runs() -> bool:
+        """Raise to round 2 once the Dataset shows round 1 recorded and still running, and
+        only onto that very version (resourceVersion precondition). PROCESSING alone is not
+        enough: the reconcile that creates round 1's Job writes PROCESSING with no
+        syncRoundStatuses entry (the Job is not in the cache yet); the entry comes with the
+        next reconcile, and a raise that lands first skips round 1's entry for good, as on the
+        real controller (docs/dataset-controller.md#rounds)."""
+        ds = await get_ds(k8s_api, k8s_namespace, "m")
+        status = ds.get("status", {})
+        rounds = {r["round"]: r for r in status.get("syncRoundStatuses") or []}
+        in_round_1 = status.get("phase") == "PROCESSING" and status.get("inProcessingRound") == 1
+        if not (in_round_1 and 1 in rounds and "endTime" not in rounds[1]):
+            return False
+        try:
+            await client.CustomObjectsApi(k8s_api).patch_namespaced_custom_object(
+                *DS,
+                k8s_namespace,
+                DATASET_PLURAL,
+                "m",
+                {
+                    "metadata": {"resourceVersion": ds["metadata"]["resourceVersion"]},
+                    "spec": {"dataSyncRound": 2},
+                },
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status == 409:  # the Dataset changed since: look again
+                return False
+            raise
+        return True
+
+    await eventually(raise_while_round_1_runs, 30, "round 2 raised while round 1 runs")
 
     async def two_jobs() -> bool:
         jobs = await client.BatchV1Api(k8s_api).list_namespaced_job(k8s_namespace)
