@@ -144,6 +144,10 @@ CATALOG_CONDITION = "Catalog"
 #: is): a raised dataSyncRound downloads nothing on them (and fails a REFERENCE for good), so
 #: modelfs never raises it (docs/dataset-controller.md, section 5).
 NO_LOADER_JOB_TYPES = frozenset(str(t) for t, rules in RULES.items() if not rules.loader_job)
+FIRST_STATUS_WAIT = 5.0
+"""Seconds a new ModelSync's first status waits for its Dataset to start. Until modelfs writes
+one, the API server shows the CRD's default, phase PENDING; the first write then says
+PROCESSING (or READY, or why it failed) instead of a PENDING the Dataset leaves at once."""
 SERVED_ROUND_ANNOTATION = "model.samzong.dev/served-sync-round"
 ATTEMPTS_ANNOTATION = "model.samzong.dev/round-attempts"
 """Written on the Dataset in the same apply as its round: the ModelSync trigger (syncRound) and
@@ -587,6 +591,9 @@ class Plan:
     orphan: str | None = None
     """A Dataset to leave without its owner reference (Retain, on deletion)."""
     requeue_after: float | None = None
+    status_wait: float | None = None
+    """Seconds the status write waits (`first_status_wait`): act writes nothing of the status,
+    and the ModelSync is reconciled again then."""
     # -- what the steps found
     now: datetime | None = None
     """The moment of the decision: a rejected apply is shown as of it too (`rejected`)."""
@@ -1046,12 +1053,36 @@ def finish(observed: Observed, plan: Plan) -> Plan:
     status = desired_status(observed.sync, current, plan).to_dict()
     changed = bool(status_changes(current, status))
     due_in = plan.round.due_in if plan.round is not None else None
+    requeue_after = due_in + 0.5 if due_in is not None else None
+    wait = first_status_wait(observed.sync, current, plan) if changed else None
+    if wait is not None:
+        requeue_after = wait if requeue_after is None else min(wait, requeue_after)
     return replace(
         plan,
         status=status,
         status_events=transition_events(current, plan, observed.written) if changed else [],
-        requeue_after=due_in + 0.5 if due_in is not None else None,
+        requeue_after=requeue_after,
+        status_wait=wait,
     )
+
+
+def first_status_wait(sync: ModelSync, current: Mapping[str, Any], plan: Plan) -> float | None:
+    """Seconds the first status of a new ModelSync waits, or None to write it now. It waits
+    only while all it would say is that its Dataset, just created, has not started: the API
+    server shows PENDING meanwhile (the CRD's default). A refusal, any other phase, and every
+    status after the first are written at once; FIRST_STATUS_WAIT after creation at the
+    latest."""
+    if set(current) - {"phase"} or plan.refusal is not None or plan.view is None:
+        return None
+    if plan.phase != Phase.PENDING or plan.ready is None or plan.ready.reason != PENDING:
+        return None
+    created = parse_time(sync.metadata.creation_timestamp)
+    if created is None:
+        return None
+    elapsed = (plan_now(plan) - created).total_seconds()
+    if not 0 <= elapsed < FIRST_STATUS_WAIT:  # < 0: a clock behind the API server's; no wait
+        return None
+    return FIRST_STATUS_WAIT - elapsed
 
 
 def rejected(observed: Observed, plan: Plan, message: str) -> Plan:
@@ -1242,6 +1273,10 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     stored = body.get("status") or {}
     status = shown.status
     assert status is not None
+    if shown.status_wait is not None:  # the first status waits for the Dataset to start
+        for type_, reason, message in shown.events:
+            ctx.runtime.post_event(body, type_, reason, message)
+        return shown.requeue_after
     if status_changes(stored, status) and ctx.runtime.yield_status(PLURAL, key):
         metrics.STATUS_YIELDS.labels(kind=PLURAL).inc()
         for type_, reason, message in shown.events:  # what was done; the status tells the rest

@@ -322,7 +322,7 @@ def test_samples_ready_through_the_kubeconfig_then_ctrl_c_stops_everything(
         state_word = "READY" if kind in ("ModelSync", "ModelReference") else "Ready"
         assert re.search(rf"{kind}s\s+{count} {state_word}\b", output), output
     for phase in ("PENDING", "PROCESSING", "READY"):
-        assert re.search(rf"\] ModelSync \S+: {phase} ", output), f"no {phase} shown:\n{output}"
+        assert re.search(rf"\] ModelSync \S+: {phase}\b", output), f"no {phase} shown:\n{output}"
 
     # The commands it prints work on the samples.
     commands = commands_printed(output)

@@ -730,3 +730,56 @@ def test_a_lagging_or_missing_status_plans_as_an_up_to_date_one(
 
     lagging = None if lag is None else max(1, served_round - lag)
     assert plan(lagging, lag_attempts) == plan(served_round, attempts)
+
+
+def new_sync_observed(
+    created_ago: float, status: dict[str, Any], **fields: Any
+) -> modelsync.Observed:
+    """A ModelSync created `created_ago` seconds before NOW whose stored status is `status` (the
+    API server's default for a new one: `{"phase": "PENDING"}`)."""
+    created = (NOW - timedelta(seconds=created_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    the_sync = parsed(
+        ModelSync,
+        "ModelSync",
+        "sync",
+        {"modelRef": "mdl", "version": "v1"},
+        creationTimestamp=created,
+    )
+    seen = observed(sync=the_sync, **fields)
+    return replace(seen, body={**seen.body, "status": status})
+
+
+DEFAULTED = {"phase": "PENDING"}
+"""A new ModelSync's status before modelfs writes one: the CRD's default."""
+
+
+def test_a_new_sync_s_first_status_waits_for_its_dataset_to_start() -> None:
+    # The Dataset is created at once; the status that would only say "PENDING, not started"
+    # waits (the API server shows PENDING meanwhile), and the ModelSync is looked at again.
+    plan = modelsync.decide(new_sync_observed(1, DEFAULTED), NOW)
+    assert plan.apply is not None and plan.apply_cause == "create"
+    assert plan.status is not None and plan.status["phase"] == "PENDING"
+    assert plan.status_wait == modelsync.FIRST_STATUS_WAIT - 1
+    assert plan.requeue_after == plan.status_wait
+    # the Dataset exists and has not started: still waiting, for what is left of the time
+    waiting = modelsync.decide(new_sync_observed(3, DEFAULTED, dataset=owned({})), NOW)
+    assert waiting.apply is None and waiting.status_wait == modelsync.FIRST_STATUS_WAIT - 3
+    # nothing is held back from a status that is empty rather than defaulted either
+    assert modelsync.decide(new_sync_observed(1, {}), NOW).status_wait is not None
+
+
+def test_a_new_sync_s_first_status_is_written_once_there_is_more_to_say() -> None:
+    started = owned({"phase": "PROCESSING", "inProcessing": True})
+    written_before = {"phase": "PENDING", "observedGeneration": 1, "datasetName": "mdl-v1"}
+    for name, seen in {
+        "the Dataset started": new_sync_observed(1, DEFAULTED, dataset=started),
+        "the wait is over": new_sync_observed(modelsync.FIRST_STATUS_WAIT, DEFAULTED),
+        "a refusal": new_sync_observed(1, DEFAULTED, model=None),
+        "a status was written before": new_sync_observed(1, written_before, dataset=owned({})),
+        "a clock behind the API server's": new_sync_observed(-30, DEFAULTED),
+    }.items():
+        plan = modelsync.decide(seen, NOW)
+        assert plan.status_wait is None, name
+        assert plan.status is not None and plan.status != seen.body["status"], name
+    first = modelsync.decide(new_sync_observed(1, DEFAULTED, dataset=started), NOW).status
+    assert first is not None and first["phase"] == "PROCESSING" and first["datasetName"] == "mdl-v1"

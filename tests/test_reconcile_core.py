@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -350,6 +351,58 @@ async def test_without_a_burst_every_phase_is_written() -> None:
     statuses = Counter(w[2] for w in cluster.writes if w[:2] == ("patch-status", "modelsyncs"))
     assert len(statuses) == runtime.YIELD_BACKLOG - 1
     assert set(statuses.values()) == {2}, "PENDING, then PROCESSING"
+
+
+def created_just_now(cluster: MemCluster, versions: int) -> None:
+    """The cluster's ModelSyncs as the API server shows them right after their creation: the
+    CRD's default status, created this second."""
+    moment = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for i in range(versions):
+        cluster.put(
+            {
+                **obj("ModelSync", NS, f"sync-{i}", {"modelRef": "mdl", "version": f"v{i}"}),
+                "status": {"phase": "PENDING"},
+            }
+            | {"metadata": {"name": f"sync-{i}", "namespace": NS, "creationTimestamp": moment}}
+        )
+
+
+async def test_a_new_modelsync_s_first_status_says_its_dataset_started() -> None:
+    """A new ModelSync's first status waits for its Dataset to start: one write, PROCESSING,
+    with no PENDING before it (the API server shows that one, the CRD's default)."""
+    cluster = shared_model_cluster(versions=3, references=0)
+    created_just_now(cluster, 3)
+
+    async def start_later(key: Key) -> None:
+        await asyncio.sleep(0.5)
+        cluster.dataset_status(key, phase="PROCESSING", inProcessing=True)
+
+    cluster.on_apply = lambda key: asyncio.get_running_loop().create_task(start_later(key))
+    async with cluster.running():
+        await asyncio.sleep(1.0)
+        await cluster.settle()
+    statuses = [w[2] for w in cluster.writes if w[:2] == ("patch-status", "modelsyncs")]
+    assert Counter(statuses) == {(NS, f"sync-{i}"): 1 for i in range(3)}, cluster.writes
+    for i in range(3):
+        assert phase(cluster, "modelsyncs", (NS, f"sync-{i}")) == "PROCESSING"
+
+
+async def test_a_new_modelsync_whose_dataset_does_not_start_says_pending_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # creationTimestamp has whole seconds: the wait ends 0.5-1.5 s after the creation
+    monkeypatch.setattr(modelsync, "FIRST_STATUS_WAIT", 1.5)
+    cluster = shared_model_cluster(versions=2, references=0)
+    created_just_now(cluster, 2)
+    async with cluster.running():
+        await asyncio.sleep(0.3)
+        assert [w[0] for w in cluster.writes if w[1] == "datasets"] == ["apply"] * 2
+        assert not [w for w in cluster.writes if w[:2] == ("patch-status", "modelsyncs")]
+        await asyncio.sleep(1.5)
+        await cluster.settle()
+    for i in range(2):
+        found = cluster.objects["modelsyncs"][(NS, f"sync-{i}")]["status"]
+        assert found["phase"] == "PENDING" and found["datasetName"] == f"mdl-v{i}", found
 
 
 async def test_a_status_yields_for_yield_seconds_at_most(monkeypatch: pytest.MonkeyPatch) -> None:

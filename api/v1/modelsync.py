@@ -178,7 +178,11 @@ class ModelSyncStatus(ApiModel):
     phase: Phase | None = Field(
         default=None,
         description="PENDING, PROCESSING, READY or FAILED: the Dataset's phase, and FAILED when "
-        "the spec cannot be resolved.",
+        "the spec cannot be resolved. PENDING from creation: the API server fills it in until "
+        "modelfs writes the first status.",
+        # The API server's default, not the model's: a new ModelSync shows PENDING without a
+        # write, so its first status can wait for the Dataset to start (`first_status_wait`).
+        json_schema_extra={"default": "PENDING"},
     )
     conditions: list[Condition] = Field(
         default_factory=list,
@@ -242,4 +246,6 @@ class ModelSync(ApiModel):
     kind: Literal["ModelSync"] = "ModelSync"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ModelSyncSpec
-    status: ModelSyncStatus = Field(default_factory=ModelSyncStatus)
+    status: ModelSyncStatus = Field(
+        default_factory=ModelSyncStatus, json_schema_extra={"default": {}}
+    )

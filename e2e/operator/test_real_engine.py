@@ -259,3 +259,48 @@ async def test_b6_a_round_trigger_on_a_type_without_loader_job_ends_clearly(
         "sync", lambda found: any(e.reason == "RoundNotStarted" for e in found)
     )
     assert any(e.reason == "RoundNotStarted" for e in events)
+
+
+def status_writes(
+    control_plane: ControlPlane, resource: str, namespace: str, since: datetime
+) -> list[tuple[datetime, str]]:
+    """(received, user) of every status write on `resource` in `namespace` since `since`."""
+    found = []
+    for entry in control_plane.audit_events():
+        ref = entry.get("objectRef") or {}
+        received = datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if (
+            entry.get("stage") == "ResponseComplete"
+            and entry.get("verb") in WRITES
+            and ref.get("resource") == resource
+            and ref.get("subresource") == "status"
+            and ref.get("namespace") == namespace
+            and received >= since
+        ):
+            found.append((received, entry.get("user", {}).get("username", "")))
+    return found
+
+
+async def test_a_new_modelsync_shows_pending_at_once_and_its_first_status_says_processing(
+    kube: Kube, operator_env: OperatorEnv, k8s_control_plane: ControlPlane
+) -> None:
+    """The API server shows a new ModelSync as PENDING (the CRD's default): modelfs writes its
+    first status once the Dataset has started, not a PENDING the Dataset leaves at once."""
+    start = datetime.now(UTC)
+    await kube.create("ModelSource", "http", {"type": "HTTP", "catalog": "Disabled"})
+    versions = {"v1": {"repo": "https://files.example.com/gpt2/"}}
+    await kube.create("Model", "gpt2", {"sourceRef": "http", "versionConfigs": versions})
+    created = await kube.create("ModelSync", "sync", {"modelRef": "gpt2", "version": "v1"})
+    assert created["status"] == {"phase": "PENDING"}, created.get("status")
+    await kube.wait_phase("sync", "READY", within=90)
+    syncs = status_writes(k8s_control_plane, "modelsyncs", kube.namespace, start)
+    ours = [moment for moment, user in syncs if user == operator_env.user]
+    started = [
+        moment
+        for moment, user in status_writes(k8s_control_plane, "datasets", kube.namespace, start)
+        if user != operator_env.user
+    ]
+    assert ours and started, (syncs, started)
+    assert ours[0] > started[0], "the first ModelSync status came before the Dataset had one"
+    synced = await kube.get("ModelSync", "sync")
+    assert synced is not None and synced["status"]["datasetName"] == "gpt2-v1"
