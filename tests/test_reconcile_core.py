@@ -377,7 +377,8 @@ async def test_a_new_modelsync_s_first_status_says_its_dataset_started() -> None
         await asyncio.sleep(0.5)
         cluster.dataset_status(key, phase="PROCESSING", inProcessing=True)
 
-    cluster.on_apply = lambda key: asyncio.get_running_loop().create_task(start_later(key))
+    started: list[asyncio.Task[None]] = []
+    cluster.on_apply = lambda key: started.append(asyncio.create_task(start_later(key)))
     async with cluster.running():
         await asyncio.sleep(1.0)
         await cluster.settle()
