@@ -847,18 +847,9 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
     if observed.dataset is not None and plan.round.reason is None:
         # nothing is about to be downloaded: the stored Catalog stands
         return unrecorded_answer(observed, plan)
-    if observed.catalog is None or source.spec.catalog == CatalogPolicy.DISABLED:
-        why = (
-            "the operator runs with --catalog=off"
-            if observed.catalog is None
-            else f"ModelSource {source.metadata.name!r} sets catalog: Disabled"
-        )
-        return replace(
-            plan,
-            catalog=CatalogVerdict(
-                "Unknown", CATALOG_DISABLED, f"{why}: the version is not looked up before download"
-            ),
-        )
+    off = catalog_off(observed, source)
+    if off is not None or observed.catalog is None:
+        return replace(plan, catalog=off)
     namespace = sync.metadata.namespace or ""
     secret = (namespace, source.spec.secret_ref) if source.spec.secret_ref else None
     key = (request_of(found, namespace), secret)
@@ -904,33 +895,53 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
     )
 
 
+def catalog_off(observed: Observed, source: ModelSource) -> CatalogVerdict | None:
+    """Catalog=Unknown when no lookup is made: the operator's flag, or the source's policy."""
+    if observed.catalog is not None and source.spec.catalog != CatalogPolicy.DISABLED:
+        return None
+    why = (
+        "the operator runs with --catalog=off"
+        if observed.catalog is None
+        else f"ModelSource {source.metadata.name!r} sets catalog: Disabled"
+    )
+    return CatalogVerdict(
+        "Unknown", CATALOG_DISABLED, f"{why}: the version is not looked up before download"
+    )
+
+
 def unrecorded_answer(observed: Observed, plan: Plan) -> Plan:
     """The answer that let the Dataset be created, when the status write that was to record it
-    did not happen: in a burst that write yields to the backlog (`Runtime.yield_status`), and
-    the next reconcile, finding the Dataset, would otherwise never write `status.catalog`
-    (the bench's catalog phase saw 76 of 200 without it). Only while the stored status has no
-    catalog and the answer is still kept."""
+    did not happen: a new ModelSync's first status waits for the Dataset to start
+    (`first_status_wait`), and in a burst a write yields to the backlog
+    (`Runtime.yield_status`); the next reconcile, finding the Dataset, would otherwise never
+    write `status.catalog` or the Catalog condition (the bench's catalog phase saw 76 of 200
+    without it). Only while the stored status has neither and the answer is still kept."""
     sync, found, source = observed.sync, plan.resolution, observed.source
-    if (
-        sync.status.catalog is not None
-        or observed.catalog is None
-        or found is None
-        or source is None
-        or source.spec.catalog == CatalogPolicy.DISABLED
-    ):
+    if sync.status.catalog is not None or found is None or source is None:
         return plan
+    recorded = any(c.type == CATALOG_CONDITION for c in sync.status.conditions)
+    off = catalog_off(observed, source)
+    if off is not None or observed.catalog is None:
+        return plan if recorded else replace(plan, catalog=off)
     namespace = sync.metadata.namespace or ""
     secret = (namespace, source.spec.secret_ref) if source.spec.secret_ref else None
     answer = observed.catalog.get((request_of(found, namespace), secret))
     if answer is None or answer.expires <= plan_now(plan):
         return plan
-    if not isinstance(answer.result, CatalogEntry):
+    result = answer.result
+    if isinstance(result, CatalogEntry):
+        return replace(
+            plan,
+            catalog=CatalogVerdict("True", CATALOG_FOUND, summary(result)),
+            catalog_status=entry_status(result, answer.at),
+        )
+    if recorded:
         return plan
-    return replace(
-        plan,
-        catalog=CatalogVerdict("True", CATALOG_FOUND, summary(answer.result)),
-        catalog_status=entry_status(answer.result, answer.at),
-    )
+    if isinstance(result, NotApplicable):
+        return replace(plan, catalog=CatalogVerdict("True", NOTHING_TO_LOOK_UP, result.message))
+    if isinstance(result, Unavailable) and source.spec.catalog != CatalogPolicy.REQUIRED:
+        return catalog_unavailable(source, plan, result, 0.0)  # BestEffort: it went ahead
+    return plan
 
 
 def checked_since(sync: ModelSync, view: DatasetView | None) -> datetime | None:

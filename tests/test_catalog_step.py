@@ -241,6 +241,53 @@ def test_an_answer_whose_status_write_yielded_is_recorded_once_the_dataset_exist
     assert plan.status is None or plan.status["catalog"]["revision"] == "f" * 40
 
 
+def test_every_kind_of_answer_is_recorded_after_a_first_status_that_waited() -> None:
+    """A new ModelSync's first status waits for its Dataset to start (`first_status_wait`): the
+    reconcile that writes it, finding the Dataset, records what the answer said, whatever it
+    was; the Catalog condition a lookup or a policy sets is never lost."""
+    started = owned({"phase": "PROCESSING", "inProcessing": True})
+    unreachable = Unavailable(UnavailableReason.UNREACHABLE, "connection refused")
+    cases: dict[str, tuple[modelsync.Observed, str, str]] = {
+        "found": (answered(ENTRY, dataset=started), "True", "CatalogFound"),
+        "unreachable": (answered(unreachable, dataset=started), "Unknown", "CatalogUnreachable"),
+        "nothing to look up": (
+            answered(NotApplicable("NFS: nothing to look up"), dataset=started),
+            "True",
+            "NothingToLookUp",
+        ),
+        "a source's Disabled": (
+            answered(ENTRY, dataset=started, source=source("Disabled")),
+            "Unknown",
+            "CatalogDisabled",
+        ),
+        "lookups off": (
+            replace(observed(dataset=started), catalog=None),
+            "Unknown",
+            "CatalogDisabled",
+        ),
+    }
+    for name, (seen, status, reason) in cases.items():
+        plan = modelsync.decide(seen, NOW)
+        assert plan.apply is None and plan.status is not None, name
+        found = catalog_condition(plan)
+        assert (found["status"], found["reason"]) == (status, reason), (name, found)
+        assert plan.status["phase"] == "PROCESSING", name
+    # once recorded, a kept answer does not replace it
+    recorded = [
+        {
+            "type": "Catalog",
+            "status": "Unknown",
+            "reason": "CatalogUnreachable",
+            "message": "earlier",
+            "lastTransitionTime": "2026-11-27T11:00:00Z",
+        }
+    ]
+    seen = answered(NotApplicable("nothing"), dataset=started)
+    seen = replace(seen, body={**seen.body, "status": {"conditions": recorded}})
+    seen = replace(seen, sync=ModelSync.model_validate(seen.body))
+    assert catalog_condition(modelsync.decide(seen, NOW))["message"] == "earlier"
+
+
 def scheduled(fingerprint: str, sync_round: int = 1) -> modelsync.Observed:
     """READY since a day, a 1h schedule due, the last round having fetched `fp-1`."""
     ready = owned({"phase": "READY", "lastSucceedRound": 1, "lastSyncTime": "2026-11-26T12:00:00Z"})
