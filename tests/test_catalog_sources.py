@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,31 @@ async def test_http_a_burst_of_lookups_on_one_host_resolves_it_once(
             i + 1 for i in range(50)
         ]
     assert resolved == ["localhost"]
+    await web.close_connectors()
+
+
+async def test_http_a_host_that_does_not_resolve_is_asked_once_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One after the other, lookups on a host that does not resolve would ask once each; a
+    # single dropped query then holds every lookup waiting on it for the resolver's retry.
+    loop = asyncio.get_running_loop()
+    resolved: list[str] = []
+
+    async def failing(host: Any, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(loop, "getaddrinfo", failing)
+    lookup = HttpLookup(SETTINGS)
+    for i in range(5):
+        found = await lookup(req(DatasetType.HTTP, f"https://nowhere.invalid/{i}"), Credentials())
+        assert isinstance(found, Unavailable), found
+        assert "nowhere.invalid" in found.message, found.message
+    assert resolved == ["nowhere.invalid"]
+    monkeypatch.setattr(web, "FAILED_DNS_SECONDS", 0.0)  # the failure is forgotten then
+    await lookup(req(DatasetType.HTTP, "https://nowhere.invalid/again"), Credentials())
+    assert resolved == ["nowhere.invalid"] * 2
     await web.close_connectors()
 
 

@@ -5,7 +5,8 @@ credentials go to the source's own host and nowhere else.
 The connector is shared because a burst of lookups on one host would otherwise resolve the
 host once per lookup, all at once: resolvers drop some of a burst of identical queries, and
 each dropped one costs the resolver's retry (5 s). A shared connector resolves a host once per
-`DNS_SECONDS` and makes concurrent lookups wait for that one answer. It keeps no connection
+`DNS_SECONDS` and makes concurrent lookups wait for that one answer; a host that does not
+resolve is not asked again for `FAILED_DNS_SECONDS` (`CachingResolver`). It keeps no connection
 open between lookups (a lookup is rare per host, and an idle pool would outlive the loop that
 made it); each lookup has a session (and cookie jar) of its own.
 
@@ -18,18 +19,55 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import socket
+import time
 import urllib.request
 import weakref
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from modelfs.pkg.catalog.net import NetSettings
 
 MAX_REDIRECTS = 5
 DNS_SECONDS = 30
 """How long a resolved host is reused."""
+
+FAILED_DNS_SECONDS = 10.0
+"""How long a host that did not resolve is not asked again. Without it, lookups on a host that
+does not resolve (no egress, a typo) ask once per lookup, one after the other, and a single
+dropped query holds every lookup that joined it for the resolver's 5 s retry."""
+
+
+class CachingResolver(AbstractResolver):
+    """aiohttp's default resolver, keeping failures for FAILED_DNS_SECONDS as a DNS cache keeps
+    NXDOMAIN (the connector keeps successes)."""
+
+    def __init__(self) -> None:
+        self.resolver = DefaultResolver()
+        self.failed: dict[tuple[str, int, int], tuple[float, OSError]] = {}
+        """(host, port, family) -> (when it failed, how)"""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        key, now = (host, port, int(family)), time.monotonic()
+        found = self.failed.get(key)
+        if found is not None and now - found[0] < FAILED_DNS_SECONDS:
+            raise type(found[1])(*found[1].args)
+        try:
+            return await self.resolver.resolve(host, port, family)
+        except OSError as error:
+            kept = {k: v for k, v in self.failed.items() if now - v[0] < FAILED_DNS_SECONDS}
+            self.failed = {**kept, key: (now, error)}
+            raise
+
+    async def close(self) -> None:
+        await self.resolver.close()
+
 
 _connectors: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[NetSettings, aiohttp.TCPConnector]
@@ -44,7 +82,10 @@ def connector(settings: NetSettings) -> aiohttp.TCPConnector:
     found = mine.get(settings)
     if found is None or found.closed:
         found = mine[settings] = aiohttp.TCPConnector(
-            ssl=settings.ssl_context(), ttl_dns_cache=DNS_SECONDS, force_close=True
+            ssl=settings.ssl_context(),
+            ttl_dns_cache=DNS_SECONDS,
+            force_close=True,
+            resolver=CachingResolver(),
         )
     return found
 
