@@ -9,6 +9,8 @@
 - `add_after` serves schedules and "look again later": the earliest pending time wins, and a
   reconcile that starts meanwhile cancels it (what it returns sets the next one): a reconcile
   that waited for its own write to come back runs once when it does, not again at the deadline.
+  What a reconcile asks to look at again comes back at low priority: it is not news, and in a
+  burst it waits behind the new objects rather than slowing their first reconcile.
 - Two priorities: what a watch event changed is served before the resync and the initial listing
   (`add(key, low=True)`), so new work is never queued behind a pass over every object. Such a
   pass skips a key that is backing off after a failure; a watch event does not. `backlog()`
@@ -126,10 +128,10 @@ class WorkQueue(Generic[K]):
                 worker.set_result(None)
                 return
 
-    def add_after(self, key: K, delay: float) -> None:
+    def add_after(self, key: K, delay: float, *, low: bool = False) -> None:
         """Add `key` in `delay` seconds, unless an earlier add of it is already set."""
         if delay <= 0:
-            self.add(key)
+            self.add(key, low=low)
             return
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
@@ -141,7 +143,7 @@ class WorkQueue(Generic[K]):
 
         def fire() -> None:
             self._timers.pop(key, None)
-            self.add(key)
+            self.add(key, low=low)
 
         self._timers[key] = loop.call_at(when, fire)
 
@@ -286,7 +288,7 @@ class WorkQueue(Generic[K]):
             else:
                 self.forget(key)
                 if again is not None:
-                    self.add_after(key, again)
+                    self.add_after(key, again, low=True)
             finally:
                 self._work_seconds.observe(time.monotonic() - started)
                 self.done(key)

@@ -120,6 +120,34 @@ async def test_a_reconcile_replaces_the_look_again_set_before_it() -> None:
     await queue.stop()
 
 
+async def test_a_look_again_comes_back_behind_the_news() -> None:
+    """What a reconcile asks to look at again is not news: it waits behind keys a watch event
+    added (a burst of new objects is not slowed by the looks again of the first ones)."""
+    queue: WorkQueue[str] = WorkQueue("test")
+    runs: list[str] = []
+    gate = asyncio.Event()
+
+    async def reconcile(key: str) -> float | None:
+        runs.append(key)
+        if key == "first":
+            return 0.03 if runs.count("first") == 1 else None  # look again soon, once
+        if key == "busy":
+            await gate.wait()
+        return None
+
+    queue.add("first")
+    queue.add("busy")  # the worker is held here while the look again comes due, then news
+    queue.start(reconcile, 1)
+    await asyncio.sleep(0.1)
+    for name in ("n1", "n2"):
+        queue.add(name)
+    assert len(queue) == 3 and queue.backlog() == 2  # the look again waits at low priority
+    gate.set()
+    await asyncio.sleep(0.1)
+    assert runs == ["first", "busy", "n1", "n2", "first"]
+    await queue.stop()
+
+
 # ----------------------------------------------------------------------------- the trigger map
 
 
