@@ -296,7 +296,9 @@ GROUPS: dict[str, dict[str, Entry]] = {
         "Pending": Entry(
             "ModelSync, ModelReference: Ready=False, phase PENDING",
             "The Dataset exists and its download has not started (or, under `catalog: Required`, "
-            "waits for the catalog).",
+            "waits for the catalog). A new ModelSync shows phase PENDING with no conditions for "
+            "its first seconds: modelfs writes its first status once the Dataset starts, 5 s "
+            "after the creation at the latest.",
             "Wait; if it stays, check the Dataset controller runs "
             "(`kubectl get pods -n dataset-system`).",
         ),
