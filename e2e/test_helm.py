@@ -477,13 +477,15 @@ def test_helm_install_watching_a_namespace_list(
         assert not lost["status"].get("datasetName")
         datasets_in_a = get_json(target, a, "datasets")["items"]
         assert len(datasets_in_a) == 1, [d["metadata"]["name"] for d in datasets_in_a]
-        # c is not watched: no status, no Dataset, no Event from the operator.
-        for kind, name in (
-            ("modelsource", "minio"),
-            ("modelsync", "m-v1"),
-            ("modelreference", "ref"),
+        # c is not watched: no status (a ModelSync's is the CRD's default, PENDING), no
+        # Dataset, no Event from the operator.
+        for kind, name, default in (
+            ("modelsource", "minio", None),
+            ("modelsync", "m-v1", {"phase": "PENDING"}),
+            ("modelreference", "ref", None),
         ):
-            assert not get_json(target, UNWATCHED, kind, name).get("status"), f"{kind} {name}"
+            found = get_json(target, UNWATCHED, kind, name).get("status")
+            assert found == default, f"{kind} {name}: {found}"
         assert get_json(target, UNWATCHED, "datasets")["items"] == []
         events = get_json(target, UNWATCHED, "events")["items"]
         about_ours = [
