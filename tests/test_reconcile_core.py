@@ -386,13 +386,9 @@ def created_just_now(cluster: MemCluster, versions: int) -> None:
     CRD's default status, created this second."""
     moment = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for i in range(versions):
-        cluster.put(
-            {
-                **obj("ModelSync", NS, f"sync-{i}", {"modelRef": "mdl", "version": f"v{i}"}),
-                "status": {"phase": "PENDING"},
-            }
-            | {"metadata": {"name": f"sync-{i}", "namespace": NS, "creationTimestamp": moment}}
-        )
+        body = obj("ModelSync", NS, f"sync-{i}", {"modelRef": "mdl", "version": f"v{i}"})
+        body["metadata"]["creationTimestamp"] = moment
+        cluster.put({**body, "status": {"phase": "PENDING"}})
 
 
 async def test_a_new_modelsync_s_first_status_says_its_dataset_started() -> None:

@@ -30,24 +30,41 @@ def real_engine_only(request: pytest.FixtureRequest) -> None:
         pytest.skip("shows what the real Dataset controller does (--dataset-controller=real)")
 
 
-def dataset_writes(
-    control_plane: ControlPlane, user: str, namespace: str, since: datetime
-) -> list[str]:
-    """The operator's write requests on Datasets of `namespace` since `since` (audit log)."""
+def writes(
+    control_plane: ControlPlane, resource: str, namespace: str, since: datetime
+) -> list[dict[str, Any]]:
+    """The audit entries of every write request on `resource` in `namespace` since `since`."""
     found = []
     for entry in control_plane.audit_events():
         ref = entry.get("objectRef") or {}
         if (
             entry.get("stage") == "ResponseComplete"
-            and entry.get("user", {}).get("username") == user
             and entry.get("verb") in WRITES
-            and ref.get("resource") == DATASETS[2]
+            and ref.get("resource") == resource
             and ref.get("namespace") == namespace
-            and datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
-            >= since
+            and received(entry) >= since
         ):
-            found.append(f"{entry['verb']} {entry['requestURI']}")
+            found.append(entry)
     return found
+
+
+def received(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
+
+
+def user_of(entry: dict[str, Any]) -> str:
+    return str(entry.get("user", {}).get("username", ""))
+
+
+def dataset_writes(
+    control_plane: ControlPlane, user: str, namespace: str, since: datetime
+) -> list[str]:
+    """The operator's write requests on Datasets of `namespace` since `since` (audit log)."""
+    return [
+        f"{entry['verb']} {entry['requestURI']}"
+        for entry in writes(control_plane, DATASETS[2], namespace, since)
+        if user_of(entry) == user
+    ]
 
 
 async def hugging_face_sync(kube: Kube, storage: dict[str, Any] | None = None) -> None:
@@ -265,20 +282,11 @@ def status_writes(
     control_plane: ControlPlane, resource: str, namespace: str, since: datetime
 ) -> list[tuple[datetime, str]]:
     """(received, user) of every status write on `resource` in `namespace` since `since`."""
-    found = []
-    for entry in control_plane.audit_events():
-        ref = entry.get("objectRef") or {}
-        received = datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        if (
-            entry.get("stage") == "ResponseComplete"
-            and entry.get("verb") in WRITES
-            and ref.get("resource") == resource
-            and ref.get("subresource") == "status"
-            and ref.get("namespace") == namespace
-            and received >= since
-        ):
-            found.append((received, entry.get("user", {}).get("username", "")))
-    return found
+    return [
+        (received(entry), user_of(entry))
+        for entry in writes(control_plane, resource, namespace, since)
+        if (entry.get("objectRef") or {}).get("subresource") == "status"
+    ]
 
 
 async def test_a_new_modelsync_shows_pending_at_once_and_its_first_status_says_processing(
