@@ -127,8 +127,12 @@ def test_chart_objects_pass_a_server_side_dry_run(target: Target) -> None:
     try:
         for args in [
             (),
-            ("--set", "networkPolicy.enabled=true", "--set", "watchNamespaces={team-a}"),
-        ]:
+            (
+                "--set", "networkPolicy.enabled=true", "--set", "watchNamespaces={team-a}",
+                "--set", "networkPolicy.catalog.ports={443,9000}",
+                "--set-json", 'networkPolicy.catalog.to=[{"ipBlock": {"cidr": "10.9.0.0/16"}}]',
+            ),
+        ]:  # fmt: skip
             rendered = helm(
                 target,
                 "template",

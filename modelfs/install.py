@@ -80,6 +80,8 @@ DNS_NAMESPACE_SELECTOR: dict[str, Any] = {
 }
 DNS_POD_SELECTOR: dict[str, Any] = {"matchLabels": {"k8s-app": "kube-dns"}}
 DNS_PORTS = [53]
+# Catalog lookups (the Hub, ModelScope, S3 and most HTTP and Git sources answer on 443).
+CATALOG_PORTS = [443]
 
 
 # ----------------------------------------------------------------------------- chart values
@@ -220,11 +222,25 @@ class DnsEgress(_Values):
     )
 
 
+class CatalogEgress(_Values):
+    ports: list[int] = Field(
+        default_factory=lambda: list(CATALOG_PORTS),
+        description="Ports catalog lookups may reach (with `catalog.enabled`): 443 for the Hub, "
+        "ModelScope and S3; add MinIO's (9000), plain HTTP's (80) or a proxy's; empty: none "
+        "(lookups answer CatalogUnreachable).",
+    )
+    to: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="NetworkPolicyPeers catalog lookups may reach (a mirror's, MinIO's or a "
+        "proxy's addresses); empty: any address on `ports`.",
+    )
+
+
 class NetworkPolicy(_Values):
     enabled: bool = Field(
         False,
         description="A NetworkPolicy for the operator pod: ingress only to the health and metrics "
-        "ports, egress only to the API server and DNS.",
+        "ports, egress only to the API server, DNS and the catalogs (`networkPolicy.catalog`).",
     )
     ingressFrom: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -233,6 +249,7 @@ class NetworkPolicy(_Values):
     )
     apiServer: ApiServerEgress = Field(default_factory=ApiServerEgress)
     dns: DnsEgress = Field(default_factory=DnsEgress)
+    catalog: CatalogEgress = Field(default_factory=CatalogEgress)
 
 
 class LeaderElection(_Values):
@@ -597,7 +614,8 @@ def manager_documents() -> list[dict[str, Any]]:
 def network_policy_document(values: Values | None = None) -> dict[str, Any]:
     """The operator's NetworkPolicy as config/network-policy installs it (the chart's template,
     with `networkPolicy.enabled=true`, renders the same)."""
-    policy = (values or Values()).networkPolicy
+    values = values or Values()
+    policy = values.networkPolicy
     api_ports = [{"port": port, "protocol": "TCP"} for port in policy.apiServer.ports]
     api_rule: dict[str, Any] = {"ports": api_ports}
     if policy.apiServer.cidrs:
@@ -608,6 +626,13 @@ def network_policy_document(values: Values | None = None) -> dict[str, Any]:
     }
     if policy.ingressFrom:
         ingress = {"from": policy.ingressFrom, **ingress}
+    catalog: list[dict[str, Any]] = []
+    if values.catalog.enabled and policy.catalog.ports:
+        catalog_ports = [{"port": port, "protocol": "TCP"} for port in policy.catalog.ports]
+        catalog_rule: dict[str, Any] = {"ports": catalog_ports}
+        if policy.catalog.to:
+            catalog_rule = {"to": policy.catalog.to, **catalog_rule}
+        catalog.append(catalog_rule)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -631,6 +656,7 @@ def network_policy_document(values: Values | None = None) -> dict[str, Any]:
                         for protocol in ("UDP", "TCP")
                     ],
                 },
+                *catalog,
             ],
         },
     }
@@ -672,8 +698,8 @@ def render_config() -> dict[str, str]:
         "newTag: v1}]\n" + _dump(manager_kustomization),
         "network-policy/kustomization.yaml": HEADER
         + "# config/default plus a NetworkPolicy for the operator: ingress only to its health "
-        "and metrics\n# ports, egress only to the API server and DNS. `kubectl apply -k "
-        "config/network-policy`.\n" + _dump(network_policy_kustomization),
+        "and metrics\n# ports, egress only to the API server, DNS and catalog lookups (port 443). "
+        "`kubectl apply -k\n# config/network-policy`.\n" + _dump(network_policy_kustomization),
         "network-policy/network_policy.yaml": HEADER + _dump(network_policy_document()),
     }
 

@@ -24,7 +24,7 @@ import yaml
 from modelfs import __version__
 from modelfs.cli import build_parser
 from modelfs.controllers.rbac import RULES, rules_of
-from modelfs.install import Values, values_table
+from modelfs.install import Values, network_policy_document, values_table
 from modelfs.manifests import rules
 from tests import tools
 
@@ -251,9 +251,10 @@ def test_network_policy_renders_what_config_network_policy_does() -> None:
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     (ingress,) = spec["ingress"]
     assert "from" not in ingress and {p["port"] for p in ingress["ports"]} == {"health", "metrics"}
-    api, dns = spec["egress"]
+    api, dns, catalog = spec["egress"]
     assert {p["port"] for p in api["ports"]} == {443, 6443} and "to" not in api
     assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert catalog == {"ports": [{"port": 443, "protocol": "TCP"}]}
     assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
 
 
@@ -275,6 +276,40 @@ def test_network_policy_values() -> None:
         "ports": [{"port": 6443, "protocol": "TCP"}],
     }
     assert policy["spec"]["ingress"][0]["from"] == ingress_from
+
+
+def test_network_policy_lets_catalog_lookups_out_only_where_told() -> None:
+    """With `apiServer.cidrs` set, 443 elsewhere is closed but for the catalog's own rule: its
+    peers and ports as given; none with the catalog off, or with no catalog ports."""
+    minio = [{"ipBlock": {"cidr": "10.9.0.0/16"}}]
+
+    def egress(*args: str) -> list[dict[str, Any]]:
+        docs = template(
+            "--set", "networkPolicy.enabled=true",
+            "--set", "networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            *args,
+            crds=False,
+        )  # fmt: skip
+        (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+        rules: list[dict[str, Any]] = policy["spec"]["egress"]
+        return rules
+
+    catalog = egress(
+        "--set", "networkPolicy.catalog.ports={443,9000}",
+        "--set-json", f"networkPolicy.catalog.to={json.dumps(minio)}",
+    )[2]  # fmt: skip
+    assert catalog == {
+        "to": minio,
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 9000, "protocol": "TCP"}],
+    }
+    assert len(egress("--set", "catalog.enabled=false")) == 2
+    assert len(egress("--set-json", "networkPolicy.catalog.ports=[]")) == 2
+    # config/network-policy is the chart's default: the same rule, from the same values model.
+    assert network_policy_document()["spec"]["egress"][2] == {
+        "ports": [{"port": 443, "protocol": "TCP"}]
+    }
+    off = Values.model_validate({"catalog": {"enabled": False}})
+    assert len(network_policy_document(off)["spec"]["egress"]) == 2
 
 
 def test_values_yaml_is_the_values_model() -> None:
