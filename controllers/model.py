@@ -200,8 +200,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
         return wait
     if await write_status(ctx, PLURAL, observed.key, stored, plan.status):
         remember_written(ctx, PLURAL, observed.body, plan.status)
-        for type_, reason, message in plan.events:
-            ctx.runtime.post_event(observed.body, type_, reason, message)
+        ctx.runtime.post_events(observed.body, plan.events)
     return None
 
 

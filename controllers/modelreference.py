@@ -489,8 +489,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     written = await write_status(ctx, PLURAL, key, stored, shown.status)
     if written:
         remember_written(ctx, PLURAL, observed.body, shown.status)
-    for type_, reason, message in events + (plan.status_events if written else []):
-        ctx.runtime.post_event(observed.body, type_, reason, message)
+    ctx.runtime.post_events(observed.body, events + (plan.status_events if written else []))
 
 
 async def reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> Result:

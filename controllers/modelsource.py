@@ -91,8 +91,7 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> None:
     stored = observed.body.get("status") or {}
     if await write_status(ctx, PLURAL, observed.key, stored, plan.status):
         remember_written(ctx, PLURAL, observed.body, plan.status)
-        for type_, reason, message in plan.events:
-            ctx.runtime.post_event(observed.body, type_, reason, message)
+        ctx.runtime.post_events(observed.body, plan.events)
         if plan.events:
             logger.info(
                 "Updated ModelSource status",

@@ -1285,21 +1285,18 @@ async def act(ctx: Context, observed: Observed, plan: Plan) -> float | None:
     status = shown.status
     assert status is not None
     if shown.status_wait is not None:  # the first status waits for the Dataset to start
-        for type_, reason, message in shown.events:
-            ctx.runtime.post_event(body, type_, reason, message)
+        ctx.runtime.post_events(body, shown.events)
         return shown.requeue_after
     if status_changes(stored, status) and ctx.runtime.yield_status(PLURAL, key):
         metrics.STATUS_YIELDS.labels(kind=PLURAL).inc()
-        for type_, reason, message in shown.events:  # what was done; the status tells the rest
-            ctx.runtime.post_event(body, type_, reason, message)
+        ctx.runtime.post_events(body, shown.events)  # what was done; the status tells the rest
         return plan.requeue_after
     written = await write_status(ctx, PLURAL, key, stored, status)
     if written:
         remember_written(ctx, PLURAL, body, status)
         if plan.skipped:
             metrics.SCHEDULE_SKIPS.inc()
-    for type_, reason, message in shown.events + (shown.status_events if written else []):
-        ctx.runtime.post_event(body, type_, reason, message)
+    ctx.runtime.post_events(body, shown.events + (shown.status_events if written else []))
     record_metrics(key, stored, status, plan)
     return plan.requeue_after
 

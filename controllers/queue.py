@@ -236,6 +236,9 @@ class WorkQueue(Generic[K]):
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        # What waits here is dropped with the queue (a replica that stops leading makes new
+        # ones): the metric must not keep reporting it.
+        self._depth.set(0)
 
     def failures(self, key: K) -> int:
         """Failed reconciles of `key` since its last success."""

@@ -387,6 +387,11 @@ class Runtime:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def post_events(self, body: Mapping[str, Any], events: Iterable[tuple[str, str, str]]) -> None:
+        """`post_event` for each (type, reason, message) of `events`, in order."""
+        for type_, reason, message in events:
+            self.post_event(body, type_, reason, message)
+
     async def _post_event(
         self, body: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:

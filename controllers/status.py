@@ -233,8 +233,7 @@ async def refuse_unparsed(
     )
     if await write_status(ctx, plural, key, current, status):
         remember_written(ctx, plural, body, status)
-        for type_, reason, message in events:
-            ctx.runtime.post_event(body, type_, reason, message)
+        ctx.runtime.post_events(body, events)
         if events:
             logger.warning(
                 "Refused object whose spec does not parse",

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
 from modelfs import operator as operator_module
 from modelfs.controllers import modelsync, runtime, triggers, watched
@@ -146,6 +147,20 @@ async def test_a_look_again_comes_back_behind_the_news() -> None:
     await asyncio.sleep(0.1)
     assert runs == ["first", "busy", "n1", "n2", "first"]
     await queue.stop()
+
+
+async def test_a_stopped_queue_reports_no_depth() -> None:
+    """A replica that stops leading drops its queues: their depth must not stay on the
+    metric (the standby would report the last leader's backlog for as long as it waits)."""
+    queue: WorkQueue[str] = WorkQueue("stopped")
+    for name in ("a", "b", "c"):
+        queue.add(name)
+    def depth() -> float | None:
+        return REGISTRY.get_sample_value("modelfs_workqueue_depth", {"name": "stopped"})
+
+    assert depth() == 3
+    await queue.stop()
+    assert depth() == 0
 
 
 # ----------------------------------------------------------------------------- the trigger map
