@@ -179,6 +179,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{idle['reads_beyond_secret_rechecks']} (Secret re-checks: {idle['secret_rechecks']})",
             idle["reads_beyond_secret_rechecks"] == 0,
         )
+        add(
+            f"idle {idle['seconds']:g} s: operator CPU",
+            "measured",
+            f"{idle['operator_cpu_ms_per_s']} ms/s",
+            None,
+        )
     return rows
 
 

@@ -155,6 +155,7 @@ async def test_a_stopped_queue_reports_no_depth() -> None:
     queue: WorkQueue[str] = WorkQueue("stopped")
     for name in ("a", "b", "c"):
         queue.add(name)
+
     def depth() -> float | None:
         return REGISTRY.get_sample_value("modelfs_workqueue_depth", {"name": "stopped"})
 

@@ -20,9 +20,11 @@ async def run(bench: Bench, results: dict[str, Any]) -> None:
 
 async def idle(bench: Bench, seconds: float) -> dict[str, Any]:
     machine = bench.machine.snapshot()
+    cpu = bench.cpu()["operator"]
     start = datetime.now(UTC)
     await asyncio.sleep(seconds)
     end = datetime.now(UTC)
+    cpu = bench.cpu()["operator"] - cpu
     entries = bench.audit.by(OPERATOR_USER, start, end)
     writes = [e for e in entries if e.verb in WRITE_VERBS]
     reads = [e for e in entries if e.verb in READ_VERBS]
@@ -47,5 +49,6 @@ async def idle(bench: Bench, seconds: float) -> dict[str, Any]:
         "other_read_requests": [f"{e.verb} {e.uri} {e.code}" for e in other_reads[:20]],
         "reads_by_resource_verb": dict(Counter(f"{e.resource} {e.verb}" for e in reads)),
         "watches_opened": len(watches),
+        "operator_cpu_ms_per_s": round(cpu * 1000 / seconds, 1),
         "others_cpu_cores": bench.machine.others_cores(machine),
     }
