@@ -425,8 +425,10 @@ GROUPS: dict[str, dict[str, Entry]] = {
             "ModelSync: Catalog=Unknown (Ready=False under catalog: Required)",
             "The catalog could not be reached (DNS, connection, TLS). Under BestEffort the "
             "download goes ahead.",
-            "Check the operator's egress (NetworkPolicy, `catalog.httpsProxy`, "
-            "`catalog.caBundle`); for an air-gapped cluster set `catalog.enabled=false`.",
+            "Check the operator's egress (the chart's NetworkPolicy lets lookups out on "
+            "`networkPolicy.catalog.ports`, 443 by default: add MinIO's or a proxy's port; "
+            "`catalog.httpsProxy`, `catalog.caBundle`); for an air-gapped cluster set "
+            "`catalog.enabled=false`.",
         ),
         "CatalogTimeout": Entry(
             "ModelSync: Catalog=Unknown (Ready=False under catalog: Required)",
