@@ -92,6 +92,12 @@ def request_of(resolution: Resolution, namespace: str) -> CatalogRequest:
     return CatalogRequest.of(DatasetType(source.type), source.uri, source.options, namespace)
 
 
+def answer_key(resolution: Resolution, namespace: str, secret_name: str | None) -> AnswerKey:
+    """The key of the answer for `resolution`: the lookup and the Secret it is made with."""
+    secret = (namespace, secret_name) if secret_name else None
+    return request_of(resolution, namespace), secret
+
+
 def human_size(count: int) -> str:
     """Bytes for people, in binary units as PVC sizes are written, with no space, so a list of
     them (`kubectl get mdl -o wide`) splits into one per version: 4.3GiB."""

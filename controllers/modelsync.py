@@ -75,8 +75,8 @@ from modelfs.controllers.catalog import (
     Answer,
     AnswerKey,
     CatalogVerdict,
+    answer_key,
     entry_status,
-    request_of,
     storage_refusal,
     summary,
 )
@@ -850,9 +850,7 @@ def catalog(observed: Observed, plan: Plan) -> Plan:
     off = catalog_off(observed, source)
     if off is not None or observed.catalog is None:
         return replace(plan, catalog=off)
-    namespace = sync.metadata.namespace or ""
-    secret = (namespace, source.spec.secret_ref) if source.spec.secret_ref else None
-    key = (request_of(found, namespace), secret)
+    key = answer_key(found, sync.metadata.namespace or "", source.spec.secret_ref)
     answer = observed.catalog.get(key)
     newer = checked_since(sync, plan.view) if plan.round.reason == SCHEDULED else None
     # the status keeps whole seconds: an answer of the second it records is not newer
@@ -923,9 +921,8 @@ def unrecorded_answer(observed: Observed, plan: Plan) -> Plan:
     off = catalog_off(observed, source)
     if off is not None or observed.catalog is None:
         return plan if recorded else replace(plan, catalog=off)
-    namespace = sync.metadata.namespace or ""
-    secret = (namespace, source.spec.secret_ref) if source.spec.secret_ref else None
-    answer = observed.catalog.get((request_of(found, namespace), secret))
+    key = answer_key(found, sync.metadata.namespace or "", source.spec.secret_ref)
+    answer = observed.catalog.get(key)
     if answer is None or answer.expires <= plan_now(plan):
         return plan
     result = answer.result
