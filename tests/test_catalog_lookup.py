@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from modelfs.pkg.catalog.lookup import FOUND_TTL, UNAVAILABLE_TTL, Catalog
-from modelfs.pkg.catalog.loop import OwnLoop
+from modelfs.pkg.catalog.loop import BLOCKING_AT_ONCE, OwnLoop, in_thread
 from modelfs.pkg.catalog.modelscope import default_revision, select
 from modelfs.pkg.catalog.net import NetSettings
 from modelfs.pkg.catalog.pure import (
@@ -299,3 +304,55 @@ async def test_a_cancelled_caller_cancels_the_lookup_and_leftovers_are_no_error(
     assert cancelled == [True]
     assert thread is not None and not thread.is_alive()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
+
+
+async def test_a_blocking_lookup_runs_on_a_thread_with_its_answer_or_its_error() -> None:
+    """The Hub's and S3's synchronous clients run on threads, at most BLOCKING_AT_ONCE at a
+    time; the caller gets the result or the exception."""
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def work(value: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        if value < 0:
+            raise ValueError("negative")
+        return value * 2
+
+    assert await asyncio.gather(*(in_thread(work, k) for k in range(20))) == [
+        k * 2 for k in range(20)
+    ]
+    assert most == BLOCKING_AT_ONCE
+    with pytest.raises(ValueError, match="negative"):
+        await in_thread(work, -1)
+
+
+def test_a_blocking_lookup_given_up_on_does_not_hold_the_operator_s_exit() -> None:
+    """A lookup whose timeout passed (or that a stopping operator cancelled) may still be
+    blocked in its client: the process exits anyway, as a stopping pod must (with
+    `asyncio.to_thread` the interpreter waited for the thread: the client's 10 s timeout)."""
+    script = textwrap.dedent(
+        """
+        import asyncio, time
+        from modelfs.pkg.catalog.loop import OwnLoop, in_thread
+
+        async def main():
+            own = OwnLoop()
+            try:
+                await asyncio.wait_for(own.run(in_thread(time.sleep, 30)), 0.2)
+            except TimeoutError:
+                pass
+            own.close()
+
+        asyncio.run(main())
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
+    assert done.returncode == 0
+    assert time.monotonic() - started < 10

@@ -13,6 +13,7 @@ import asyncio
 import threading
 from typing import Any
 
+from modelfs.pkg.catalog.loop import in_thread
 from modelfs.pkg.catalog.net import NetSettings, clip, scrub, secrets_of
 from modelfs.pkg.catalog.pure import RemoteFile, entry_of, no_files_matched, retry_after
 from modelfs.pkg.catalog.types import (
@@ -68,7 +69,7 @@ class HubLookup:
     async def __call__(self, request: CatalogRequest, credentials: Credentials) -> LookupResult:
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(self.lookup, request, credentials), self.settings.timeout
+                in_thread(self.lookup, request, credentials), self.settings.timeout
             )
         except TimeoutError:
             endpoint = request.option("endpoint") or self.settings.hub_endpoint

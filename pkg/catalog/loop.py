@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -23,6 +24,13 @@ T = TypeVar("T")
 
 CLOSE_SECONDS = 2.0
 """How long `close` waits for the lookups it cancelled to finish."""
+
+BLOCKING_AT_ONCE = 8
+"""Blocking lookups (the Hub's and S3's synchronous clients) running at once, per loop."""
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class OwnLoop:
@@ -62,6 +70,39 @@ class OwnLoop:
             asyncio.run_coroutine_threadsafe(_cancel_all(cleanup), loop).result(CLOSE_SECONDS)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(CLOSE_SECONDS)
+
+
+async def in_thread(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args)` on a daemon thread of its own, awaited from the calling loop, at most
+    BLOCKING_AT_ONCE at a time. Not `asyncio.to_thread`: the interpreter joins the default
+    executor's threads at exit, so a lookup given up on (its timeout passed, the operator
+    stopping) held the process's exit until the client's own timeout. A daemon thread does not;
+    what it returns after its caller has gone is dropped."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(BLOCKING_AT_ONCE)
+    async with slots:
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if future.done():  # the caller has gone
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def run() -> None:
+            try:
+                result, error = func(*args), None
+            except Exception as e:  # handed to the caller, as to_thread does
+                result, error = None, e
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=run, name="modelfs-catalog-lookup", daemon=True).start()
+        return await future
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from modelfs.pkg.catalog.loop import in_thread
 from modelfs.pkg.catalog.net import NetSettings, clip, scrub, secrets_of
 from modelfs.pkg.catalog.pure import RemoteFile, entry_of, retry_after
 from modelfs.pkg.catalog.types import (
@@ -43,7 +44,7 @@ class S3Lookup:
     async def __call__(self, request: CatalogRequest, credentials: Credentials) -> LookupResult:
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(self.lookup, request, credentials), self.settings.timeout
+                in_thread(self.lookup, request, credentials), self.settings.timeout
             )
         except TimeoutError:
             return Unavailable(
