@@ -611,28 +611,28 @@ def manager_documents() -> list[dict[str, Any]]:
     return [namespace, deployment, service, budget]
 
 
+def tcp_egress(ports: list[int], peers: list[dict[str, Any]]) -> dict[str, Any]:
+    """An egress rule to `ports` (TCP) of `peers`, or of any address without peers."""
+    rule: dict[str, Any] = {"ports": [{"port": port, "protocol": "TCP"} for port in ports]}
+    return {"to": peers, **rule} if peers else rule
+
+
 def network_policy_document(values: Values | None = None) -> dict[str, Any]:
     """The operator's NetworkPolicy as config/network-policy installs it (the chart's template,
     with `networkPolicy.enabled=true`, renders the same)."""
     values = values or Values()
     policy = values.networkPolicy
-    api_ports = [{"port": port, "protocol": "TCP"} for port in policy.apiServer.ports]
-    api_rule: dict[str, Any] = {"ports": api_ports}
-    if policy.apiServer.cidrs:
-        peers = [{"ipBlock": {"cidr": cidr}} for cidr in policy.apiServer.cidrs]
-        api_rule = {"to": peers, **api_rule}
+    api_peers = [{"ipBlock": {"cidr": cidr}} for cidr in policy.apiServer.cidrs]
     ingress: dict[str, Any] = {
         "ports": [{"port": "health", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]
     }
     if policy.ingressFrom:
         ingress = {"from": policy.ingressFrom, **ingress}
-    catalog: list[dict[str, Any]] = []
-    if values.catalog.enabled and policy.catalog.ports:
-        catalog_ports = [{"port": port, "protocol": "TCP"} for port in policy.catalog.ports]
-        catalog_rule: dict[str, Any] = {"ports": catalog_ports}
-        if policy.catalog.to:
-            catalog_rule = {"to": policy.catalog.to, **catalog_rule}
-        catalog.append(catalog_rule)
+    catalog = (
+        [tcp_egress(policy.catalog.ports, policy.catalog.to)]
+        if values.catalog.enabled and policy.catalog.ports
+        else []
+    )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -642,7 +642,7 @@ def network_policy_document(values: Values | None = None) -> dict[str, Any]:
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [ingress],
             "egress": [
-                api_rule,
+                tcp_egress(policy.apiServer.ports, api_peers),
                 {
                     "to": [
                         {
