@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from modelfs.api.v1 import KINDS, Model, ModelReference, ModelSource, ModelSync
+from modelfs.memory import shared
 from modelfs.pkg.dataset import DATASET_PLURAL, parse
 from modelfs.pkg.kube import TRANSIENT_ERRORS
 
@@ -72,29 +74,32 @@ UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A kopf body as a plain dict to keep in an index. Shallow: kopf hands each watch event a
-    body of its own and never changes it afterwards, and modelfs never changes what it reads, so
-    a deep copy of every body of every event would be CPU and memory spent for nothing.
+    """A kopf body as plain dicts to keep in an index, its keys and short strings shared with
+    every other indexed object (`memory.shared`): the index holds thousands of objects, each
+    decoded from its own watch event. modelfs never changes what it reads.
 
     Without what modelfs never reads and the index would keep for every object: the field
     sets of `metadata.managedFields` (`fieldsV1`, a large part of a small object's body;
     who manages it, when and how stays) and kubectl's last-applied copy of the whole object."""
-    kept = dict(body)
-    meta = kept.get("metadata")
-    if isinstance(meta, Mapping):
-        meta = dict(meta)
-        if meta.get("managedFields"):
-            meta["managedFields"] = [
-                {k: v for k, v in entry.items() if k != "fieldsV1"}
-                for entry in meta["managedFields"]
-            ]
-        annotations = meta.get("annotations")
-        if annotations and any(a in annotations for a in UNREAD_ANNOTATIONS):
-            meta["annotations"] = {
-                k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS
-            }
-        kept["metadata"] = meta
+    kept: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "metadata" and isinstance(value, Mapping):
+            kept["metadata"] = {sys.intern(k): _metadata_field(k, v) for k, v in value.items()}
+        else:
+            kept[sys.intern(key)] = shared(value)
     return kept
+
+
+def _metadata_field(key: str, value: Any) -> Any:
+    if key == "managedFields" and isinstance(value, list):
+        return [
+            {sys.intern(k): shared(v) for k, v in entry.items() if k != "fieldsV1"}
+            for entry in value
+            if isinstance(entry, Mapping)
+        ]
+    if key == "annotations" and isinstance(value, Mapping):
+        return {sys.intern(k): shared(v) for k, v in value.items() if k not in UNREAD_ANNOTATIONS}
+    return shared(value)
 
 
 def by_name(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]]:

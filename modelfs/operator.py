@@ -7,8 +7,6 @@ Registration is kept here, in one place, so the controllers stay plain functions
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import gc
 import logging
 import os
@@ -48,6 +46,7 @@ from modelfs.controllers.runtime import (
     body_key,
     resource_version,
 )
+from modelfs.memory import shrink_ssl_buffers, trim_memory
 from modelfs.pkg.catalog.lookup import Catalog as Lookups
 from modelfs.pkg.catalog.loop import OwnLoop
 from modelfs.pkg.catalog.net import MODELSCOPE_ENDPOINT, NetSettings
@@ -62,14 +61,6 @@ RESYNC_SECONDS = 30.0
 
 
 QUIET_SECONDS = 3.0
-
-
-def trim_memory() -> None:
-    """Collect garbage and return free heap memory to the system (glibc's `malloc_trim`; a
-    no-op elsewhere)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class Operator:
@@ -519,6 +510,7 @@ def run(
         start_http_server(metrics_port)
     registry = register(kopf.OperatorRegistry())
     kopf_internals.install(registry)
+    shrink_ssl_buffers()
     asyncio.run(
         kopf.operator(
             registry=registry,
