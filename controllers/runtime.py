@@ -78,9 +78,10 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     every other indexed object (`memory.shared`): the index holds thousands of objects, each
     decoded from its own watch event. modelfs never changes what it reads.
 
-    Without what modelfs never reads and the index would keep for every object: the field
-    sets of `metadata.managedFields` (`fieldsV1`, a large part of a small object's body;
-    who manages it, when and how stays) and kubectl's last-applied copy of the whole object."""
+    Without what modelfs never reads and the index would keep for every object: of
+    `metadata.managedFields` only who manages the object stays (`manager`: the field sets are a
+    large part of a small object's body), and kubectl's last-applied copy of the whole object
+    goes."""
     kept: dict[str, Any] = {}
     for key, value in body.items():
         if key == "metadata" and isinstance(value, Mapping):
@@ -93,7 +94,7 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
 def _metadata_field(key: str, value: Any) -> Any:
     if key == "managedFields" and isinstance(value, list):
         return [
-            {sys.intern(k): shared(v) for k, v in entry.items() if k != "fieldsV1"}
+            {"manager": shared(entry.get("manager"))}
             for entry in value
             if isinstance(entry, Mapping)
         ]

@@ -242,6 +242,13 @@ async def test_a_token_the_hub_has_not_granted_is_refused_as_gated(
         (Fault(503), UnavailableReason.SERVER_ERROR, None),
         (Fault(429, {"Retry-After": "42"}), UnavailableReason.RATE_LIMITED, 42.0),
         (Fault(200, {}, b"<html>proxy</html>"), UnavailableReason.SERVER_ERROR, None),
+        # JSON, but not the Hub's: a list, and a file without its name.
+        (Fault(200, {}, b"[]"), UnavailableReason.SERVER_ERROR, None),
+        (
+            Fault(200, {}, b'{"sha": "a", "siblings": [{"size": 1}]}'),
+            UnavailableReason.SERVER_ERROR,
+            None,
+        ),
     ],
 )
 async def test_a_failing_hub_is_unavailable(

@@ -65,7 +65,7 @@ async def test_waiters_wake_when_the_last_object_is_indexed() -> None:
 # ----------------------------------------------------------------------------- indexes
 
 
-def test_an_index_snapshot_keeps_all_but_field_sets_and_kubectls_copy() -> None:
+def test_an_index_snapshot_keeps_only_the_managers_of_managed_fields_not_kubectls_copy() -> None:
     body: dict[str, Any] = {
         "metadata": {
             "name": "a",
@@ -82,7 +82,7 @@ def test_an_index_snapshot_keeps_all_but_field_sets_and_kubectls_copy() -> None:
     assert kept == {
         "metadata": {
             "name": "a",
-            "managedFields": [{"manager": "modelfs", "operation": "Apply"}],
+            "managedFields": [{"manager": "modelfs"}],
             "annotations": {"x": "1"},
             "labels": {"l": "v"},
         },

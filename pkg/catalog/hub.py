@@ -5,6 +5,11 @@ so the lookup asks for the default branch too; it applies include/exclude with
 `huggingface_hub`'s `filter_repo_objects`, the function the loader's `snapshot_download` uses.
 `huggingface_hub` is synchronous: the lookup runs in a thread and its HTTP client carries the
 time limit, so a hung Hub does not keep the thread past it.
+
+The lookup makes `HfApi.repo_info`'s request and `auth_check`'s with the library's own HTTP
+layer (its shared client, its headers, `hf_raise_for_status` and its error classes) and reads
+the JSON itself: importing `huggingface_hub.hf_api` for those two calls would cost the
+operator about 5 MiB more (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ class HubLookup:
         """The blocking lookup (run in a thread by `__call__`)."""
         _configure_client(self.settings)
         import httpx2
-        from huggingface_hub import HfApi
+        from huggingface_hub import get_session, hf_raise_for_status
         from huggingface_hub.errors import (
             GatedRepoError,
             HfHubHTTPError,
@@ -90,19 +95,36 @@ class HubLookup:
             RevisionNotFoundError,
         )
 
+        # Public in the library's documentation (Utilities), not re-exported for type checkers.
+        from huggingface_hub.utils import (  # type: ignore[attr-defined]
+            build_hf_headers,
+            validate_repo_id,
+        )
+
         repo_id, repo_type = repo_of(request)
         endpoint = (request.option("endpoint") or self.settings.hub_endpoint).rstrip("/")
         token = credentials.get("token") or None
         where = f"{repo_type} {repo_id} at {endpoint}"
-        # token=False: never fall back to a token from the operator's environment or disk.
-        api = HfApi(endpoint=endpoint, token=token or False, library_name="modelfs")
         secrets = secrets_of(credentials)
         try:
-            info = api.repo_info(
-                repo_id, repo_type=repo_type, files_metadata=True, timeout=self.settings.timeout
+            validate_repo_id(repo_id)
+            # token=False: never fall back to a token from the operator's environment or disk.
+            headers = build_hf_headers(token=token or False, library_name="modelfs")
+            # HfApi.repo_info(files_metadata=True) and HfApi.auth_check, as the library makes them.
+            url = f"{endpoint}/api/{repo_type}s/{repo_id}"
+            session = get_session()
+            response = session.get(
+                url, headers=headers, timeout=self.settings.timeout, params={"blobs": True}
             )
-            if info.gated:
-                api.auth_check(repo_id, repo_type=repo_type)
+            hf_raise_for_status(response)
+            info = response.json()
+            if not isinstance(info, dict):
+                raise ValueError("not a JSON object")
+            if info.get("gated"):
+                checked = session.get(
+                    f"{url}/auth-check", headers=headers, timeout=self.settings.timeout
+                )
+                hf_raise_for_status(checked)
         except GatedRepoError:
             how = "no token is set" if token is None else "the token has not been granted access"
             return Refusal(
@@ -139,7 +161,14 @@ class HubLookup:
                 UnavailableReason.SERVER_ERROR,
                 f"{endpoint} gave an answer that is not the Hub's: {type(e).__name__}",
             )
-        return summarize(request, info, where)
+        try:
+            return summarize(request, info, where)
+        except (KeyError, TypeError, AttributeError) as e:
+            # JSON, but not shaped as the Hub's (a file without its name, say).
+            return Unavailable(
+                UnavailableReason.SERVER_ERROR,
+                f"{endpoint} gave an answer that is not the Hub's: {type(e).__name__}",
+            )
 
 
 def _http_error(error: Any, where: str, has_token: bool, secrets: list[str]) -> LookupResult:
@@ -167,8 +196,10 @@ def _http_error(error: Any, where: str, has_token: bool, secrets: list[str]) -> 
     )
 
 
-def summarize(request: CatalogRequest, info: Any, where: str) -> LookupResult:
-    """The entry for a repo_info answer, after the loader's include/exclude (pure)."""
+def summarize(request: CatalogRequest, info: dict[str, Any], where: str) -> LookupResult:
+    """The entry for the Hub's answer about a repository (`/api/models/{id}?blobs=true`), after
+    the loader's include/exclude (pure). Fields are read as `huggingface_hub`'s ModelInfo and
+    DatasetInfo read them."""
     # The loader's own filter (huggingface_hub re-exports it without marking it public).
     from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
@@ -176,11 +207,11 @@ def summarize(request: CatalogRequest, info: Any, where: str) -> LookupResult:
     exclude = request.option("exclude") or None
     files = [
         RemoteFile(
-            s.rfilename,
-            s.size,
-            (s.lfs.sha256 if s.lfs is not None else s.blob_id) or "",
+            str(s["rfilename"]),
+            s.get("size"),
+            str(((s.get("lfs") or {}).get("sha256") if s.get("lfs") else s.get("blobId")) or ""),
         )
-        for s in info.siblings or []
+        for s in info.get("siblings") or []
     ]
     selected = list(
         filter_repo_objects(
@@ -189,16 +220,17 @@ def summarize(request: CatalogRequest, info: Any, where: str) -> LookupResult:
     )
     if not selected:
         return no_files_matched(include, exclude, [f.path for f in files], where)
-    parameters = info.safetensors.total if getattr(info, "safetensors", None) else None
-    config = getattr(info, "config", None) or {}
+    safetensors = info.get("safetensors")
+    parameters = safetensors.get("total") if isinstance(safetensors, dict) else None
+    config = info.get("config")
     architectures = config.get("architectures") if isinstance(config, dict) else None
-    card = info.card_data
-    license_ = card.get("license") if card is not None else None
+    card = info.get("cardData")
+    license_ = card.get("license") if isinstance(card, dict) else None
     return entry_of(
-        info.sha,
+        info.get("sha"),
         selected,
         parameters=parameters,
         architecture=str(architectures[0]) if architectures else None,
         license=", ".join(license_) if isinstance(license_, list) else license_,
-        gated=bool(info.gated),
+        gated=bool(info.get("gated")),
     )
