@@ -145,12 +145,14 @@ def dataset_reads(body: Mapping[str, Any]) -> tuple[Any, ...]:
     operator reads them: `managed_spec`), status, labels, annotations, owners and deletion. A
     watch event that changes none of these (the Dataset operator's finalizer and its spec
     write-back with the API server's defaults, a managedFields timestamp) affects nobody.
-    Kept per version (`READS_KEPT`): the watch event and each reconcile of its owner ask."""
+    Kept for the newest version of each Dataset (`READS_KEPT` Datasets): the watch event and
+    each reconcile of its owner ask. The parts are the body's own, not copies: pass the
+    indexed body, whose strings are shared, rather than a watch event's."""
     meta = body.get("metadata", {})
-    version = (meta.get("uid"), meta.get("resourceVersion"))
-    found = _reads.get(version) if version[1] else None
-    if found is not None:
-        return found
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    found = _reads.get(uid) if version else None
+    if found is not None and found[0] == version:
+        return found[1]
     reads = (
         managed_spec(body.get("spec") or {}),
         body.get("status"),
@@ -159,16 +161,22 @@ def dataset_reads(body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta.get("ownerReferences"),
         meta.get("deletionTimestamp"),
     )
-    if version[1]:
-        _reads[version] = reads
+    if version:
+        _reads[uid] = (version, reads)
+        _reads.move_to_end(uid)
         if len(_reads) > READS_KEPT:
             _reads.popitem(last=False)
     return reads
 
 
+def forget_reads(uid: str) -> None:
+    """A Dataset is gone: what was kept of its reads goes too."""
+    _reads.pop(uid, None)
+
+
 READS_KEPT = 4096
-"""Dataset versions whose reads are kept: the newest, most read, are the last added."""
-_reads: OrderedDict[tuple[Any, Any], tuple[Any, ...]] = OrderedDict()
+"""Datasets whose newest reads are kept; the least recently asked go first."""
+_reads: OrderedDict[Any, tuple[Any, tuple[Any, ...]]] = OrderedDict()
 
 
 def namespace_changed(ix: Indexes, name: str) -> Affected:

@@ -129,7 +129,14 @@ class Operator:
         plural = kind.plural
         key = body_key(body)
         if deleted:
-            self.runtime.forget_uid(str(body.get("metadata", {}).get("uid") or ""))
+            uid = str(body.get("metadata", {}).get("uid") or "")
+            self.runtime.forget_uid(uid)
+            triggers.forget_reads(uid)
+        # What is kept of the reads refers to the indexed copy (updated before this call), whose
+        # strings are shared, rather than to this event's: see `runtime.snapshot`.
+        indexed = indexes.object(plural, key) if kind.reads is not None else None
+        if indexed is not None and resource_version(indexed) == resource_version(body):
+            body = indexed
         if kind.reads is not None and not self.read_changed(kind, key, body, deleted):
             own = self.runtime.record_event(plural, key, body)
             if own and self.runtime.take_deferred(plural, key):

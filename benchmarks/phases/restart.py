@@ -1,6 +1,8 @@
 """restart: the operator is stopped (SIGTERM) and started again with the scale phase's READY
 ModelSyncs: its writes, its CPU until it is idle, and the time a ModelSync created as soon as
-it answers /healthz waits for its Dataset."""
+it answers /healthz waits for its Dataset. Idle also means the new ModelSync has its first
+status: no Dataset controller watches its namespace, so the operator writes it at the 5 s mark
+(FIRST_STATUS_WAIT), and the idle phase that follows must not see that write."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from benchmarks.common import (
     watch,
 )
 from benchmarks.harness import Bench
-from modelfs.api.v1 import ModelSync
+from modelfs.api.v1 import GROUP, VERSION, ModelSync
 from modelfs.pkg.dataset import DATASET_GROUP, DATASET_PLURAL, DATASET_VERSION
 from modelfs.testing.operator import OperatorProcess
 
@@ -49,20 +51,33 @@ async def restart(bench: Bench) -> dict[str, Any]:
     triples = await bench.prepare(RESTART_NS, 1)
     await bench.audit.quiet(OPERATOR_USER, seconds=2.0, within=30.0)
     tracker = Tracker(expected=1)
-    started = asyncio.Event()
-    watcher = asyncio.create_task(
-        watch(
-            bench.watch_api,
-            DATASET_GROUP,
-            DATASET_VERSION,
-            RESTART_NS,
-            DATASET_PLURAL,
-            tracker.on_dataset,
-            started,
-        )
-    )
+    started = [asyncio.Event(), asyncio.Event()]
+    first_status = asyncio.Event()
+
+    def on_sync(kind: str, body: dict[str, Any], now: float) -> None:
+        if (body.get("status") or {}).get("conditions"):  # written by modelfs, not the default
+            first_status.set()
+
+    watchers = [
+        asyncio.create_task(
+            watch(
+                bench.watch_api,
+                DATASET_GROUP,
+                DATASET_VERSION,
+                RESTART_NS,
+                DATASET_PLURAL,
+                tracker.on_dataset,
+                started[0],
+            )
+        ),
+        asyncio.create_task(
+            watch(
+                bench.watch_api, GROUP, VERSION, RESTART_NS, ModelSync.plural, on_sync, started[1]
+            )
+        ),
+    ]
     try:
-        await asyncio.wait_for(started.wait(), 60)
+        await asyncio.wait_for(asyncio.gather(*(s.wait() for s in started)), 60)
         await asyncio.sleep(0.5)
         procs = bench.procs
         ready_before = bench.syncs_alive
@@ -96,15 +111,16 @@ async def restart(bench: Bench) -> dict[str, Any]:
             procs.operator,
             started=t0,
             within=bench.args.converge_timeout,
-            also=tracker.all_datasets.is_set,
+            also=lambda: tracker.all_datasets.is_set() and first_status.is_set(),
         )
         window_end = datetime.now(UTC)
         others = bench.machine.others_cores(machine)
         if profile is not None:
             bench.profile = await bench.profiled(profile)
     finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
     entries = bench.audit.by(OPERATOR_USER, window_start, window_end)
     writes = [e for e in entries if e.verb in WRITE_VERBS]
     old = [e for e in writes if e.namespace != RESTART_NS]
