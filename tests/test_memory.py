@@ -13,9 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelfs import operator as operator_module
+from modelfs.controllers import triggers, watched
 from modelfs.controllers.runtime import snapshot
 from modelfs.memory import SHARED_STRING_LENGTH, SSL_READ_BUFFER, shared, shrink_ssl_buffers
 from modelfs.testing.controlplane import PKI
+from tests.memcluster import obj
+from tests.test_reconcile_core import NS, shared_model_cluster
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=60),
@@ -116,3 +120,41 @@ async def test_a_tls_connection_reads_a_large_answer_whole_with_the_smaller_buff
         writer.close()
     assert received == payload
     assert buffer == SSL_READ_BUFFER
+
+
+def test_a_datasets_reads_are_kept_for_its_newest_version_only_and_go_with_it() -> None:
+    def dataset(version: str, phase: str) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": "d",
+                "namespace": "ns",
+                "uid": "uid-d",
+                "resourceVersion": version,
+            },
+            "status": {"phase": phase},
+        }
+
+    first = triggers.dataset_reads(dataset("1", "PENDING"))
+    assert triggers.dataset_reads(dataset("1", "PENDING")) is first  # asked again: kept
+    second = triggers.dataset_reads(dataset("2", "READY"))
+    assert second[1] == {"phase": "READY"}
+    assert [v for v, _ in triggers._reads.values() if _ is first] == []  # the older one went
+    assert triggers._reads["uid-d"][0] == "2"
+    triggers.forget_reads("uid-d")
+    assert "uid-d" not in triggers._reads
+
+
+async def test_the_reads_the_operator_keeps_refer_to_the_indexed_copy() -> None:
+    """A watch event's body is its own decoded copy; the index holds one with shared strings.
+    What the operator keeps to compare the next event with must be the index's."""
+    cluster = shared_model_cluster(versions=1, references=0)
+    operator = operator_module.Operator(cluster.runtime)
+    stored = cluster.put(
+        {**obj("Dataset", NS, "mdl-v0", {"source": {"type": "HTTP"}}), "status": {"phase": "READY"}}
+    )
+    indexed = cluster.indexes.object("datasets", (NS, "mdl-v0"))
+    assert indexed is not None and indexed is not stored
+    operator.on_event(watched.DATASETS, json.loads(json.dumps(stored)), cluster.indexes)
+    kept = operator.reads[("datasets", (NS, "mdl-v0"))]
+    assert kept[1] is indexed["status"]
+    await operator.stop()
