@@ -175,7 +175,7 @@ def forget_reads(uid: str) -> None:
 
 
 READS_KEPT = 4096
-"""Datasets whose newest reads are kept; the least recently asked go first."""
+"""Datasets whose newest reads are kept; the one whose reads changed longest ago goes first."""
 _reads: OrderedDict[Any, tuple[Any, tuple[Any, ...]]] = OrderedDict()
 
 

@@ -132,16 +132,17 @@ class Operator:
             uid = str(body.get("metadata", {}).get("uid") or "")
             self.runtime.forget_uid(uid)
             triggers.forget_reads(uid)
-        # What is kept of the reads refers to the indexed copy (updated before this call), whose
-        # strings are shared, rather than to this event's: see `runtime.snapshot`.
-        indexed = indexes.object(plural, key) if kind.reads is not None else None
-        if indexed is not None and resource_version(indexed) == resource_version(body):
-            body = indexed
-        if kind.reads is not None and not self.read_changed(kind, key, body, deleted):
-            own = self.runtime.record_event(plural, key, body)
-            if own and self.runtime.take_deferred(plural, key):
-                self.enqueue(kind.own_write(indexes, body, True))
-            return
+        if kind.reads is not None:
+            # What is kept of the reads refers to the indexed copy (updated before this call),
+            # whose strings are shared, rather than to this event's: see `runtime.snapshot`.
+            indexed = indexes.object(plural, key)
+            if indexed is not None and resource_version(indexed) == resource_version(body):
+                body = indexed
+            if not self.read_changed(kind, key, body, deleted):
+                own = self.runtime.record_event(plural, key, body)
+                if own and self.runtime.take_deferred(plural, key):
+                    self.enqueue(kind.own_write(indexes, body, True))
+                return
         if self.runtime.record_event(plural, key, body):
             self.enqueue(self.own_write(kind, key, body, indexes), low=listing)
         elif not self.runtime.hold(

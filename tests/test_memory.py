@@ -138,8 +138,8 @@ def test_a_datasets_reads_are_kept_for_its_newest_version_only_and_go_with_it() 
     assert triggers.dataset_reads(dataset("1", "PENDING")) is first  # asked again: kept
     second = triggers.dataset_reads(dataset("2", "READY"))
     assert second[1] == {"phase": "READY"}
-    assert [v for v, _ in triggers._reads.values() if _ is first] == []  # the older one went
-    assert triggers._reads["uid-d"][0] == "2"
+    assert all(reads is not first for _, reads in triggers._reads.values())  # the older went
+    assert triggers._reads["uid-d"] == ("2", second)
     triggers.forget_reads("uid-d")
     assert "uid-d" not in triggers._reads
 

@@ -125,6 +125,7 @@ class HubLookup:
                     f"{url}/auth-check", headers=headers, timeout=self.settings.timeout
                 )
                 hf_raise_for_status(checked)
+            return summarize(request, info, where)
         except GatedRepoError:
             how = "no token is set" if token is None else "the token has not been granted access"
             return Refusal(
@@ -155,16 +156,9 @@ class HubLookup:
                 UnavailableReason.UNREACHABLE,
                 f"{endpoint} cannot be reached: {clip(scrub(str(e) or type(e).__name__, secrets))}",
             )
-        except ValueError as e:
-            # A body that is not the Hub's JSON (a proxy's error page, say).
-            return Unavailable(
-                UnavailableReason.SERVER_ERROR,
-                f"{endpoint} gave an answer that is not the Hub's: {type(e).__name__}",
-            )
-        try:
-            return summarize(request, info, where)
-        except (KeyError, TypeError, AttributeError) as e:
-            # JSON, but not shaped as the Hub's (a file without its name, say).
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            # A body that is not the Hub's JSON (a proxy's error page, say), or JSON not shaped
+            # as the Hub's answer (a list, a file without its name).
             return Unavailable(
                 UnavailableReason.SERVER_ERROR,
                 f"{endpoint} gave an answer that is not the Hub's: {type(e).__name__}",
@@ -209,7 +203,7 @@ def summarize(request: CatalogRequest, info: dict[str, Any], where: str) -> Look
         RemoteFile(
             str(s["rfilename"]),
             s.get("size"),
-            str(((s.get("lfs") or {}).get("sha256") if s.get("lfs") else s.get("blobId")) or ""),
+            str((s["lfs"].get("sha256") if s.get("lfs") else s.get("blobId")) or ""),
         )
         for s in info.get("siblings") or []
     ]
